@@ -1,0 +1,56 @@
+"""Typed settings read once from the environment, so no other module reads environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where everything a run writes lives (`home`) and where the dbt project is."""
+
+    home: Path
+    dbt_project_dir: Path
+    dbt_profiles_dir: Path
+    dbt_target: str = "dev"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def online_dir(self) -> Path:
+        return self.home / "online"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.dbt_project_dir / "target" / "manifest.json"
+
+    def ensure_home(self) -> Path:
+        self.home.mkdir(parents=True, exist_ok=True)
+        return self.home
+
+
+def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
+    """Read `FTI_HOME` (default `./.fti`) and the dbt locations; an explicit `home` wins."""
+    env = os.environ
+    root = Path(env.get("FTI_PROJECT_ROOT", PROJECT_ROOT))
+    chosen = Path(home) if home is not None else Path(env.get("FTI_HOME", ".fti"))
+    return Settings(
+        home=chosen.expanduser().resolve(),
+        dbt_project_dir=root / "dbt_project",
+        dbt_profiles_dir=root,
+        dbt_target=env.get("FTI_DBT_TARGET", "dev"),
+    )
