@@ -1,0 +1,105 @@
+{#-
+  Trailing departure-delay statistics per entity, one row per entity per moment a delay became known.
+
+  A flight contributes at `departed_at` (when its delay became known), never at its schedule, so a row at
+  time t only uses flights that had left by t. Each window is half-open: (t - N days, t].
+  `loaded_at` of a row is the latest ingestion time of the flights in its widest window, i.e. when the row's
+  values became computable; it is also the incremental watermark.
+
+  Incremental runs are exact: new flights (loaded after the watermark) change every row from their
+  earliest departure onwards (their windows reach forward), so those rows are recomputed from flights that
+  reach back the widest window before it, and replaced (delete+insert on the unique key).
+-#}
+{% macro trailing_delay_stats(entity_columns, windows_days, delay_threshold_minutes) -%}
+{%- set widest = windows_days | max -%}
+{%- set keys = entity_columns | join(', ') -%}
+with
+
+flights as (
+    select * from {{ ref('stg_nycflights__flights') }}
+),
+
+departed as (
+    select
+        {{ keys }},
+        departed_at,
+        departure_delay_minutes,
+        loaded_at
+    from flights
+    where departed_at is not null
+    {%- for column in entity_columns %}
+      and {{ column }} is not null
+    {%- endfor %}
+),
+
+{% if is_incremental() %}
+recompute_from as (
+    select min(departed_at) as departed_at
+    from departed
+    where loaded_at > (select coalesce(max(loaded_at), '-infinity'::timestamptz) from {{ this }})
+),
+
+in_scope as (
+    select *
+    from departed
+    where departed_at >= (select departed_at from recompute_from) - interval '{{ widest }} days'
+),
+{% else %}
+in_scope as (
+    select * from departed
+),
+{% endif %}
+
+per_moment as (
+    select
+        {{ keys }},
+        departed_at as event_at,
+        count(*) as flight_count,
+        sum(departure_delay_minutes) as delay_minutes_sum,
+        count(*) filter (where departure_delay_minutes > {{ delay_threshold_minutes }}) as delayed_count,
+        max(loaded_at) as loaded_at
+    from in_scope
+    group by all
+),
+
+windowed as (
+    select
+        {{ keys }},
+        event_at,
+        {%- for days in windows_days %}
+        sum(flight_count) over w{{ days }} as flight_count_{{ days }}d,
+        sum(delay_minutes_sum) over w{{ days }} / sum(flight_count) over w{{ days }} as departure_delay_mean_{{ days }}d,
+        sum(delayed_count) over w{{ days }} / sum(flight_count) over w{{ days }} as delayed_share_{{ days }}d,
+        {%- endfor %}
+        max(loaded_at) over w{{ widest }} as loaded_at
+    from per_moment
+    window
+        {%- for days in windows_days %}
+        w{{ days }} as (
+            partition by {{ keys }}
+            order by event_at
+            range between (interval '{{ days }} days' - interval '1 microsecond') preceding and current row
+        ){{ "," if not loop.last }}
+        {%- endfor %}
+),
+
+final as (
+    select
+        {%- for column in entity_columns %}
+        {{ column }},
+        {%- endfor %}
+        event_at::timestamptz as event_at,
+        {%- for days in windows_days %}
+        flight_count_{{ days }}d::integer as flight_count_{{ days }}d,
+        departure_delay_mean_{{ days }}d::double as departure_delay_mean_{{ days }}d,
+        delayed_share_{{ days }}d::double as delayed_share_{{ days }}d,
+        {%- endfor %}
+        loaded_at::timestamptz as loaded_at
+    from windowed
+    {% if is_incremental() %}
+    where event_at >= (select departed_at from recompute_from)
+    {% endif %}
+)
+
+select * from final
+{%- endmacro %}

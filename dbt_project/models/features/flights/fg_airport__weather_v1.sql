@@ -1,0 +1,65 @@
+-- Hourly weather per origin airport, plus what the last three hours add (rain total, worst visibility).
+-- Event time = the observation's UTC instant. Trailing windows are half-open: (t - 3 hours, t].
+-- Incremental runs recompute every row from the earliest newly loaded observation (its windows reach
+-- forward three hours), reading observations back three hours before it; loaded_at is the watermark.
+with
+
+weather as (
+    select * from {{ ref('stg_nycflights__weather') }}
+),
+
+{% if is_incremental() %}
+recompute_from as (
+    select min(observed_at) as observed_at
+    from weather
+    where loaded_at > (select coalesce(max(loaded_at), '-infinity'::timestamptz) from {{ this }})
+),
+
+in_scope as (
+    select *
+    from weather
+    where observed_at >= (select observed_at from recompute_from) - interval '3 hours'
+),
+{% else %}
+in_scope as (
+    select * from weather
+),
+{% endif %}
+
+windowed as (
+    select
+        *,
+        sum(precipitation_in) over last_3_hours as precipitation_3h_in,
+        min(visibility_mi) over last_3_hours as visibility_min_3h_mi,
+        max(loaded_at) over last_3_hours as window_loaded_at
+    from in_scope
+    window last_3_hours as (
+        partition by airport_code
+        order by observed_at
+        range between (interval '3 hours' - interval '1 microsecond') preceding and current row
+    )
+),
+
+final as (
+    select
+        airport_code,
+        observed_at::timestamptz as event_at,
+        temperature_f,
+        dew_point_f,
+        humidity_pct,
+        wind_direction_deg,
+        wind_speed_mph,
+        wind_gust_mph,
+        precipitation_in,
+        pressure_mb,
+        visibility_mi,
+        precipitation_3h_in,
+        visibility_min_3h_mi,
+        window_loaded_at::timestamptz as loaded_at
+    from windowed
+    {% if is_incremental() %}
+    where observed_at >= (select observed_at from recompute_from)
+    {% endif %}
+)
+
+select * from final

@@ -1,0 +1,45 @@
+-- The flight-delay target: will a flight leave more than `flight_delay_threshold_minutes` late, predicted
+-- `flight_delay_lead_hours` before its schedule. One row per scheduled flight.
+-- Cancelled flights count as delayed (is_delayed = true): to a passenger a cancellation is the worst
+-- delay, and dropping them would teach the model that bad days look better than they are. Their label
+-- becomes known at the scheduled departure; a flown flight's at its actual departure.
+-- The schedule columns (hour, weekday, distance) are known when the prediction is made: request features.
+with
+
+flights as (
+    select * from {{ ref('stg_nycflights__flights') }}
+),
+
+{% if is_incremental() %}
+new_flights as (
+    select *
+    from flights
+    where loaded_at > (select coalesce(max(loaded_at), '-infinity'::timestamptz) from {{ this }})
+),
+{% else %}
+new_flights as (
+    select * from flights
+),
+{% endif %}
+
+final as (
+    select
+        flight_id,
+        carrier_code,
+        origin_airport_code,
+        destination_airport_code,
+        tail_number,
+        scheduled_departure_at,
+        scheduled_departure_at - to_hours({{ var('flight_delay_lead_hours') }}) as prediction_at,
+        coalesce(departed_at, scheduled_departure_at) as label_known_at,
+        extract(hour from scheduled_departure_at at time zone 'America/New_York')::integer as scheduled_hour_local,
+        isodow(scheduled_departure_at at time zone 'America/New_York')::integer as scheduled_weekday_local,
+        distance_miles,
+        departure_delay_minutes,
+        is_cancelled,
+        is_cancelled or departure_delay_minutes > {{ var('flight_delay_threshold_minutes') }} as is_delayed,
+        loaded_at
+    from new_flights
+)
+
+select * from final

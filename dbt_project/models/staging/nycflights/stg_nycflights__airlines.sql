@@ -1,0 +1,12 @@
+-- Valid airlines rows (see base_nycflights__airlines for the rules; broken rows are in quarantined_rows).
+with
+
+valid as (
+    {{ valid_rows('base_nycflights__airlines') }}
+),
+
+final as (
+    select * from valid
+)
+
+select * from final

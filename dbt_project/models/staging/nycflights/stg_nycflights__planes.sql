@@ -1,0 +1,12 @@
+-- Valid planes rows (see base_nycflights__planes for the rules; broken rows are in quarantined_rows).
+with
+
+valid as (
+    {{ valid_rows('base_nycflights__planes') }}
+),
+
+final as (
+    select * from valid
+)
+
+select * from final

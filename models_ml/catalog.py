@@ -1,0 +1,286 @@
+"""Typed feature groups and feature views, read from dbt's manifest.
+
+The dbt project is the single source of truth: feature groups are models under `models/features/` with
+`config.meta.fti`, feature views are `ml` exposures with `config.meta.fti`. Python never hard-codes a
+table or column name; it asks the catalog.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models_ml.settings import Settings
+
+_TTL_PATTERN = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day|week)s?\s*$")
+
+
+class CatalogError(ValueError):
+    """The dbt project declares something the catalog cannot use; the message names it."""
+
+
+def parse_ttl(text: str | None, where: str) -> dt.timedelta | None:
+    """'3 hours', '2 days', ... -> timedelta; None or empty means no TTL."""
+    if text in (None, ""):
+        return None
+    match = _TTL_PATTERN.match(str(text))
+    if not match:
+        raise CatalogError(f"{where}: ttl {text!r} is not like '3 hours' or '2 days'")
+    amount, unit = int(match.group(1)), match.group(2)
+    return dt.timedelta(**{f"{unit}s": amount})
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    data_type: str
+    description: str
+
+
+@dataclass(frozen=True)
+class FeatureGroup:
+    """One versioned feature group: a dbt incremental model with `meta.fti`."""
+
+    name: str
+    version: int | None
+    latest_version: int | None
+    schema: str
+    relation: str
+    entity: tuple[str, ...]
+    event_time: str
+    created_time: str | None
+    ttl: dt.timedelta | None
+    online: bool
+    description: str
+    columns: tuple[Feature, ...]
+    unique_id: str
+
+    @property
+    def qualified_relation(self) -> str:
+        return f"{self.schema}.{self.relation}"
+
+    @property
+    def features(self) -> tuple[Feature, ...]:
+        """Columns that are features: not keys, event time or created time."""
+        bookkeeping = {*self.entity, self.event_time, self.created_time}
+        return tuple(c for c in self.columns if c.name not in bookkeeping)
+
+    def feature(self, name: str) -> Feature:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise CatalogError(f"feature group {self.name} v{self.version} has no column {name!r}")
+
+
+@dataclass(frozen=True)
+class FeatureRef:
+    """A selection of features of one group inside a feature view."""
+
+    group: FeatureGroup
+    features: tuple[str, ...]
+    join_keys: dict[str, str]  # spine column -> group column
+    prefix: str
+
+    def output_name(self, feature: str) -> str:
+        return f"{self.prefix}{feature}"
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """The label model: the spine of training snapshots, with its target and request features."""
+
+    model: str
+    schema: str
+    relation: str
+    entity: tuple[str, ...]
+    spine_time: str
+    target: str
+    event_time: str
+    request_features: tuple[str, ...]
+    slices: tuple[str, ...]
+
+    @property
+    def qualified_relation(self) -> str:
+        return f"{self.schema}.{self.relation}"
+
+
+@dataclass(frozen=True)
+class FeatureView:
+    """The input schema of one ML model: a label spine plus versioned feature selections."""
+
+    name: str
+    version: int
+    description: str
+    label: LabelSpec
+    features: tuple[FeatureRef, ...]
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """Every model input, in a fixed order: request features, then each group's features."""
+        names = list(self.label.request_features)
+        for ref in self.features:
+            names += [ref.output_name(f) for f in ref.features]
+        return names
+
+    def group_versions(self) -> dict[str, int | None]:
+        return {ref.group.name: ref.group.version for ref in self.features}
+
+
+@dataclass
+class Catalog:
+    groups: dict[tuple[str, int | None], FeatureGroup] = field(default_factory=dict)
+    views: dict[str, FeatureView] = field(default_factory=dict)
+
+    def group(self, name: str, version: int | None = None) -> FeatureGroup:
+        candidates = [g for (n, _), g in self.groups.items() if n == name]
+        if not candidates:
+            known = ", ".join(sorted({n for n, _ in self.groups})) or "none"
+            raise CatalogError(f"no feature group {name!r} (known: {known})")
+        if version is None:
+            latest = candidates[0].latest_version
+            version = latest if latest is not None else max(g.version or 0 for g in candidates)
+        for candidate in candidates:
+            if candidate.version == version or (version == 0 and candidate.version is None):
+                return candidate
+        raise CatalogError(
+            f"feature group {name!r} has no version {version} "
+            f"(versions: {sorted(g.version for g in candidates if g.version is not None)})"
+        )
+
+    def view(self, name: str) -> FeatureView:
+        if name not in self.views:
+            raise CatalogError(f"no feature view {name!r} (known: {', '.join(sorted(self.views)) or 'none'})")
+        return self.views[name]
+
+
+def _fti_meta(node: dict[str, Any]) -> dict[str, Any] | None:
+    config_meta = (node.get("config") or {}).get("meta") or {}
+    meta = config_meta.get("fti") or (node.get("meta") or {}).get("fti")
+    return meta
+
+
+def _columns(node: dict[str, Any]) -> tuple[Feature, ...]:
+    return tuple(
+        Feature(name=c["name"], data_type=(c.get("data_type") or "").lower(), description=c.get("description") or "")
+        for c in node.get("columns", {}).values()
+    )
+
+
+def _as_tuple(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
+
+
+def _group(node: dict[str, Any], meta: dict[str, Any]) -> FeatureGroup:
+    where = f"feature group {node['name']}"
+    for required in ("entity", "event_time"):
+        if not meta.get(required):
+            raise CatalogError(f"{where}: meta.fti.{required} is missing")
+    columns = _columns(node)
+    names = {c.name for c in columns}
+    entity = _as_tuple(meta["entity"])
+    for column in (*entity, meta["event_time"]):
+        if names and column not in names:
+            raise CatalogError(f"{where}: meta.fti names column {column!r}, which the model does not declare")
+    version = node.get("version")
+    return FeatureGroup(
+        name=node["name"],
+        version=int(version) if version is not None else None,
+        latest_version=int(node["latest_version"]) if node.get("latest_version") is not None else None,
+        schema=node["schema"],
+        relation=node.get("alias") or node["name"],
+        entity=entity,
+        event_time=meta["event_time"],
+        created_time=meta.get("created_time"),
+        ttl=parse_ttl(meta.get("ttl"), where),
+        online=bool(meta.get("online", False)),
+        description=(node.get("description") or "").strip(),
+        columns=columns,
+        unique_id=node["unique_id"],
+    )
+
+
+def _label(nodes: dict[str, dict[str, Any]], spec: dict[str, Any], where: str) -> LabelSpec:
+    model = spec.get("model")
+    matches = [n for n in nodes.values() if n.get("resource_type") == "model" and n["name"] == model]
+    if not matches:
+        raise CatalogError(f"{where}: label model {model!r} not found")
+    node = matches[0]
+    for required in ("entity", "spine_time", "target"):
+        if not spec.get(required):
+            raise CatalogError(f"{where}: meta.fti.label.{required} is missing")
+    return LabelSpec(
+        model=model,
+        schema=node["schema"],
+        relation=node.get("alias") or node["name"],
+        entity=_as_tuple(spec["entity"]),
+        spine_time=spec["spine_time"],
+        target=spec["target"],
+        event_time=spec.get("event_time") or spec["spine_time"],
+        request_features=_as_tuple(spec.get("request_features")),
+        slices=_as_tuple(spec.get("slices")),
+    )
+
+
+def _view(exposure: dict[str, Any], meta: dict[str, Any], catalog: Catalog, nodes: dict[str, Any]) -> FeatureView:
+    where = f"feature view {exposure['name']}"
+    refs = []
+    for i, entry in enumerate(meta.get("features") or []):
+        group = catalog.group(entry["group"], entry.get("version"))
+        features = _as_tuple(entry.get("features")) or tuple(f.name for f in group.features)
+        for feature in features:
+            group.feature(feature)
+        join_keys = dict(entry.get("join_keys") or {k: k for k in group.entity})
+        if sorted(join_keys.values()) != sorted(group.entity):
+            raise CatalogError(
+                f"{where}: features[{i}] join_keys {join_keys} must map onto the entity {list(group.entity)}"
+            )
+        refs.append(FeatureRef(group, features, join_keys, entry.get("prefix", "")))
+    view = FeatureView(
+        name=exposure["name"],
+        version=int(meta.get("version", 1)),
+        description=(exposure.get("description") or "").strip(),
+        label=_label(nodes, meta.get("label") or {}, where),
+        features=tuple(refs),
+    )
+    columns = view.feature_columns
+    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicated:
+        raise CatalogError(f"{where}: output feature names clash: {duplicated}; give the groups a prefix")
+    return view
+
+
+def catalog_from_manifest(manifest: dict[str, Any]) -> Catalog:
+    """Build the catalog from a parsed manifest.json."""
+    catalog = Catalog()
+    nodes = manifest.get("nodes", {})
+    for node in nodes.values():
+        if node.get("resource_type") != "model":
+            continue
+        meta = _fti_meta(node)
+        if meta and "entity" in meta:
+            group = _group(node, meta)
+            catalog.groups[(group.name, group.version)] = group
+    for exposure in manifest.get("exposures", {}).values():
+        meta = _fti_meta(exposure)
+        if exposure.get("type") == "ml" and meta:
+            view = _view(exposure, meta, catalog, nodes)
+            catalog.views[view.name] = view
+    return catalog
+
+
+def load_catalog(settings: Settings, refresh: bool = False) -> Catalog:
+    """The catalog of the project in `settings`; parses the dbt project first if it has no manifest."""
+    path: Path = settings.manifest_path
+    if refresh or not path.exists():
+        from models_ml.dbt_runner import build
+
+        build(settings, ["parse"])
+    return catalog_from_manifest(json.loads(path.read_text()))
