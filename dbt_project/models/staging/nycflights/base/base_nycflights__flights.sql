@@ -42,6 +42,8 @@ checked as (
                 then 'schedule_disagrees_with_time_hour'
             when has_unreadable_delay
                 then 'unreadable_delay'
+            when not is_cancelled and departure_delay_minutes is null
+                then 'departed_without_delay'
             when departure_delay_minutes < -120 or departure_delay_minutes > 48 * 60
                 then 'impossible_delay'
             when distance_miles <= 0

@@ -1,0 +1,344 @@
+"""Benchmark the point-in-time join against what an expert and what most people would write by hand.
+
+A seeded synthetic spine (1M rows) is joined with two feature tables (5M rows each, 100k entities), once
+without and once with a TTL, by three methods:
+
+* ``project``    -- ``models_ml.pit.point_in_time_join`` executed with ``.to_pyarrow()``;
+* ``duckdb_sql`` -- a hand-written DuckDB ``ASOF LEFT JOIN`` with the same tie and TTL rules, to Arrow:
+                    the baseline every ratio is taken against;
+* ``pandas``     -- ``pandas.merge_asof`` with the same rules (ties by drop_duplicates, TTL by tolerance).
+
+The data contain ties on event time (different created times), entities without features, NULL keys,
+rows after every spine time and rows older than any TTL. Each method runs in a fresh spawned process,
+so its peak RSS (VmHWM) is its own; the wall time is the median of ``--repeat`` runs and, for pandas,
+excludes loading the tables into DataFrames (printed apart). All methods must agree: same row count and
+the same order-independent hash of (row_id, features), computed in DuckDB over each result.
+
+    .venv/bin/python bench/pit_join.py            # full size, ~3 minutes on 2 cores
+    .venv/bin/python bench/pit_join.py --small    # 1/50 of the size, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TTL_DAYS = {"f1": 7, "f2": 30}
+FEATURES = {"f1": ["f1_a", "f1_b"], "f2": ["f2_a", "f2_b"]}
+ALL_FEATURES = [column for columns in FEATURES.values() for column in columns]
+GIB = 1024**3
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+
+
+def generate(path: Path, spine_rows: int, feature_rows: int, entities: int) -> float:
+    """Write the seeded spine and feature tables into a DuckDB file; returns the seconds it took.
+
+    Values come from ``hash(i, seed, field)``, so the data depend on the sizes only, not on threads.
+    Feature rows: event times over 2024-01-01 .. 2025-02-04 (the spine covers 2024-02-01 .. 2025-01-01,
+    so some rows are after every spine time and the first month only predates them); every tenth row
+    repeats the previous row's (entity, event time) with another created time (a tie); created times
+    are distinct within an entity's event time, so "latest created" always has one answer.
+    """
+    import duckdb
+
+    start = time.perf_counter()
+    con = duckdb.connect(str(path))
+    con.execute("SET TimeZone = 'UTC'")
+    for seed, name in enumerate(FEATURES, start=1):
+        a, b = FEATURES[name]
+        con.execute(f"""
+            create table {name} as
+            with rows as (
+                select i, case when i % 10 = 9 then i - 1 else i end as j from range({feature_rows}) r(i)
+            )
+            select
+                (hash(j, {seed}, 'entity') % {entities})::bigint as entity_id,
+                timestamptz '2024-01-01 00:00:00+00'
+                    + to_seconds((hash(j, {seed}, 'event') % (400 * 86400))::bigint) as event_at,
+                event_at + to_milliseconds(
+                    ((hash(i, {seed}, 'created') % 7200) * 1000 + i % 10)::bigint
+                ) as created_at,
+                (hash(i, {seed}, 'a') % 100000)::double / 100 as {a},
+                (hash(i, {seed}, 'b') % 50)::bigint as {b}
+            from rows
+        """)
+    # 5% of spine entities have no features at all; 0.1% of spine keys are NULL.
+    con.execute(f"""
+        create table spine as
+        select
+            i as row_id,
+            case when hash(i, 'null') % 1000 = 0 then null
+                 else (hash(i, 'entity') % {int(entities * 1.05)})::bigint end as entity_id,
+            timestamptz '2024-02-01 00:00:00+00'
+                + to_seconds((hash(i, 'time') % (335 * 86400))::bigint) as ts
+        from range({spine_rows}) r(i)
+    """)
+    con.close()
+    return time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------------------------------
+# Methods: each runs in its own process and returns (result, extra_seconds)
+
+
+def run_project(path: str, ttl: bool):
+    import datetime
+
+    import ibis
+
+    from models_ml.pit import FeatureSource, point_in_time_join
+
+    con = ibis.duckdb.connect(path, read_only=True)
+    sources = [
+        FeatureSource(
+            table=con.table(name),
+            keys=["entity_id"],
+            event_time="event_at",
+            created_time="created_at",
+            features=FEATURES[name],
+            ttl=datetime.timedelta(days=TTL_DAYS[name]) if ttl else None,
+        )
+        for name in FEATURES
+    ]
+
+    def once():
+        return point_in_time_join(con.table("spine"), "ts", sources).to_pyarrow()
+
+    return once
+
+
+def hand_written_sql(ttl: bool) -> str:
+    def feature(name: str, column: str) -> str:
+        if not ttl:
+            return f"{name}.{column}"
+        return f"case when {name}.event_at >= s.ts - interval {TTL_DAYS[name]} day then {name}.{column} end as {column}"
+
+    dedupe = ",\n".join(
+        f"""{name} as (
+            select * from {name}
+            qualify row_number() over (partition by entity_id, event_at order by created_at desc) = 1
+        )"""
+        for name in FEATURES
+    )
+    joins = "\n".join(
+        f"asof left join {name} on s.entity_id = {name}.entity_id and s.ts >= {name}.event_at" for name in FEATURES
+    )
+    columns = ", ".join(feature(name, column) for name in FEATURES for column in FEATURES[name])
+    return f"with {dedupe}\nselect s.*, {columns}\nfrom spine s\n{joins}"
+
+
+def run_duckdb_sql(path: str, ttl: bool):
+    import duckdb
+
+    con = duckdb.connect(path, read_only=True)
+    con.execute("SET TimeZone = 'UTC'")  # `interval 7 day` is calendar arithmetic in the session zone
+    sql = hand_written_sql(ttl)
+
+    def once():
+        return con.sql(sql).to_arrow_table()
+
+    return once
+
+
+def run_pandas(path: str, ttl: bool):
+    import duckdb
+    import pandas as pd
+
+    con = duckdb.connect(path, read_only=True)
+    start = time.perf_counter()
+    spine = con.sql("select * from spine").df()
+    tables = {name: con.sql(f"select * from {name}").df() for name in FEATURES}
+    run_pandas.load_seconds = time.perf_counter() - start
+
+    def once():
+        # NULL keys and NULL times cannot go through merge_asof: set them aside, add them back after.
+        usable = spine["entity_id"].notna() & spine["ts"].notna()
+        result = spine[usable].sort_values("ts", kind="stable")
+        result["entity_id"] = result["entity_id"].astype("int64")
+        for name, frame in tables.items():
+            latest = (
+                frame.sort_values(["entity_id", "event_at", "created_at"])
+                .drop_duplicates(["entity_id", "event_at"], keep="last")
+                .sort_values("event_at", kind="stable")
+            )
+            result = pd.merge_asof(
+                result,
+                latest[["entity_id", "event_at", *FEATURES[name]]],
+                left_on="ts",
+                right_on="event_at",
+                by="entity_id",
+                direction="backward",
+                allow_exact_matches=True,
+                tolerance=pd.Timedelta(days=TTL_DAYS[name]) if ttl else None,
+            ).drop(columns="event_at")
+        return pd.concat([result, spine[~usable]], ignore_index=True)
+
+    return once
+
+
+METHODS = {"duckdb_sql": run_duckdb_sql, "project": run_project, "pandas": run_pandas}
+
+
+def checksum(result) -> tuple[int, int, list[int]]:
+    """Row count, an order-independent hash of (row_id, features), and the NULL count per feature.
+
+    Features are compared as doubles with NaN read as NULL, since pandas fills a missing integer with NaN.
+    """
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("result", result)
+    canonical = ", ".join(f"nullif({column}::double, 'NaN'::double) as {column}" for column in ALL_FEATURES)
+    nulls = ", ".join(f"count(*) - count({column})" for column in ALL_FEATURES)
+    row = con.sql(f"""
+        with canonical as (select row_id::bigint as row_id, {canonical} from result)
+        select count(*), sum(hash(row_id, {", ".join(ALL_FEATURES)}))::hugeint % 1000000007, {nulls}
+        from canonical
+    """).fetchone()
+    return int(row[0]), int(row[1]), [int(n) for n in row[2:]]
+
+
+def peak_rss_bytes() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def child(method: str, path: str, ttl: bool, repeat: int, queue) -> None:
+    """One method in a fresh process: time `repeat` runs, then check its result."""
+    sys.path.insert(0, str(ROOT))
+    once = METHODS[method](path, ttl)
+    seconds = []
+    for _ in range(repeat):
+        result = None  # free the previous result before the next run, as a caller would
+        start = time.perf_counter()
+        result = once()
+        seconds.append(time.perf_counter() - start)
+    peak = peak_rss_bytes()  # before the checksum, which is not part of the method
+    rows, digest, nulls = checksum(result)
+    queue.put(
+        {
+            "seconds": statistics.median(seconds),
+            "all_seconds": seconds,
+            "load_seconds": getattr(METHODS[method], "load_seconds", None),
+            "peak": peak,
+            "rows": rows,
+            "digest": digest,
+            "nulls": nulls,
+        }
+    )
+
+
+def run_in_fresh_process(method: str, path: str, ttl: bool, repeat: int) -> dict:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=child, args=(method, path, ttl, repeat, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    if process.exitcode != 0:
+        raise RuntimeError(f"{method} exited with {process.exitcode}")
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# Report
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as meminfo:
+        total_kib = int(meminfo.readline().split()[1])
+    import duckdb
+    import ibis
+    import pandas
+
+    return (
+        f"machine: {os.cpu_count()} cores, {model}, {total_kib * 1024 / GIB:.1f} GiB RAM, "
+        f"{platform.system()} {platform.release()}\n"
+        f"software: Python {platform.python_version()}, duckdb {duckdb.__version__}, "
+        f"ibis {ibis.__version__}, pandas {pandas.__version__}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", action="store_true", help="1/50 of the full size, for a quick check")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per method (median reported)")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    args = parser.parse_args(argv)
+
+    scale = 50 if args.small else 1
+    spine_rows, feature_rows, entities = 1_000_000 // scale, 5_000_000 // scale, 100_000 // scale
+    print(machine())
+    print(
+        f"data: spine {spine_rows:,} rows; 2 feature tables x {feature_rows:,} rows, {entities:,} entities; "
+        f"TTL {TTL_DAYS['f1']} and {TTL_DAYS['f2']} days; median of {args.repeat} runs per method"
+    )
+
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="fti-bench-pit-") as tmp:
+        path = Path(tmp) / "bench.duckdb"
+        print(f"generated the data in DuckDB in {generate(path, spine_rows, feature_rows, entities):.1f} s\n")
+
+        header = f"{'method':<11} {'TTL':<4} {'wall s':>8} {'vs SQL':>7} {'peak RSS':>9} {'vs SQL':>7} {'rows':>10}  {'NULL features (f1_a f1_b f2_a f2_b)':<36} note"
+        print(header)
+        print("-" * len(header))
+        figures: dict[tuple[str, bool], dict] = {}
+        for ttl in (False, True):
+            for method in args.methods:
+                result = run_in_fresh_process(method, str(path), ttl, args.repeat)
+                figures[method, ttl] = result
+                base = figures.get(("duckdb_sql", ttl), result)
+                note = f"+{result['load_seconds']:.1f} s to load DataFrames" if result["load_seconds"] else ""
+                print(
+                    f"{method:<11} {'yes' if ttl else 'no':<4} {result['seconds']:>8.2f} "
+                    f"{result['seconds'] / base['seconds']:>6.2f}x {result['peak'] / GIB:>7.2f} G "
+                    f"{result['peak'] / base['peak']:>6.2f}x {result['rows']:>10,}  "
+                    f"{' '.join(f'{n:,}' for n in result['nulls']):<36} {note}"
+                )
+            answers = {(figures[m, ttl]["rows"], figures[m, ttl]["digest"]) for m in args.methods}
+            agree = len(answers) == 1 and next(iter(answers))[0] == spine_rows
+            ok &= agree
+            print(f"  -> TTL {'yes' if ttl else 'no'}: all methods agree (rows and hash): {'yes' if agree else 'NO'}")
+
+    print()
+    for ttl in (False, True):
+        if ("project", ttl) not in figures:
+            continue
+        project = figures["project", ttl]
+        label = f"TTL {'yes' if ttl else 'no'}"
+        checks = []
+        if ("duckdb_sql", ttl) in figures:
+            ratio = project["seconds"] / figures["duckdb_sql", ttl]["seconds"]
+            checks.append((f"project within 1.3x of hand-written DuckDB SQL: {ratio:.2f}x", ratio <= 1.3))
+        if ("pandas", ttl) in figures:
+            speedup = figures["pandas", ttl]["seconds"] / project["seconds"]
+            checks.append((f"project at least 10x faster than pandas: {speedup:.1f}x", speedup >= 10))
+        checks.append((f"project peak memory under 4 GiB: {project['peak'] / GIB:.2f} GiB", project["peak"] < 4 * GIB))
+        for text, passed in checks:
+            ok &= passed
+            print(f"{label}: {text} ... {'PASS' if passed else 'FAIL'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Prefect flow of the feature pipeline: land new raw data, then `dbt build` staging, features and labels.
+
+A failing error-severity test (or unit test, or contract) fails the flow with a message naming the test and
+showing failing rows; models downstream of it are skipped and so not published. Every run, failed or not,
+is recorded in ops.feature_pipeline_runs and as a Prefect markdown artifact.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from models_ml import feature_pipeline as fp
+from models_ml.catalog import load_catalog
+from models_ml.dbt_runner import DbtBuildError
+from models_ml.settings import Settings, load_settings
+
+
+@task(name="land-raw-data", retries=2, retry_delay_seconds=5)
+def land_task(settings: Settings, through: dt.date | None) -> tuple[str, dict[str, int]]:
+    report = fp.land_raw(settings, through)
+    day = through or fp.next_unlanded_day(settings) - dt.timedelta(days=1)
+    get_run_logger().info("landed %s rows through %s: %s", report.total_rows, day, report.rows_landed())
+    return day.isoformat(), report.rows_landed()
+
+
+@task(name="dbt-build")
+def build_task(settings: Settings, full_refresh: bool) -> tuple[float, float]:
+    run = fp.build_features(settings, full_refresh=full_refresh)
+    get_run_logger().info(
+        "dbt build: %d nodes in %.1f s (%.1f s in SQL)", len(run.outcomes), run.seconds, run.node_seconds()
+    )
+    return run.seconds, run.node_seconds()
+
+
+@task(name="count-rows")
+def count_task(settings: Settings) -> tuple[dict[str, int], dict[str, int]]:
+    relations = fp.published_relations(load_catalog(settings))
+    return fp.relation_row_counts(settings, relations), fp.quarantine_counts(settings)
+
+
+@flow(name="feature-pipeline")
+def feature_pipeline(
+    through: str | None = None, full_refresh: bool = False, home: str | None = None
+) -> dict:
+    """Land raw data through `through` (ISO date; default: the next day not landed) and build features."""
+    settings = load_settings(home)
+    logger = get_run_logger()
+    run = fp.FeaturePipelineRun()
+    before, _ = count_task(settings)
+    try:
+        run.landed_through, run.rows_landed = land_task(settings, dt.date.fromisoformat(through) if through else None)
+        run.dbt_seconds, run.dbt_node_seconds = build_task(settings, full_refresh)
+        run.status = "succeeded"
+    except DbtBuildError as error:
+        run.status, run.error = "failed", str(error)
+        raise
+    finally:
+        run.rows_built, run.rows_quarantined = count_task(settings)
+        run.rows_added = {t: n - before.get(t, 0) for t, n in run.rows_built.items()}
+        run.finished_at = dt.datetime.now(dt.timezone.utc)
+        fp.record_run(settings, run)
+        create_markdown_artifact(
+            key="feature-pipeline-run", markdown=run.as_markdown(), description="rows landed, built, quarantined"
+        )
+        logger.info("feature pipeline %s: %s", run.status, run.rows_built)
+    return {
+        "run_id": run.run_id,
+        "landed_through": run.landed_through,
+        "rows_landed": run.rows_landed,
+        "rows_built": run.rows_built,
+        "rows_quarantined": run.rows_quarantined,
+    }
+
+
+if __name__ == "__main__":
+    feature_pipeline()

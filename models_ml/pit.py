@@ -1,0 +1,423 @@
+"""Point-in-time join: give each spine row the feature values it could have seen at its own time.
+
+This is the step that keeps label leakage out of training and makes batch inference reproducible, so its
+semantics are pinned to Feast's `get_historical_features` (DuckDB offline store), for every feature source:
+
+* a candidate row has the spine row's keys and ``event_time <= t`` (inclusive), where ``t`` is the spine
+  time; with a TTL also ``event_time >= t - ttl`` (inclusive); no TTL means no lower bound;
+* the candidate with the latest ``event_time`` wins; among rows with that same event time, the one with the
+  latest ``created_time`` (a NULL created time loses to any value);
+* remaining ties (same keys, event time and created time, or no ``created_time`` at all) go to the row
+  whose feature values are largest, compared column by column in the order given, with a NULL smaller
+  than any value. Any rule would do; this one is deterministic and identical on every backend and path;
+* no candidate gives NULL features. A spine row is never dropped nor duplicated: duplicate spine rows each
+  get the features, a NULL key never matches, a NULL spine time gets NULLs;
+* every time column must be a timezone-aware timestamp: comparing a naive timestamp with an aware one
+  silently shifts by the session's time zone, so naive columns are rejected rather than guessed.
+
+The result is one lazy Ibis expression; nothing runs until the caller executes it. How it runs depends on
+what the backend can do (chosen in `_plan_for`, overridable with ``method=``):
+
+* ``"asof"`` (DuckDB, Polars): the feature rows are reduced to one winner per (keys, event time), then a
+  native as-of join finds the latest event time ``<= t``. DuckDB compiles it to ``ASOF LEFT JOIN``, which is
+  as fast as hand-written SQL. The TTL is applied after the join, by nulling features whose matched event
+  time is older than ``t - ttl``: the latest row ``<= t`` is older than ``t - ttl`` exactly when no row lies
+  in ``[t - ttl, t]``, so this is the same answer as filtering first. (Ibis' ``tolerance=`` is not used: it
+  returns all-NULL features with differently named time columns and multiplies duplicate spine rows,
+  ibis issue #11780.)
+* ``"portable"`` (any backend with window functions but no as-of join): spine rows and feature rows are
+  stacked in one table and ordered by time within each key; a running maximum of each feature row's rank
+  gives, at every spine row, the rank of the latest feature row at or before it, which is then joined back
+  by equality. Everything is sorts, windows and equi-joins, O(n log n), with no inequality join.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.operations as ops
+import ibis.expr.types as ir
+
+__all__ = ["FeatureSource", "Method", "point_in_time_join"]
+
+Method = Literal["auto", "asof", "portable"]
+
+# Internal column names start with this; spine columns and output features may not.
+_INTERNAL = "__pit"
+
+
+@dataclass(frozen=True)
+class FeatureSource:
+    """One feature table to join onto the spine, with the columns the join needs (Feast's feature view).
+
+    ``keys`` lists join-key columns present under the same name in the spine and the feature table, or
+    maps a spine column to a feature-table column (``{"origin": "airport_id"}``). ``created_time`` (when
+    the row was loaded) breaks ties on ``event_time``: the latest wins. ``ttl`` bounds how old a matched
+    row may be (``event_time >= t - ttl``, inclusive); ``None`` means no bound. Output columns are named
+    ``prefix + feature``.
+    """
+
+    table: ir.Table
+    keys: Sequence[str] | Mapping[str, str]
+    event_time: str
+    features: Sequence[str]
+    created_time: str | None = None
+    ttl: datetime.timedelta | None = None
+    prefix: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.features, str):
+            raise TypeError(f"features must be a sequence of column names, not the string {self.features!r}")
+        if not self.features:
+            raise ValueError("a feature source needs at least one feature column")
+        if len(set(self.features)) != len(self.features):
+            raise ValueError(f"duplicate feature columns in {list(self.features)}")
+        if self.ttl is not None:
+            if not isinstance(self.ttl, datetime.timedelta):
+                raise TypeError(f"ttl must be a datetime.timedelta or None, got {type(self.ttl).__name__}")
+            # Feast reads a zero TTL as "no TTL"; here that would be a silent surprise, so say None instead.
+            if self.ttl <= datetime.timedelta(0):
+                raise ValueError(f"ttl must be positive (use None for no TTL), got {self.ttl}")
+
+    @property
+    def key_map(self) -> dict[str, str]:
+        """Spine column -> feature-table column, for every join key."""
+        if isinstance(self.keys, Mapping):
+            return dict(self.keys)
+        if isinstance(self.keys, str):  # one key given bare: accept it rather than split it into letters
+            return {self.keys: self.keys}
+        return {key: key for key in self.keys}
+
+    @property
+    def output_names(self) -> dict[str, str]:
+        """Feature-table column -> output column name."""
+        return {feature: f"{self.prefix}{feature}" for feature in self.features}
+
+
+def point_in_time_join(
+    spine: ir.Table,
+    spine_time: str,
+    sources: Sequence[FeatureSource],
+    *,
+    method: Method = "auto",
+) -> ir.Table:
+    """Add to every spine row the features of each source as they were known at the row's `spine_time`.
+
+    Returns the spine's columns, in order, followed by each source's output features in the order given:
+    one row per spine row, as a lazy expression. ``method="auto"`` picks the fastest correct plan for the
+    backend the tables live on (tables built with ``ibis.memtable`` run on Ibis' default backend, DuckDB);
+    ``"asof"`` or ``"portable"`` force one (see the module docstring). Raises ``ValueError`` for a missing
+    column, a naive or non-timestamp time column, or output names that clash.
+    """
+    if isinstance(sources, FeatureSource):
+        sources = [sources]
+    _check_spine(spine, spine_time)
+    _check_sources(spine, sources)
+    plan = _plan_for(_backend_of(spine, sources), method)
+
+    result = spine
+    for index, source in enumerate(sources):
+        right = _prepare_source(source, index, spine, spine_time)
+        if plan.asof:
+            result = _join_asof(result, spine_time, right, plan)
+        else:
+            result = _join_portable(result, spine_time, right)
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation
+
+
+def _describe(source: FeatureSource, index: int) -> str:
+    """How an error message names a source: its position, and its table name when it has one."""
+    try:
+        name = source.table.get_name()
+    except Exception:  # an expression rather than a named table
+        return f"feature source #{index}"
+    return f"feature source #{index} (table {name!r})"
+
+
+def _check_time_column(table: ir.Table, column: str, where: str) -> None:
+    if column not in table.columns:
+        raise ValueError(f"{where}: time column {column!r} not found; columns are {list(table.columns)}")
+    dtype = table[column].type()
+    if not dtype.is_timestamp():
+        raise ValueError(f"{where}: time column {column!r} must be a timezone-aware timestamp, got {dtype}")
+    if dtype.timezone is None:
+        raise ValueError(
+            f"{where}: time column {column!r} is a naive timestamp ({dtype}, no time zone). Point-in-time "
+            f"joins need timezone-aware timestamps (timestamptz, UTC): cast it explicitly, e.g. "
+            f"`.cast(dt.Timestamp(timezone='UTC'))` if the values are UTC."
+        )
+
+
+def _check_spine(spine: ir.Table, spine_time: str) -> None:
+    _check_time_column(spine, spine_time, "spine")
+    internal = [c for c in spine.columns if c.startswith(_INTERNAL)]
+    if internal:
+        raise ValueError(f"spine columns {internal} start with {_INTERNAL!r}, which is reserved for internal use")
+
+
+def _check_sources(spine: ir.Table, sources: Sequence[FeatureSource]) -> None:
+    taken = {column: "the spine" for column in spine.columns}
+    for index, source in enumerate(sources):
+        if not isinstance(source, FeatureSource):
+            raise TypeError(f"sources[{index}] is a {type(source).__name__}, expected FeatureSource")
+        where = _describe(source, index)
+        table = source.table
+        for spine_key, table_key in source.key_map.items():
+            if spine_key not in spine.columns:
+                raise ValueError(f"{where}: join key {spine_key!r} not found in the spine; columns are {list(spine.columns)}")
+            if table_key not in table.columns:
+                raise ValueError(f"{where}: join key {table_key!r} not found in the feature table; columns are {list(table.columns)}")
+            spine_type, table_type = spine[spine_key].type(), table[table_key].type()
+            if not _comparable(spine_type, table_type):
+                raise ValueError(
+                    f"{where}: join key spine.{spine_key} ({spine_type}) cannot be compared with {table_key} ({table_type})"
+                )
+        _check_time_column(table, source.event_time, where)
+        if source.created_time is not None:
+            _check_time_column(table, source.created_time, where)
+        for feature in source.features:
+            if feature not in table.columns:
+                raise ValueError(f"{where}: feature column {feature!r} not found; columns are {list(table.columns)}")
+        for output in source.output_names.values():
+            if output.startswith(_INTERNAL):
+                raise ValueError(f"{where}: output column {output!r} starts with the reserved {_INTERNAL!r}")
+            if output in taken:
+                raise ValueError(
+                    f"{where}: output column {output!r} clashes with a column of {taken[output]}; "
+                    f"give the source a prefix"
+                )
+            taken[output] = where
+
+
+def _comparable(left: dt.DataType, right: dt.DataType) -> bool:
+    if left.is_numeric() and right.is_numeric():
+        return True
+    if left.is_temporal() and right.is_temporal():
+        return True
+    return left.castable(right) or right.castable(left)
+
+
+# --------------------------------------------------------------------------------------------------
+# Choosing the plan from what the backend can do
+
+
+@dataclass(frozen=True)
+class _Plan:
+    asof: bool
+    # How the as-of plan makes one row win among equal (keys, event time):
+    # "window": keep row_number() == 0 in the winner's order, so the join sees one row per event time;
+    # "sorted": sort both inputs by time (the winner last among equal event times) and rely on an engine
+    #           whose as-of join takes the *last* row of equal times and needs sorted inputs anyway.
+    tie_break: Literal["window", "sorted"] = "window"
+
+
+# Backends whose Ibis as-of join is a native backward as-of join, verified against this module's tests.
+# DuckDB: ASOF LEFT JOIN. Polars: `join_asof(strategy="backward")`, which "selects the last row in the
+# right DataFrame whose 'on' key is less than or equal to the left's key" and assumes sorted inputs. Ibis 12
+# has no window functions on Polars, and its ordered `first()` aggregate returns corrupt strings on Polars
+# 2.1 (`filter(True).sort_by().first()` in a group-by), so Polars resolves ties by sort order instead.
+_ASOF_PLANS = {
+    "duckdb": _Plan(asof=True, tie_break="window"),
+    "polars": _Plan(asof=True, tie_break="sorted"),
+}
+
+
+def _backend_of(spine: ir.Table, sources: Sequence[FeatureSource]):
+    """The one backend the inputs live on; Ibis' default backend when all are in-memory tables."""
+    backends = set()
+    for table in [spine, *(source.table for source in sources)]:
+        found, _ = table._find_backends()  # no public API tells bound from in-memory tables
+        backends.update(found)
+    if len(backends) > 1:
+        names = sorted(backend.name for backend in backends)
+        raise ValueError(f"the spine and feature tables live on different backends: {names}")
+    return backends.pop() if backends else ibis.get_backend()
+
+
+def _plan_for(backend, method: Method) -> _Plan:
+    name = backend.name
+    has_windows = backend.has_operation(ops.RowNumber)
+    if method == "auto":
+        method = "asof" if name in _ASOF_PLANS else "portable"
+    if method == "asof":
+        if name not in _ASOF_PLANS:
+            raise ValueError(f"method='asof' is not available on the {name} backend; use 'portable'")
+        return _ASOF_PLANS[name]
+    if method == "portable":
+        if not has_windows:
+            raise ValueError(
+                f"the {name} backend has no window functions, which the portable point-in-time join needs"
+            )
+        return _Plan(asof=False)
+    raise ValueError(f"unknown method {method!r}; expected 'auto', 'asof' or 'portable'")
+
+
+# --------------------------------------------------------------------------------------------------
+# The feature side, shared by both plans
+
+
+@dataclass(frozen=True)
+class _Right:
+    """A source's feature rows under internal names: keys, event time, created time, output features."""
+
+    source: FeatureSource
+    table: ir.Table
+    key_map: dict[str, str]  # spine column -> internal key column
+    event: str
+    created: str | None
+    outputs: list[str]
+    ttl: datetime.timedelta | None
+    tag: str  # prefix for further internal names of this source
+
+    def winner_first(self, table: ir.Table, descending: bool = True) -> list:
+        """Sort keys within one (keys, event time) group that put the winning row first (or last).
+
+        Latest created time first, a NULL created time last, then the largest feature values; each NULL
+        test comes first because backends disagree on where NULLs sort.
+        """
+        columns = ([self.created] if self.created else []) + [
+            column for column in self.outputs if _orderable(table[column].type())
+        ]
+        order: list = []
+        for column in columns:
+            if descending:
+                order += [ibis.asc(table[column].isnull()), ibis.desc(table[column])]
+            else:
+                order += [ibis.desc(table[column].isnull()), ibis.asc(table[column])]
+        return order
+
+
+def _orderable(dtype: dt.DataType) -> bool:
+    return dtype.is_numeric() or dtype.is_string() or dtype.is_boolean() or dtype.is_temporal()
+
+
+def _prepare_source(source: FeatureSource, index: int, spine: ir.Table, spine_time: str) -> _Right:
+    table = source.table
+    tag = f"{_INTERNAL}{index}"
+    key_map = {spine_key: f"{tag}_key{j}" for j, spine_key in enumerate(source.key_map)}
+    event, created = f"{tag}_event", (f"{tag}_created" if source.created_time else None)
+
+    # One type on both sides of every comparison (int32 vs int64 keys, ns vs us or another zone for times):
+    # some engines refuse to join unlike types, and a timestamp's zone changes its display, not its instant.
+    event_column = _cast_to(table[source.event_time], spine[spine_time].type())
+    columns: dict[str, ir.Value] = {
+        key_map[spine_key]: _cast_to(table[table_key], _key_type(spine[spine_key], table[table_key]))
+        for spine_key, table_key in source.key_map.items()
+    }
+    columns[event] = event_column
+    if created:
+        columns[created] = table[source.created_time]
+    columns.update({output: table[feature] for feature, output in source.output_names.items()})
+
+    selected = table.select(**columns)
+    # A row without keys or event time can never match; dropping it early keeps NULL keys from ever
+    # meeting NULL keys, whatever the engine's NULL semantics in as-of joins.
+    selected = selected.filter(*(selected[key].notnull() for key in key_map.values()), selected[event].notnull())
+    return _Right(source, selected, key_map, event, created, list(source.output_names.values()), source.ttl, tag)
+
+
+def _key_type(spine_key: ir.Column, table_key: ir.Column) -> dt.DataType:
+    return dt.highest_precedence([spine_key.type(), table_key.type()])
+
+
+def _cast_to(column: ir.Column, dtype: dt.DataType) -> ir.Column:
+    return column if column.type() == dtype else column.cast(dtype)
+
+
+def _finish(joined: ir.Table, keep: Sequence[str], spine_time: str, right: _Right, matched_event: str) -> ir.Table:
+    """Keep the spine columns and add the features, NULL unless the matched row is within [t - ttl, t].
+
+    The ``event <= t`` guard is already true for a match; it also makes a NULL spine time give NULLs.
+    """
+    t, event = joined[spine_time], joined[matched_event]
+    valid = event <= t
+    if right.ttl is not None:
+        # An interval in microseconds only: DuckDB subtracts day/month intervals from a timestamptz in
+        # the session's time zone (a "day" across a DST change is 23 or 25 hours); microseconds are exact.
+        micros = right.ttl // datetime.timedelta(microseconds=1)
+        valid &= event >= t - ibis.interval(micros, unit="us")
+    features = {
+        output: ibis.ifelse(valid, joined[output], ibis.null(joined[output].type())) for output in right.outputs
+    }
+    return joined.select(*keep, **features)
+
+
+# --------------------------------------------------------------------------------------------------
+# Plan "asof"
+
+
+def _join_asof(left: ir.Table, spine_time: str, right: _Right, plan: _Plan) -> ir.Table:
+    features = right.table
+    if plan.tie_break == "window":
+        rank = f"{right.tag}_rank"
+        group = [*right.key_map.values(), right.event]
+        window = ibis.window(group_by=group, order_by=right.winner_first(features))
+        features = features.mutate(**{rank: ibis.row_number().over(window)})
+        features = features.filter(features[rank] == 0).drop(rank)
+    else:
+        left = left.order_by(spine_time)
+        features = features.order_by([features[right.event], *right.winner_first(features, descending=False)])
+
+    joined = left.asof_join(
+        features,
+        on=left[spine_time] >= features[right.event],
+        predicates=[
+            _cast_to(left[spine_key], features[key].type()) == features[key]
+            for spine_key, key in right.key_map.items()
+        ],
+    )
+    return _finish(joined, left.columns, spine_time, right, right.event)
+
+
+# --------------------------------------------------------------------------------------------------
+# Plan "portable"
+
+
+def _join_portable(left: ir.Table, spine_time: str, right: _Right) -> ir.Table:
+    tag = right.tag
+    features = right.table
+    keys = list(right.key_map.values())
+    rank, kind, time, latest = f"{tag}_rank", f"{tag}_kind", f"{tag}_time", f"{tag}_latest"
+
+    # Rank the feature rows of each key from the oldest to the winner of the latest event time: the
+    # highest rank at or before t is the row to take, ties included.
+    order = [ibis.asc(features[right.event]), *right.winner_first(features, descending=False)]
+    features = features.mutate(**{rank: ibis.row_number().over(group_by=keys, order_by=order)})
+
+    stack_keys = {spine_key: f"{tag}_stack{j}" for j, spine_key in enumerate(right.key_map)}
+    rank_type = features[rank].type()
+    spine_rows = left.select(
+        *left.columns,
+        **{stack_keys[s]: _cast_to(left[s], features[k].type()) for s, k in right.key_map.items()},
+        **{time: left[spine_time], kind: ibis.literal(1, "int8"), rank: ibis.null(rank_type)},
+    )
+    feature_rows = features.select(
+        **{column: ibis.null(left[column].type()) for column in left.columns},
+        **{stack_keys[s]: features[k] for s, k in right.key_map.items()},
+        **{time: features[right.event], kind: ibis.literal(0, "int8"), rank: features[rank]},
+    )
+    stacked = spine_rows.union(feature_rows, distinct=False)
+
+    # Feature rows sort before spine rows at the same time, so event_time == t matches (inclusive).
+    window = ibis.cumulative_window(
+        group_by=list(stack_keys.values()), order_by=[stacked[time], stacked[kind]]
+    )
+    stacked = stacked.mutate(**{latest: stacked[rank].max().over(window)})
+    spine_rows = stacked.filter(stacked[kind] == 1).select(*left.columns, *stack_keys.values(), latest)
+
+    joined = spine_rows.left_join(
+        features,
+        [spine_rows[stack_keys[s]] == features[k] for s, k in right.key_map.items()]
+        + [spine_rows[latest] == features[rank]],
+    )
+    return _finish(joined, left.columns, spine_time, right, right.event)
+

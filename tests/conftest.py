@@ -1,0 +1,33 @@
+"""Shared fixtures: a temporary FTI_HOME with a small slice of the real flights data, landed and built."""
+
+from __future__ import annotations
+
+import os
+
+# Settings for every test process, before prefect/lightgbm are imported anywhere.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+
+import pytest  # noqa: E402
+from fti_testing import SLICE_END, copy_home, land, ticking_clock  # noqa: E402
+
+from models_ml.dbt_runner import build  # noqa: E402
+from models_ml.settings import Settings, load_settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def built_home(tmp_path_factory) -> Settings:
+    """Ten days of real flights (2013-01-01..10), landed and built with `dbt build`. Do not modify."""
+    settings = load_settings(tmp_path_factory.mktemp("fti") / "home")
+    land(settings, SLICE_END, ticking_clock())
+    build(settings, ["build"])
+    return settings
+
+
+@pytest.fixture
+def scratch_home(built_home, tmp_path) -> Settings:
+    """A private copy of `built_home` that a test may change."""
+    return copy_home(built_home, tmp_path / "home")

@@ -1,0 +1,41 @@
+"""Helpers shared by the tests (importable as `fti_testing`; pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+
+from examples.flights.loader import land_flights
+from models_ml.settings import Settings, load_settings
+
+SLICE_START = dt.date(2013, 1, 1)
+SLICE_END = dt.date(2013, 1, 10)
+
+
+def ticking_clock(start: dt.datetime = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)) -> Callable[[], dt.datetime]:
+    """A landing clock that advances one second per batch: two homes landed in the same order get the
+    same ingestion times, so their tables can be compared row for row."""
+    counter = itertools.count()
+    return lambda: start + dt.timedelta(seconds=next(counter))
+
+
+def land(settings: Settings, through: dt.date, clock: Callable[[], dt.datetime], start: dt.date = SLICE_START):
+    settings.ensure_home()
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        return land_flights(con, through, settings.home / "cache", start=start, clock=clock)
+
+
+def copy_home(source: Settings, target: Path) -> Settings:
+    """A copy of a built home (warehouse and all), for tests that change data."""
+    shutil.copytree(source.home, target)
+    return load_settings(target)
+
+
+def query(settings: Settings, sql: str, params: list | None = None) -> list[tuple]:
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()

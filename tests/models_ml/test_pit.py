@@ -1,0 +1,427 @@
+"""The point-in-time join against hand-written expectations, on every backend and plan it runs on.
+
+Each case builds its tiny tables in the test, so the case is visible where it is checked. Times are
+offsets from T0 (UTC); results are compared sorted by the spine's `row_id`, since a join promises no order.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import random
+import warnings
+
+import ibis
+import ibis.expr.types as ir
+import pyarrow as pa
+import pytest
+
+from models_ml.pit import FeatureSource, point_in_time_join
+
+UTC = datetime.timezone.utc
+T0 = datetime.datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+US = datetime.timedelta(microseconds=1)
+HOUR = datetime.timedelta(hours=1)
+DAY = datetime.timedelta(days=1)
+
+
+def at(**offset: float) -> datetime.datetime:
+    """T0 shifted by a timedelta given as keywords: at(hours=-1), at(microseconds=1)."""
+    return T0 + datetime.timedelta(**offset)
+
+
+class Engine:
+    """One Ibis backend plus the join plan under test; builds tables on it and runs the join."""
+
+    def __init__(self, backend: str, method: str) -> None:
+        self.backend, self.method = backend, method
+        self.con = getattr(ibis, backend).connect()
+        self._names = itertools.count()
+
+    def table(self, **columns: list | pa.Array) -> ir.Table:
+        return self.con.create_table(f"t{next(self._names)}", pa.table(columns))
+
+    def join(self, spine: ir.Table, sources: list[FeatureSource], spine_time: str = "t") -> list[tuple]:
+        expr = point_in_time_join(spine, spine_time, sources, method=self.method)
+        result = self.con.to_pyarrow(expr)
+        rows = sorted(result.to_pylist(), key=lambda row: row["row_id"])
+        return [tuple(row.values()) for row in rows]
+
+    def columns(self, spine: ir.Table, sources: list[FeatureSource], spine_time: str = "t") -> list[str]:
+        return list(point_in_time_join(spine, spine_time, sources, method=self.method).columns)
+
+
+@pytest.fixture(
+    params=[("duckdb", "auto"), ("duckdb", "portable"), ("polars", "auto")],
+    ids=["duckdb-asof", "duckdb-portable", "polars-asof"],
+)
+def engine(request: pytest.FixtureRequest) -> Engine:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Engine(*request.param)
+
+
+def source(table: ir.Table, **kwargs) -> FeatureSource:
+    """A source with the names most cases use: key `k`, event time `ev`, one feature `x`."""
+    kwargs.setdefault("keys", ["k"])
+    kwargs.setdefault("event_time", "ev")
+    kwargs.setdefault("features", ["x"])
+    return FeatureSource(table=table, **kwargs)
+
+
+# --- which row matches --------------------------------------------------------------------------
+
+
+def test_event_time_equal_to_spine_time_matches_one_microsecond_later_does_not(engine: Engine) -> None:
+    spine = engine.table(row_id=[1, 2], k=[1, 1], t=[T0, at(microseconds=-1)])
+    features = engine.table(
+        k=[1, 1, 1],
+        ev=[at(hours=-1), T0, at(microseconds=1)],
+        x=["an hour before", "exactly at t", "one microsecond after"],
+    )
+    assert engine.join(spine, [source(features)]) == [
+        (1, 1, T0, "exactly at t"),
+        (2, 1, at(microseconds=-1), "an hour before"),
+    ]
+
+
+def test_ttl_bound_is_inclusive_and_one_microsecond_older_is_expired(engine: Engine) -> None:
+    spine = engine.table(row_id=[1, 2, 3], k=[1, 2, 3], t=[T0, T0, T0])
+    features = engine.table(
+        k=[1, 2, 3, 3],
+        ev=[T0 - HOUR, T0 - HOUR - US, T0 - HOUR - US, T0 - 2 * HOUR],
+        x=["exactly ttl old", "ttl + 1us old", "ttl + 1us old", "older still"],
+    )
+    assert engine.join(spine, [source(features, ttl=HOUR)]) == [
+        (1, 1, T0, "exactly ttl old"),
+        (2, 2, T0, None),
+        (3, 3, T0, None),  # an expired latest row does not fall back to an older one
+    ]
+
+
+def test_no_ttl_means_no_lower_bound(engine: Engine) -> None:
+    spine = engine.table(row_id=[1], k=[1], t=[T0])
+    features = engine.table(k=[1], ev=[T0 - 3650 * DAY], x=["ten years old"])
+    assert engine.join(spine, [source(features)]) == [(1, 1, T0, "ten years old")]
+
+
+def test_ttl_is_exact_across_a_daylight_saving_change(engine: Engine) -> None:
+    # Europe's clocks went forward on 2024-03-31: a "1 day" calendar interval there is 23 hours.
+    t = datetime.datetime(2024, 3, 31, 12, 0, tzinfo=UTC)
+    spine = engine.table(row_id=[1, 2], k=[1, 2], t=[t, t])
+    features = engine.table(k=[1, 2], ev=[t - DAY, t - DAY - US], x=["24h old", "24h + 1us old"])
+    assert engine.join(spine, [source(features, ttl=DAY)]) == [(1, 1, t, "24h old"), (2, 2, t, None)]
+
+
+def test_tie_on_event_time_goes_to_the_latest_created_time(engine: Engine) -> None:
+    spine = engine.table(row_id=[1, 2], k=[1, 2], t=[T0, T0])
+    ev = T0 - HOUR
+    features = engine.table(
+        k=[1, 1, 1, 2, 2],
+        ev=[ev, ev, ev, ev, ev],
+        created=[ev, ev + 2 * HOUR, ev + HOUR, ev + 2 * HOUR, ev],  # newest in the middle / first
+        x=["first load", "last load", "second load", "last load", "first load"],
+    )
+    assert engine.join(spine, [source(features, created_time="created")]) == [
+        (1, 1, T0, "last load"),
+        (2, 2, T0, "last load"),
+    ]
+
+
+def test_a_null_created_time_loses_the_tie(engine: Engine) -> None:
+    spine = engine.table(row_id=[1], k=[1], t=[T0])
+    features = engine.table(
+        k=[1, 1], ev=[T0, T0], created=pa.array([None, T0 - DAY], pa.timestamp("us", "UTC")), x=["null", "dated"]
+    )
+    assert engine.join(spine, [source(features, created_time="created")]) == [(1, 1, T0, "dated")]
+
+
+def test_late_arriving_row_does_not_beat_a_newer_event_time(engine: Engine) -> None:
+    # Feast's rule: the event time decides; the created time only breaks ties on it.
+    spine = engine.table(row_id=[1], k=[1], t=[T0])
+    features = engine.table(
+        k=[1, 1],
+        ev=[T0 - HOUR, T0 - 2 * HOUR],
+        created=[T0 - HOUR, T0],
+        x=["newer event", "older event, loaded later"],
+    )
+    assert engine.join(spine, [source(features, created_time="created")]) == [(1, 1, T0, "newer event")]
+
+
+def test_full_ties_are_broken_by_the_largest_feature_values(engine: Engine) -> None:
+    # No created time: documented rule is the largest features, column by column, NULL smallest.
+    spine = engine.table(row_id=[1, 2, 3], k=[1, 2, 3], t=[T0, T0, T0])
+    features = engine.table(
+        k=[1, 1, 2, 2, 2, 3, 3],
+        ev=[T0] * 7,
+        a=[1, 2, 5, 5, None, None, None],
+        b=["z", "a", "a", "b", "z", "b", None],
+    )
+    assert engine.join(spine, [source(features, features=["a", "b"])]) == [
+        (1, 1, T0, 2, "a"),  # a decides
+        (2, 2, T0, 5, "b"),  # a ties at 5, b decides; the NULL a loses despite b = "z"
+        (3, 3, T0, None, "b"),
+    ]
+
+
+# --- what the spine gets when nothing matches, and what it keeps --------------------------------
+
+
+def test_missing_entity_and_rows_only_in_the_future_give_null_features(engine: Engine) -> None:
+    spine = engine.table(row_id=[1, 2], k=[1, 2], t=[T0, T0])
+    features = engine.table(k=[1, 3], ev=[at(seconds=1), T0], x=["future", "other entity"])
+    assert engine.join(spine, [source(features)]) == [(1, 1, T0, None), (2, 2, T0, None)]
+
+
+def test_empty_feature_table_gives_null_features(engine: Engine) -> None:
+    spine = engine.table(row_id=[1], k=[1], t=[T0])
+    features = engine.table(
+        k=pa.array([], pa.int64()), ev=pa.array([], pa.timestamp("us", "UTC")), x=pa.array([], pa.string())
+    )
+    assert engine.join(spine, [source(features)]) == [(1, 1, T0, None)]
+
+
+def test_null_keys_never_match_and_the_row_is_kept(engine: Engine) -> None:
+    spine = engine.table(row_id=[1, 2, 3], k=[None, 1, None], t=[T0, T0, T0])
+    features = engine.table(k=[None, 1], ev=[T0 - HOUR, T0 - HOUR], x=["null key", "one"])
+    assert engine.join(spine, [source(features)]) == [
+        (1, None, T0, None),
+        (2, 1, T0, "one"),
+        (3, None, T0, None),
+    ]
+
+
+def test_null_spine_time_gets_null_features_and_is_kept(engine: Engine) -> None:
+    spine = engine.table(row_id=[1, 2], k=[1, 1], t=pa.array([None, T0], pa.timestamp("us", "UTC")))
+    features = engine.table(k=[1], ev=[T0 - HOUR], x=["one"])
+    assert engine.join(spine, [source(features)]) == [(1, 1, None, None), (2, 1, T0, "one")]
+
+
+def test_duplicate_spine_rows_are_kept_exactly_and_each_gets_features(engine: Engine) -> None:
+    # Identical rows, row_id included: the count must stay 3, each with the same features.
+    spine = engine.table(row_id=[1, 1, 1, 2], k=[1, 1, 1, 1], t=[T0, T0, T0, T0 - 2 * HOUR])
+    features = engine.table(k=[1, 1, 1], ev=[T0 - HOUR, T0 - HOUR, T0 - 3 * HOUR], x=["a", "b", "old"])
+    assert engine.join(spine, [source(features)]) == [
+        (1, 1, T0, "b"),
+        (1, 1, T0, "b"),
+        (1, 1, T0, "b"),
+        (2, 1, T0 - 2 * HOUR, "old"),
+    ]
+
+
+def test_spine_columns_keep_their_order_and_extra_columns_survive(engine: Engine) -> None:
+    spine = engine.table(label=[True], t=[T0], row_id=[1], k=[1], note=["kept"])
+    features = engine.table(k=[1], ev=[T0], x=[1.5], y=[2])
+    sources = [source(features, features=["y", "x"])]
+    assert engine.columns(spine, sources) == ["label", "t", "row_id", "k", "note", "y", "x"]
+    assert engine.join(spine, sources) == [(True, T0, 1, 1, "kept", 2, 1.5)]
+
+
+# --- keys ---------------------------------------------------------------------------------------
+
+
+def test_composite_keys_must_all_match(engine: Engine) -> None:
+    spine = engine.table(row_id=[1, 2, 3], origin=["JFK", "JFK", "LGA"], carrier=["AA", "UA", "AA"], t=[T0] * 3)
+    features = engine.table(
+        origin=["JFK", "JFK", "LGA"],
+        carrier=["AA", "DL", "UA"],
+        ev=[T0 - HOUR] * 3,
+        x=["JFK/AA", "JFK/DL", "LGA/UA"],
+    )
+    assert engine.join(spine, [source(features, keys=["origin", "carrier"])]) == [
+        (1, "JFK", "AA", T0, "JFK/AA"),
+        (2, "JFK", "UA", T0, None),
+        (3, "LGA", "AA", T0, None),
+    ]
+
+
+def test_key_mapping_joins_differently_named_and_typed_columns(engine: Engine) -> None:
+    spine = engine.table(row_id=[1, 2], plane_id=pa.array([7, 8], pa.int32()), t=[T0, T0])
+    features = engine.table(tailnum=pa.array([7, 9], pa.int64()), ev=[T0, T0], x=["seven", "nine"])
+    assert engine.join(spine, [source(features, keys={"plane_id": "tailnum"})]) == [
+        (1, 7, T0, "seven"),
+        (2, 8, T0, None),
+    ]
+
+
+def test_a_source_without_keys_is_joined_on_time_alone(engine: Engine) -> None:
+    spine = engine.table(row_id=[1, 2], t=[T0, T0 - DAY])
+    features = engine.table(ev=[T0 - HOUR, T0 + HOUR], x=["global", "future"])
+    assert engine.join(spine, [source(features, keys=[])]) == [(1, T0, "global"), (2, T0 - DAY, None)]
+
+
+# --- several sources ----------------------------------------------------------------------------
+
+
+def test_two_sources_with_different_ttls_and_prefixes(engine: Engine) -> None:
+    spine = engine.table(row_id=[1, 2], k=[1, 2], t=[T0, T0])
+    weather = engine.table(k=[1, 2], ev=[T0 - 2 * HOUR, T0 - 30 * 60 * US * 1_000_000], x=[10.0, 20.0])
+    history = engine.table(entity=[1, 2], at=[T0 - 2 * DAY, T0 - 2 * HOUR], x=[100, 200])
+    sources = [
+        source(weather, ttl=HOUR, prefix="weather_"),
+        source(history, keys={"k": "entity"}, event_time="at", ttl=3 * DAY, prefix="history_"),
+    ]
+    assert engine.join(spine, sources) == [
+        (1, 1, T0, None, 100),  # weather expired after 1h, history kept for 3 days
+        (2, 2, T0, 20.0, 200),
+    ]
+
+
+def test_same_feature_table_twice_with_different_ttls(engine: Engine) -> None:
+    spine = engine.table(row_id=[1], k=[1], t=[T0])
+    features = engine.table(k=[1], ev=[T0 - 2 * HOUR], x=["two hours old"])
+    sources = [source(features, ttl=HOUR, prefix="fresh_"), source(features, prefix="any_")]
+    assert engine.join(spine, sources) == [(1, 1, T0, None, "two hours old")]
+
+
+# --- time zones ---------------------------------------------------------------------------------
+
+
+def test_feature_table_in_another_time_zone_compares_instants(engine: Engine) -> None:
+    berlin = pa.timestamp("us", "Europe/Berlin")
+    spine = engine.table(row_id=[1], k=[1], t=[T0])
+    # Same instants as T0 and T0 + 1us, stored with a Berlin zone.
+    features = engine.table(k=[1, 1], ev=pa.array([T0, T0 + US], berlin), x=["at t", "after t"])
+    assert engine.join(spine, [source(features)]) == [(1, 1, T0, "at t")]
+
+
+@pytest.mark.parametrize("column", ["t", "ev", "created"])
+def test_naive_timestamps_are_rejected(engine: Engine, column: str) -> None:
+    naive = pa.timestamp("us")
+    aware = pa.timestamp("us", "UTC")
+    moment = [T0.replace(tzinfo=None)]
+    spine = engine.table(row_id=[1], k=[1], t=pa.array(moment, naive if column == "t" else aware))
+    features = engine.table(
+        k=[1],
+        ev=pa.array(moment, naive if column == "ev" else aware),
+        created=pa.array(moment, naive if column == "created" else aware),
+        x=["x"],
+    )
+    where = "spine" if column == "t" else "feature source #0"
+    with pytest.raises(ValueError, match=rf"{where}.*'{column}' is a naive timestamp"):
+        point_in_time_join(spine, "t", [source(features, created_time="created")], method=engine.method)
+
+
+def test_a_time_column_that_is_not_a_timestamp_is_rejected(engine: Engine) -> None:
+    spine = engine.table(row_id=[1], k=[1], t=[T0.date()])
+    features = engine.table(k=[1], ev=[T0], x=["x"])
+    with pytest.raises(ValueError, match=r"spine.*'t' must be a timezone-aware timestamp, got date"):
+        point_in_time_join(spine, "t", [source(features)], method=engine.method)
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spine_time", "kwargs", "message"),
+    [
+        ("when", {}, r"spine: time column 'when' not found"),
+        ("t", {"keys": ["entity"]}, r"feature source #0.*join key 'entity' not found in the spine"),
+        ("t", {"keys": {"k": "entity"}}, r"feature source #0.*join key 'entity' not found in the feature table"),
+        ("t", {"event_time": "event_at"}, r"feature source #0.*time column 'event_at' not found"),
+        ("t", {"created_time": "loaded_at"}, r"feature source #0.*time column 'loaded_at' not found"),
+        ("t", {"features": ["x", "wind"]}, r"feature source #0.*feature column 'wind' not found"),
+        ("t", {"features": ["k"]}, r"output column 'k' clashes with a column of the spine"),
+    ],
+)
+def test_missing_columns_and_clashes_are_named(engine: Engine, spine_time: str, kwargs: dict, message: str) -> None:
+    spine = engine.table(row_id=[1], k=[1], t=[T0])
+    features = engine.table(k=[1], ev=[T0], x=["x"])
+    with pytest.raises(ValueError, match=message):
+        point_in_time_join(spine, spine_time, [source(features, **kwargs)], method=engine.method)
+
+
+def test_two_sources_may_not_produce_the_same_column(engine: Engine) -> None:
+    spine = engine.table(row_id=[1], k=[1], t=[T0])
+    features = engine.table(k=[1], ev=[T0], x=["x"])
+    with pytest.raises(ValueError, match=r"feature source #1.*'x' clashes with a column of feature source #0"):
+        point_in_time_join(spine, "t", [source(features), source(features)], method=engine.method)
+
+
+@pytest.mark.parametrize("ttl", [datetime.timedelta(0), -HOUR])
+def test_a_ttl_must_be_positive(ttl: datetime.timedelta) -> None:
+    with pytest.raises(ValueError, match="ttl must be positive"):
+        FeatureSource(table=ibis.memtable({"k": [1]}), keys=["k"], event_time="ev", features=["x"], ttl=ttl)
+
+
+# --- the plan -----------------------------------------------------------------------------------
+
+
+def test_duckdb_compiles_to_a_native_asof_join_and_nothing_runs() -> None:
+    con = ibis.duckdb.connect()
+    spine = con.create_table("spine", pa.table({"row_id": [1], "k": [1], "t": [T0]}))
+    features = con.create_table("features", pa.table({"k": [1], "ev": [T0], "x": ["x"]}))
+    expr = point_in_time_join(spine, "t", [source(features)])
+    assert isinstance(expr, ir.Table)
+    assert "ASOF LEFT JOIN" in ibis.to_sql(expr)
+    assert "ASOF" not in ibis.to_sql(point_in_time_join(spine, "t", [source(features)], method="portable"))
+
+
+# --- everything at once, against a readable reference -------------------------------------------
+
+
+def reference(spine: list[dict], features: list[dict], ttl: datetime.timedelta | None) -> list[tuple]:
+    """The semantics, written as plainly as possible: filter the candidates, take the maximum."""
+
+    def rank(row: dict) -> tuple:
+        return (
+            row["ev"],
+            row["created"] is not None,
+            row["created"] or T0,
+            row["a"] is not None,
+            row["a"] or 0,
+            row["b"] is not None,
+            row["b"] or "",
+        )
+
+    out = []
+    for s in spine:
+        candidates = [
+            f
+            for f in features
+            if s["k"] is not None
+            and f["k"] == s["k"]
+            and s["t"] is not None
+            and f["ev"] <= s["t"]
+            and (ttl is None or f["ev"] >= s["t"] - ttl)
+        ]
+        best = max(candidates, key=rank) if candidates else {"a": None, "b": None}
+        out.append((s["row_id"], s["k"], s["t"], best["a"], best["b"]))
+    return sorted(out, key=lambda row: row[0])
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("ttl", [None, 2 * HOUR], ids=["no-ttl", "ttl"])
+def test_random_tables_full_of_ties_and_nulls_match_the_reference(
+    engine: Engine, seed: int, ttl: datetime.timedelta | None
+) -> None:
+    rng = random.Random(seed)
+    times = [T0 + i * HOUR + rng.choice([-US, 0 * US, US]) for i in range(6)]  # few times: many ties
+    maybe = lambda value, p=0.15: None if rng.random() < p else value  # noqa: E731
+    spine = [
+        {"row_id": i % 50, "k": maybe(rng.randint(0, 4)), "t": maybe(rng.choice(times), 0.05)} for i in range(60)
+    ]
+    features = [
+        {
+            "k": maybe(rng.randint(0, 5), 0.05),
+            "ev": rng.choice(times),
+            "created": maybe(rng.choice(times)),
+            "a": maybe(rng.randint(0, 2), 0.3),
+            "b": maybe(rng.choice("xyz"), 0.3),
+        }
+        for _ in range(80)
+    ]
+    spine_table = engine.table(
+        row_id=[r["row_id"] for r in spine],
+        k=pa.array([r["k"] for r in spine], pa.int64()),
+        t=pa.array([r["t"] for r in spine], pa.timestamp("us", "UTC")),
+    )
+    feature_table = engine.table(
+        k=pa.array([f["k"] for f in features], pa.int64()),
+        ev=pa.array([f["ev"] for f in features], pa.timestamp("us", "UTC")),
+        created=pa.array([f["created"] for f in features], pa.timestamp("us", "UTC")),
+        a=pa.array([f["a"] for f in features], pa.int64()),
+        b=pa.array([f["b"] for f in features], pa.string()),
+    )
+    got = engine.join(spine_table, [source(feature_table, features=["a", "b"], created_time="created", ttl=ttl)])
+    assert sorted(got, key=repr) == sorted(reference(spine, features, ttl), key=repr)
