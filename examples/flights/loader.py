@@ -65,21 +65,24 @@ class LandingReport:
         return sum(b.rows for b in self.batches)
 
 
-def _stage_sources(con: duckdb.DuckDBPyConnection, cache_dir: Path) -> None:
-    """Read each CSV once into a temp table, all columns as text, with its local calendar day.
+def _staged_source(con: duckdb.DuckDBPyConnection, name: str, cache_dir: Path) -> str:
+    """A Parquet copy of one CSV (all columns as text, plus its local calendar day), made once per cache.
 
     The files are written by R, where `NA` means missing: that is the file format, so it lands as NULL.
+    Sorted by day in small row groups, one day reads in milliseconds; re-reading the CSV took seconds.
     """
-    for name in (*DAILY_TABLES, *REFERENCE_TABLES):
-        path = _csv_path(name, cache_dir)
-        day = (
-            ", make_date(year::int, month::int, day::int) as _local_day" if name in DAILY_TABLES else ""
-        )
+    staged = cache_dir / f"{name}.parquet"
+    if not staged.exists():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        day = ", make_date(year::int, month::int, day::int) as _local_day" if name in DAILY_TABLES else ""
+        tmp = staged.with_suffix(".tmp")
         con.execute(
-            f"create or replace temp table _src_{name} as "
-            f"select *{day} from read_csv(?, all_varchar = true, header = true, nullstr = 'NA')",
-            [str(path)],
+            f"copy (select *{day} from read_csv(?, all_varchar = true, header = true, nullstr = 'NA')"
+            f"{' order by _local_day' if day else ''}) to '{tmp}' (format parquet, row_group_size 2048)",
+            [str(_csv_path(name, cache_dir))],
         )
+        tmp.replace(staged)
+    return str(staged)
 
 
 def days_between(start: dt.date, end: dt.date) -> Iterable[dt.date]:
@@ -100,20 +103,19 @@ def land_flights(
     if through < start:
         raise ValueError(f"through={through} is before start={start}")
     report = LandingReport()
+    landed = {table: landed_batch_ids(con, table) for table in DAILY_TABLES}
     pending = [
         d
         for d in days_between(start, min(through, LAST_DAY))
-        if d.isoformat() not in landed_batch_ids(con, "flights")
-        or d.isoformat() not in landed_batch_ids(con, "weather")
+        if any(d.isoformat() not in landed[table] for table in DAILY_TABLES)
     ]
     missing_reference = [t for t in REFERENCE_TABLES if REFERENCE_BATCH not in landed_batch_ids(con, t)]
     if not pending and not missing_reference:
         return report
-    _stage_sources(con, cache_dir)
     for table in missing_reference:
-        report.batches.append(
-            land_batch(con, table, REFERENCE_BATCH, f"select * from _src_{table}", clock=clock)
-        )
+        source = _staged_source(con, table, cache_dir)
+        report.batches.append(land_batch(con, table, REFERENCE_BATCH, f"select * from '{source}'", clock=clock))
+    sources = {table: _staged_source(con, table, cache_dir) for table in DAILY_TABLES} if pending else {}
     for day in pending:
         for table in DAILY_TABLES:
             report.batches.append(
@@ -121,7 +123,7 @@ def land_flights(
                     con,
                     table,
                     day.isoformat(),
-                    f"select * exclude (_local_day) from _src_{table} where _local_day = ?::date",
+                    f"select * exclude (_local_day) from '{sources[table]}' where _local_day = ?::date",
                     [day.isoformat()],
                     clock=clock,
                 )
