@@ -74,7 +74,9 @@ def load_champion_task(settings: Settings, model_name: str) -> tuple[int, tr.Mod
 
 @task(name="evaluate", **_CPU)
 def evaluate_task(model: tr.Model, splits: sn.Splits, config: ev.EvaluationConfig,
-                  champion: tuple[int, tr.Model] | None) -> ev.Evaluation:
+                  champion: tuple[int, tr.Model] | None) -> tuple[ev.Evaluation, ev.Metrics]:
+    validation = ev.compute_metrics(tr.target_array(splits.validation, model.spec.target),
+                                    model.predict(splits.validation), config.calibration_bins)
     evaluation = ev.evaluate_model(
         model, splits.test, splits.snapshot.slices, config,
         champion=champion[1] if champion else None, champion_version=champion[0] if champion else None,
@@ -82,12 +84,13 @@ def evaluate_task(model: tr.Model, splits: sn.Splits, config: ev.EvaluationConfi
     m = evaluation.metrics
     get_run_logger().info("test: roc_auc %.4f pr_auc %.4f log_loss %.4f brier %.4f ece %.4f", m.roc_auc, m.pr_auc,
                           m.log_loss, m.brier, m.ece)
-    return evaluation
+    return evaluation, validation
 
 
 @task(name="register", **_IO)
 def register_task(settings: Settings, model_name: str, model: tr.Model, evaluation: ev.Evaluation,
-                  gate: ev.GateResult, splits: sn.Splits, config: tr.TrainConfig) -> registry.ModelVersion:
+                  gate: ev.GateResult, splits: sn.Splits, config: tr.TrainConfig,
+                  validation: ev.Metrics) -> registry.ModelVersion:
     info = splits.snapshot
     lineage = registry.Lineage(
         feature_view=info.feature_view, feature_view_version=info.feature_view_version,
@@ -98,7 +101,7 @@ def register_task(settings: Settings, model_name: str, model: tr.Model, evaluati
     version = registry.register_model(
         settings, model_name, model, evaluation, gate, lineage,
         train_config=config.as_dict(),
-        validation_metrics=model.best_scores().get("validation"),
+        validation_metrics=validation.as_dict(),
         write_artifacts=lambda directory, number: ev.save_plots(evaluation, directory, model_name, number),
     )
     get_run_logger().info("registered %s v%d in %s", model_name, version.version, version.model_dir)
@@ -167,10 +170,10 @@ def training(
     model = train_task(splits, train_config)
     lap("train")
     champion = load_champion_task(settings, view)
-    evaluation = evaluate_task(model, splits, evaluation_config, champion)
+    evaluation, validation = evaluate_task(model, splits, evaluation_config, champion)
     gate = ev.check_gate(evaluation, gate_config)
     lap("evaluate")
-    version = register_task(settings, view, model, evaluation, gate, splits, train_config)
+    version = register_task(settings, view, model, evaluation, gate, splits, train_config, validation)
     alias = alias_task(settings, view, version.version, gate, promote)
     lap("register")
     logger.info("%s v%d: gate %s -> %s", view, version.version, gate.summary(), alias)

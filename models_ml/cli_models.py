@@ -90,7 +90,7 @@ def models_show(args: argparse.Namespace) -> int:
     print()
     metrics = registry.get_metrics(settings, v.model_name, v.version)
     datasets = [d for d in ("test", "champion_on_test", "validation") if d in metrics]
-    names = ["roc_auc", "pr_auc", "log_loss", "brier", "ece", "rows", "positive_rate", "auc", "binary_logloss"]
+    names = ["roc_auc", "pr_auc", "log_loss", "brier", "ece", "rows", "positive_rate"]
     rows = [[n, *(_num(metrics[d].get(n)) if n not in ("rows",) or metrics[d].get(n) is None
                   else f"{int(metrics[d][n]):,}" for d in datasets)]
             for n in names if any(n in metrics[d] for d in datasets)]

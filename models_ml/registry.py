@@ -375,11 +375,13 @@ def get_metrics(settings: Settings, model_name: str, version: int) -> dict[str, 
 
 def get_slice_metrics(settings: Settings, model_name: str, version: int, dataset: str = "test") -> list[dict[str, Any]]:
     """One dict per slice (column, value, and each metric), worst ROC-AUC first."""
+    columns = ",\n".join(f"max(value) filter (where metric = '{name}') as {name}" for name in _METRICS)
     with connect(settings) as con:
         rows = _rows(con, f"""
-            pivot (select slice_column, slice_value, metric, value from {SCHEMA}.model_slice_metrics
-                   where model_name = ? and version = ? and dataset = ?)
-            on metric using first(value)
+            select slice_column, slice_value, {columns}
+            from {SCHEMA}.model_slice_metrics
+            where model_name = ? and version = ? and dataset = ?
+            group by slice_column, slice_value
             order by roc_auc nulls last, slice_column, slice_value""", [model_name, version, dataset])
     return rows
 

@@ -1,0 +1,54 @@
+"""The feature pipeline flow under Prefect's test harness: lands, builds, records; fails loudly on bad data."""
+
+import datetime as dt
+
+import duckdb
+import pytest
+from fti_testing import query
+
+from flows.feature_pipeline import feature_pipeline
+from models_ml.dbt_runner import DbtBuildError
+from models_ml.landing import land_batch
+
+
+def test_flow_lands_the_next_day_builds_and_records_the_run(prefect_harness, scratch_home):
+    before = query(scratch_home, "select count(*) from labels.label_flight__departure_delay")[0][0]
+
+    result = feature_pipeline(home=str(scratch_home.home))
+
+    assert result["landed_through"] == "2013-01-11"
+    assert result["rows_landed"]["flights"] > 0
+    after = query(scratch_home, "select count(*) from labels.label_flight__departure_delay")[0][0]
+    assert after == before + result["rows_landed"]["flights"]
+    status, rows_landed = query(
+        scratch_home, "select status, rows_landed->>'flights' from ops.feature_pipeline_runs where run_id = ?",
+        [result["run_id"]],
+    )[0]
+    assert status == "succeeded" and int(rows_landed) == result["rows_landed"]["flights"]
+
+    again = feature_pipeline(through="2013-01-11", home=str(scratch_home.home))
+    assert again["rows_landed"] == {}
+    assert query(scratch_home, "select count(*) from labels.label_flight__departure_delay")[0][0] == after
+
+
+def test_a_failing_test_stops_the_publish_and_names_the_test_and_row(prefect_harness, scratch_home):
+    """A flight from outside New York passes row validation but fails the origin's accepted_values test."""
+    features_before = query(scratch_home, "select count(*), max(event_at) from features.fg_carrier__delay_stats_v1")
+    with duckdb.connect(str(scratch_home.warehouse_path)) as con:
+        land_batch(
+            con, "flights", "unknown-carrier",
+            "select * exclude (_loaded_at, _batch_id) replace ('BOS' as origin) "
+            "from raw.flights where _batch_id = '2013-01-10' limit 1",
+            clock=lambda: dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc),
+        )
+
+    with pytest.raises(DbtBuildError) as failure:
+        feature_pipeline(through="2013-01-10", home=str(scratch_home.home))
+
+    message = str(failure.value)
+    assert "accepted_values_stg_nycflights__flights_origin_airport_code" in message
+    assert "BOS" in message
+    assert "fg_carrier__delay_stats" in message  # named as not published
+    assert query(scratch_home, "select count(*), max(event_at) from features.fg_carrier__delay_stats_v1") == features_before
+    (status, error) = query(scratch_home, "select status, error from ops.feature_pipeline_runs order by started_at desc limit 1")[0]
+    assert status == "failed" and "accepted_values" in error
