@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import duckdb
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -23,8 +24,21 @@ from models_ml import train as tr
 from models_ml.catalog import load_catalog
 from models_ml.settings import Settings, load_settings
 
+
+
+def _is_io_error(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what a retry can fix: file and lock errors (another process holding the warehouse)."""
+    try:
+        state.result()
+    except (OSError, duckdb.IOException):
+        return True
+    except Exception:  # noqa: BLE001 - anything else is a bug or bad data; retrying would hide it
+        return False
+    return False
+
+
 # Tables and models are passed between tasks in memory: hashing them for a cache key would be slow.
-_IO = {"retries": 2, "retry_delay_seconds": 5, "cache_policy": NO_CACHE}
+_IO = {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": _is_io_error, "cache_policy": NO_CACHE}
 _CPU = {"cache_policy": NO_CACHE}
 
 
