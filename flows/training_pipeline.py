@@ -25,7 +25,6 @@ from models_ml.catalog import load_catalog
 from models_ml.settings import Settings, load_settings
 
 
-
 def _is_io_error(task: Any, task_run: Any, state: Any) -> bool:
     """Retry only what a retry can fix: file and lock errors (another process holding the warehouse)."""
     try:

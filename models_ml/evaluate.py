@@ -536,8 +536,8 @@ def summary_markdown(model_name: str, version: int, evaluation: Evaluation, gate
     """A short markdown report: metrics vs champion, worst slices, gate checks, and what was decided."""
     m = evaluation.metrics
     champion = evaluation.champion.metrics if evaluation.champion and evaluation.champion.metrics else None
-    lines = [f"# {model_name} v{version}: gate {'passed' if gate.passed else 'failed'}"
-             f"{f', now `{alias}`' if alias else ''}", ""]
+    title = f"# {model_name} v{version}: gate {'passed' if gate.passed else 'failed'}"
+    lines = [title + (f", now `{alias}`" if alias else ""), ""]
     for key, value in (extra or {}).items():
         lines.append(f"- **{key}**: {value}")
     lines += ["", f"## Test metrics ({m.rows:,} rows, positive rate {m.positive_rate:.3f})", ""]

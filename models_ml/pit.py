@@ -9,9 +9,10 @@ semantics are pinned to Feast's `get_historical_features` (DuckDB offline store)
   latest ``created_time`` (a NULL created time loses to any value);
 * remaining ties (same keys, event time and created time, or no ``created_time`` at all) go to the row
   whose feature values are largest, compared column by column in the order given, with a NULL smaller
-  than any value. Any rule would do; this one is deterministic and identical on every backend and path;
+  than any value (columns of nested types such as arrays take no part). Any rule would do; this one is
+  deterministic and the same on every backend and plan;
 * no candidate gives NULL features. A spine row is never dropped nor duplicated: duplicate spine rows each
-  get the features, a NULL key never matches, a NULL spine time gets NULLs;
+  get the features, a NULL key never matches, a NULL spine time gets NULLs. No row order is promised;
 * every time column must be a timezone-aware timestamp: comparing a naive timestamp with an aware one
   silently shifts by the session's time zone, so naive columns are rejected rather than guessed.
 
@@ -19,8 +20,8 @@ The result is one lazy Ibis expression; nothing runs until the caller executes i
 what the backend can do (chosen in `_plan_for`, overridable with ``method=``):
 
 * ``"asof"`` (DuckDB, Polars): the feature rows are reduced to one winner per (keys, event time), then a
-  native as-of join finds the latest event time ``<= t``. DuckDB compiles it to ``ASOF LEFT JOIN``, which is
-  as fast as hand-written SQL. The TTL is applied after the join, by nulling features whose matched event
+  native as-of join finds the latest event time ``<= t``. On DuckDB this is a ``ROW_NUMBER`` window and an
+  ``ASOF LEFT JOIN``, what one would write by hand (see ``bench/pit_join.py``). The TTL is applied after the join, by nulling features whose matched event
   time is older than ``t - ttl``: the latest row ``<= t`` is older than ``t - ttl`` exactly when no row lies
   in ``[t - ttl, t]``, so this is the same answer as filtering first. (Ibis' ``tolerance=`` is not used: it
   returns all-NULL features with differently named time columns and multiplies duplicate spine rows,
@@ -33,6 +34,7 @@ what the backend can do (chosen in `_plan_for`, overridable with ``method=``):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +44,7 @@ import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.operations as ops
 import ibis.expr.types as ir
+from ibis.backends import BaseBackend
 
 __all__ = ["FeatureSource", "Method", "point_in_time_join"]
 
@@ -114,15 +117,13 @@ def point_in_time_join(
     ``"asof"`` or ``"portable"`` force one (see the module docstring). Raises ``ValueError`` for a missing
     column, a naive or non-timestamp time column, or output names that clash.
     """
-    if isinstance(sources, FeatureSource):
-        sources = [sources]
     _check_spine(spine, spine_time)
     _check_sources(spine, sources)
     plan = _plan_for(_backend_of(spine, sources), method)
 
     result = spine
     for index, source in enumerate(sources):
-        right = _prepare_source(source, index, spine, spine_time)
+        right = _prepare_source(source, index, spine, spine_time, plan.prune_to_spine_times)
         if plan.asof:
             result = _join_asof(result, spine_time, right, plan)
         else:
@@ -161,7 +162,7 @@ def _check_spine(spine: ir.Table, spine_time: str) -> None:
     _check_time_column(spine, spine_time, "spine")
     internal = [c for c in spine.columns if c.startswith(_INTERNAL)]
     if internal:
-        raise ValueError(f"spine columns {internal} start with {_INTERNAL!r}, which is reserved for internal use")
+        raise ValueError(f"spine columns {internal} start with {_INTERNAL!r}, which is reserved for the join")
 
 
 def _check_sources(spine: ir.Table, sources: Sequence[FeatureSource]) -> None:
@@ -173,20 +174,28 @@ def _check_sources(spine: ir.Table, sources: Sequence[FeatureSource]) -> None:
         table = source.table
         for spine_key, table_key in source.key_map.items():
             if spine_key not in spine.columns:
-                raise ValueError(f"{where}: join key {spine_key!r} not found in the spine; columns are {list(spine.columns)}")
+                raise ValueError(
+                    f"{where}: join key {spine_key!r} not found in the spine; columns are {list(spine.columns)}"
+                )
             if table_key not in table.columns:
-                raise ValueError(f"{where}: join key {table_key!r} not found in the feature table; columns are {list(table.columns)}")
+                raise ValueError(
+                    f"{where}: join key {table_key!r} not found in the feature table; "
+                    f"columns are {list(table.columns)}"
+                )
             spine_type, table_type = spine[spine_key].type(), table[table_key].type()
             if not _comparable(spine_type, table_type):
                 raise ValueError(
-                    f"{where}: join key spine.{spine_key} ({spine_type}) cannot be compared with {table_key} ({table_type})"
+                    f"{where}: join key spine.{spine_key} ({spine_type}) cannot be compared with "
+                    f"{table_key} ({table_type})"
                 )
         _check_time_column(table, source.event_time, where)
         if source.created_time is not None:
             _check_time_column(table, source.created_time, where)
         for feature in source.features:
             if feature not in table.columns:
-                raise ValueError(f"{where}: feature column {feature!r} not found; columns are {list(table.columns)}")
+                raise ValueError(
+                    f"{where}: feature column {feature!r} not found; columns are {list(table.columns)}"
+                )
         for output in source.output_names.values():
             if output.startswith(_INTERNAL):
                 raise ValueError(f"{where}: output column {output!r} starts with the reserved {_INTERNAL!r}")
@@ -218,6 +227,9 @@ class _Plan:
     # "sorted": sort both inputs by time (the winner last among equal event times) and rely on an engine
     #           whose as-of join takes the *last* row of equal times and needs sorted inputs anyway.
     tie_break: Literal["window", "sorted"] = "window"
+    # Drop feature rows outside [min(t) - ttl, max(t)] before the join (they can never match): a scalar
+    # subquery over the spine's time column, cheap next to sorting feature history the spine never reaches.
+    prune_to_spine_times: bool = False
 
 
 # Backends whose Ibis as-of join is a native backward as-of join, verified against this module's tests.
@@ -231,7 +243,7 @@ _ASOF_PLANS = {
 }
 
 
-def _backend_of(spine: ir.Table, sources: Sequence[FeatureSource]):
+def _backend_of(spine: ir.Table, sources: Sequence[FeatureSource]) -> BaseBackend:
     """The one backend the inputs live on; Ibis' default backend when all are in-memory tables."""
     backends = set()
     for table in [spine, *(source.table for source in sources)]:
@@ -243,21 +255,23 @@ def _backend_of(spine: ir.Table, sources: Sequence[FeatureSource]):
     return backends.pop() if backends else ibis.get_backend()
 
 
-def _plan_for(backend, method: Method) -> _Plan:
+def _plan_for(backend: BaseBackend, method: Method) -> _Plan:
+    """The as-of plan where the backend has a verified as-of join, else the portable one (needs windows)."""
     name = backend.name
     has_windows = backend.has_operation(ops.RowNumber)
+    prune = backend.has_operation(ops.ScalarSubquery)
     if method == "auto":
         method = "asof" if name in _ASOF_PLANS else "portable"
     if method == "asof":
         if name not in _ASOF_PLANS:
             raise ValueError(f"method='asof' is not available on the {name} backend; use 'portable'")
-        return _ASOF_PLANS[name]
+        return dataclasses.replace(_ASOF_PLANS[name], prune_to_spine_times=prune)
     if method == "portable":
         if not has_windows:
             raise ValueError(
                 f"the {name} backend has no window functions, which the portable point-in-time join needs"
             )
-        return _Plan(asof=False)
+        return _Plan(asof=False, prune_to_spine_times=prune)
     raise ValueError(f"unknown method {method!r}; expected 'auto', 'asof' or 'portable'")
 
 
@@ -269,7 +283,6 @@ def _plan_for(backend, method: Method) -> _Plan:
 class _Right:
     """A source's feature rows under internal names: keys, event time, created time, output features."""
 
-    source: FeatureSource
     table: ir.Table
     key_map: dict[str, str]  # spine column -> internal key column
     event: str
@@ -300,7 +313,9 @@ def _orderable(dtype: dt.DataType) -> bool:
     return dtype.is_numeric() or dtype.is_string() or dtype.is_boolean() or dtype.is_temporal()
 
 
-def _prepare_source(source: FeatureSource, index: int, spine: ir.Table, spine_time: str) -> _Right:
+def _prepare_source(
+    source: FeatureSource, index: int, spine: ir.Table, spine_time: str, prune_to_spine_times: bool
+) -> _Right:
     table = source.table
     tag = f"{_INTERNAL}{index}"
     key_map = {spine_key: f"{tag}_key{j}" for j, spine_key in enumerate(source.key_map)}
@@ -322,7 +337,27 @@ def _prepare_source(source: FeatureSource, index: int, spine: ir.Table, spine_ti
     # A row without keys or event time can never match; dropping it early keeps NULL keys from ever
     # meeting NULL keys, whatever the engine's NULL semantics in as-of joins.
     selected = selected.filter(*(selected[key].notnull() for key in key_map.values()), selected[event].notnull())
-    return _Right(source, selected, key_map, event, created, list(source.output_names.values()), source.ttl, tag)
+    if prune_to_spine_times:
+        # max() ignores NULL times; an empty spine gives NULL, which keeps no row, which is right.
+        times = spine[spine_time]
+        selected = selected.filter(selected[event] <= times.max().as_scalar())
+        if source.ttl is not None:
+            selected = selected.filter(selected[event] >= (times.min() - _interval(source.ttl)).as_scalar())
+    outputs = list(source.output_names.values())
+    return _Right(selected, key_map, event, created, outputs, source.ttl, tag)
+
+
+def _interval(ttl: datetime.timedelta) -> ir.IntervalScalar:
+    """A TTL as an exact interval: in seconds, or microseconds when it has a fraction of a second.
+
+    Never in days: DuckDB subtracts day and month intervals from a timestamptz in the session's time zone
+    (a "day" across a DST change is 23 or 25 hours). Seconds where possible, because some backends
+    (DataFusion) have no sub-second intervals.
+    """
+    micros = ttl // datetime.timedelta(microseconds=1)
+    if micros % 1_000_000 == 0:
+        return ibis.interval(micros // 1_000_000, unit="s")
+    return ibis.interval(micros, unit="us")
 
 
 def _key_type(spine_key: ir.Column, table_key: ir.Column) -> dt.DataType:
@@ -341,10 +376,7 @@ def _finish(joined: ir.Table, keep: Sequence[str], spine_time: str, right: _Righ
     t, event = joined[spine_time], joined[matched_event]
     valid = event <= t
     if right.ttl is not None:
-        # An interval in microseconds only: DuckDB subtracts day/month intervals from a timestamptz in
-        # the session's time zone (a "day" across a DST change is 23 or 25 hours); microseconds are exact.
-        micros = right.ttl // datetime.timedelta(microseconds=1)
-        valid &= event >= t - ibis.interval(micros, unit="us")
+        valid &= event >= t - _interval(right.ttl)
     features = {
         output: ibis.ifelse(valid, joined[output], ibis.null(joined[output].type())) for output in right.outputs
     }
@@ -408,9 +440,7 @@ def _join_portable(left: ir.Table, spine_time: str, right: _Right) -> ir.Table:
     stacked = spine_rows.union(feature_rows, distinct=False)
 
     # Feature rows sort before spine rows at the same time, so event_time == t matches (inclusive).
-    window = ibis.cumulative_window(
-        group_by=list(stack_keys.values()), order_by=[stacked[time], stacked[kind]]
-    )
+    window = ibis.cumulative_window(group_by=list(stack_keys.values()), order_by=[stacked[time], stacked[kind]])
     stacked = stacked.mutate(**{latest: stacked[rank].max().over(window)})
     spine_rows = stacked.filter(stacked[kind] == 1).select(*left.columns, *stack_keys.values(), latest)
 

@@ -203,7 +203,7 @@ def code_version() -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=PROJECT_ROOT,
                                 capture_output=True, text=True, timeout=10, check=True).stdout.strip()
         return f"{commit}+dirty" if status else commit
     except (OSError, subprocess.SubprocessError):

@@ -140,10 +140,6 @@ class SnapshotInfo:
     reused: bool = False
 
     @property
-    def table_name(self) -> str:
-        return self.snapshot_id
-
-    @property
     def qualified_name(self) -> str:
         return f"{SCHEMA}.{self.snapshot_id}"
 

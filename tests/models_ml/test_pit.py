@@ -52,13 +52,17 @@ class Engine:
 
 
 @pytest.fixture(
-    params=[("duckdb", "auto"), ("duckdb", "portable"), ("polars", "auto")],
-    ids=["duckdb-asof", "duckdb-portable", "polars-asof"],
+    params=[("duckdb", "auto"), ("duckdb", "portable"), ("polars", "auto"), ("datafusion", "auto")],
+    ids=["duckdb-asof", "duckdb-portable", "polars-asof", "datafusion-portable"],
 )
 def engine(request: pytest.FixtureRequest) -> Engine:
+    """DuckDB (as-of and portable plans), Polars (as-of), DataFusion (no as-of join: portable, if installed)."""
+    backend, method = request.param
+    if backend == "datafusion":
+        pytest.importorskip("datafusion")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return Engine(*request.param)
+        return Engine(backend, method)
 
 
 def source(table: ir.Table, **kwargs) -> FeatureSource:

@@ -52,7 +52,7 @@ def register(settings, trained, **kwargs) -> registry.ModelVersion:
 
 
 def test_register_records_files_lineage_and_metrics(settings, trained):
-    model, evaluation, gate, test = trained
+    _, evaluation, gate, _ = trained
     version = register(settings, trained, validation_metrics={"roc_auc": 0.7},
                        write_artifacts=lambda d, v: ev.save_plots(evaluation, d, "toy", v))
     assert version.version == 1 and version.model_dir == settings.models_dir / "toy" / "1"

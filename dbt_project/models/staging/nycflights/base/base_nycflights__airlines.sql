@@ -1,8 +1,8 @@
--- Typed airlines with the first validation rule each row breaks (null when valid).
+-- Typed airlines with the first validation rule each row breaks (null when valid); append-only.
 with
 
 source as (
-    select * from {{ source('nycflights', 'airlines') }}
+    {{ new_raw_rows(source('nycflights', 'airlines')) }}
 ),
 
 typed as (
@@ -21,7 +21,7 @@ checked as (
         case
             when carrier_code is null
                 then 'null_key'
-            when row_number() over (partition by carrier_code order by loaded_at, record) > 1
+            when {{ is_duplicate_key(['carrier_code']) }}
                 then 'duplicate_key'
         end as rule_broken
     from typed

@@ -1,8 +1,8 @@
--- Typed airports with the first validation rule each row breaks (null when valid).
+-- Typed airports with the first validation rule each row breaks (null when valid); append-only.
 with
 
 source as (
-    select * from {{ source('nycflights', 'airports') }}
+    {{ new_raw_rows(source('nycflights', 'airports')) }}
 ),
 
 typed as (
@@ -27,7 +27,7 @@ checked as (
                 then 'null_key'
             when latitude not between -90 and 90 or longitude not between -180 and 180
                 then 'impossible_coordinates'
-            when row_number() over (partition by airport_code order by loaded_at, record) > 1
+            when {{ is_duplicate_key(['airport_code']) }}
                 then 'duplicate_key'
         end as rule_broken
     from typed

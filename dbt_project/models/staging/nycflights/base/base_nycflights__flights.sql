@@ -1,9 +1,10 @@
--- Typed flights with the first validation rule each row breaks (null when valid). Rows are never dropped
--- here: stg_nycflights__flights keeps the valid ones, quarantined_rows the others.
+-- Typed flights with the first validation rule each row breaks (null when valid). Append-only: each run
+-- types and checks only newly loaded raw rows. Rows are never dropped here: stg_nycflights__flights keeps
+-- the valid ones, quarantined_rows the others.
 with
 
 source as (
-    select * from {{ source('nycflights', 'flights') }}
+    {{ new_raw_rows(source('nycflights', 'flights')) }}
 ),
 
 typed as (
@@ -48,10 +49,7 @@ checked as (
                 then 'impossible_delay'
             when distance_miles <= 0
                 then 'impossible_distance'
-            when row_number() over (
-                partition by carrier_code, flight_number, origin_airport_code, scheduled_departure_at
-                order by loaded_at, record
-            ) > 1
+            when {{ is_duplicate_key(['carrier_code', 'flight_number', 'origin_airport_code', 'scheduled_departure_at']) }}
                 then 'duplicate_key'
         end as rule_broken
     from typed

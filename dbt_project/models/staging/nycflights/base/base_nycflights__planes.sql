@@ -1,8 +1,8 @@
--- Typed plane attributes with the first validation rule each row breaks (null when valid).
+-- Typed planes with the first validation rule each row breaks (null when valid); append-only.
 with
 
 source as (
-    select * from {{ source('nycflights', 'planes') }}
+    {{ new_raw_rows(source('nycflights', 'planes')) }}
 ),
 
 typed as (
@@ -31,7 +31,7 @@ checked as (
                 then 'impossible_year_built'
             when seat_count <= 0 or engine_count < 0
                 then 'impossible_capacity'
-            when row_number() over (partition by tail_number order by loaded_at, record) > 1
+            when {{ is_duplicate_key(['tail_number']) }}
                 then 'duplicate_key'
         end as rule_broken
     from typed

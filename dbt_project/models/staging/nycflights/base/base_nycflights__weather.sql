@@ -1,10 +1,10 @@
--- Typed hourly weather with the first validation rule each row breaks (null when valid).
+-- Typed hourly weather with the first validation rule each row breaks (null when valid); append-only.
 -- The event time is the source's own UTC instant (time_hour): converting the local hour fields would give
 -- the repeated 01:00 of 2013-11-03 one instant twice.
 with
 
 source as (
-    select * from {{ source('nycflights', 'weather') }}
+    {{ new_raw_rows(source('nycflights', 'weather')) }}
 ),
 
 typed as (
@@ -44,7 +44,7 @@ checked as (
                 then 'impossible_negative'
             when pressure_mb not between 850 and 1100
                 then 'impossible_pressure'
-            when row_number() over (partition by airport_code, observed_at order by loaded_at, record) > 1
+            when {{ is_duplicate_key(['airport_code', 'observed_at']) }}
                 then 'duplicate_key'
         end as rule_broken
     from typed
