@@ -352,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
                 note = f"+{result['load_seconds']:.1f} s to load DataFrames" if result["load_seconds"] else ""
                 print(
                     f"{method:<11} {'yes' if ttl else 'no':<4} {result['seconds']:>7.2f} "
-                    f"{result['seconds'] / base['seconds']:>6.2f}x {result['cpu']:>6.1f} {result['peak'] / GIB:>7.2f} G "
+                    f"{result['seconds'] / base['seconds']:>6.2f}x {result['cpu']:>6.1f} "
+                    f"{result['peak'] / GIB:>7.2f} G "
                     f"{result['peak'] / base['peak']:>6.2f}x {result['rows']:>10,}  "
                     f"{' '.join(f'{n:,}' for n in result['nulls']):<30} {note}"
                 )

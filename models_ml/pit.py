@@ -19,17 +19,22 @@ semantics are pinned to Feast's `get_historical_features` (DuckDB offline store)
 The result is one lazy Ibis expression; nothing runs until the caller executes it. How it runs depends on
 what the backend can do (chosen in `_plan_for`, overridable with ``method=``):
 
-* ``"asof"`` (DuckDB, Polars): the feature rows are reduced to one winner per (keys, event time), then a
-  native as-of join finds the latest event time ``<= t``. On DuckDB this is a ``ROW_NUMBER`` window and an
-  ``ASOF LEFT JOIN``, what one would write by hand (see ``bench/pit_join.py``). The TTL is applied after the join, by nulling features whose matched event
-  time is older than ``t - ttl``: the latest row ``<= t`` is older than ``t - ttl`` exactly when no row lies
-  in ``[t - ttl, t]``, so this is the same answer as filtering first. (Ibis' ``tolerance=`` is not used: it
-  returns all-NULL features with differently named time columns and multiplies duplicate spine rows,
-  ibis issue #11780.)
-* ``"portable"`` (any backend with window functions but no as-of join): spine rows and feature rows are
-  stacked in one table and ordered by time within each key; a running maximum of each feature row's rank
-  gives, at every spine row, the rank of the latest feature row at or before it, which is then joined back
-  by equality. Everything is sorts, windows and equi-joins, O(n log n), with no inequality join.
+* ``"asof"`` (DuckDB, Polars): a native as-of join finds the latest event time ``<= t``, after the feature
+  rows are reduced to one winner per (keys, event time) -- on DuckDB a ``ROW_NUMBER`` window and an
+  ``ASOF LEFT JOIN``, as one would write by hand (``bench/pit_join.py`` compares the two); on Polars,
+  which has no windows in Ibis, by sorting the winner last among equal times, the row its as-of join
+  takes. The TTL is
+  applied after the join, by nulling features whose matched event time is older than ``t - ttl``: the
+  latest row ``<= t`` is older than ``t - ttl`` exactly when no row lies in ``[t - ttl, t]``, so this is
+  the same answer as filtering first. (Ibis' ``tolerance=`` is not used: it returns all-NULL features
+  with differently named time columns and multiplies duplicate spine rows, ibis issue #11780.)
+* ``"portable"`` (any backend with window functions but no as-of join, e.g. DataFusion): spine rows and
+  feature rows are stacked in one table and ordered by time within each key; a running maximum of each
+  feature row's rank gives, at every spine row, the rank of the latest feature row at or before it, which
+  is then joined back by equality. Only sorts, windows and equi-joins, O(n log n), no inequality join.
+
+Both plans first drop feature rows that no spine row can reach (after the latest spine time or, with a
+TTL, before the earliest spine time minus the TTL) where the backend has scalar subqueries.
 """
 
 from __future__ import annotations

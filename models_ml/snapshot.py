@@ -170,12 +170,12 @@ def _unique(names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def spine_columns(view: FeatureView) -> list[str]:
-    """The label model columns a snapshot keeps, in a fixed order."""
+def spine_columns(view: FeatureView, *, with_target: bool = True) -> list[str]:
+    """The label model columns a snapshot keeps, in a fixed order; inference leaves out the target."""
     label = view.label
     join_keys = [spine_col for ref in view.features for spine_col in ref.join_keys]
     return _unique([
-        *label.entity, label.spine_time, label.event_time, label.target,
+        *label.entity, label.spine_time, label.event_time, *([label.target] if with_target else []),
         *label.request_features, *label.slices, *join_keys,
     ])
 
@@ -184,17 +184,20 @@ def _utc_literal(value: dt.datetime) -> ir.TimestampScalar:
     return ibis.literal(value, type=idt.Timestamp(timezone="UTC"))
 
 
-def spine_expr(con: ibis.BaseBackend, view: FeatureView, time_range: TimeRange) -> ir.Table:
-    """The label rows whose spine time lies in ``[start, end)``, with the columns the snapshot keeps."""
+def spine_expr(
+    con: ibis.BaseBackend, view: FeatureView, time_range: TimeRange, *, on: str | None = None,
+    with_target: bool = True,
+) -> ir.Table:
+    """The label rows whose spine time (or the ``on`` column) lies in ``[start, end)``, with the columns the
+    snapshot keeps. Batch inference selects by the label's event time and without the target."""
     label = view.label
     table = con.table(label.relation, database=label.schema)
-    missing = [c for c in spine_columns(view) if c not in table.columns]
+    columns = spine_columns(view, with_target=with_target)
+    missing = [c for c in columns if c not in table.columns]
     if missing:
         raise ValueError(f"label model {label.qualified_relation} lacks columns {missing} that view {view.name} needs")
-    t = table[label.spine_time]
-    return table.filter(t >= _utc_literal(time_range.start), t < _utc_literal(time_range.end)).select(
-        *spine_columns(view)
-    )
+    t = table[on or label.spine_time]
+    return table.filter(t >= _utc_literal(time_range.start), t < _utc_literal(time_range.end)).select(*columns)
 
 
 def feature_sources(con: ibis.BaseBackend, view: FeatureView) -> list[FeatureSource]:
@@ -213,10 +216,22 @@ def feature_sources(con: ibis.BaseBackend, view: FeatureView) -> list[FeatureSou
     ]
 
 
+def join_features(
+    con: ibis.BaseBackend, view: FeatureView, spine: ir.Table, sources: Sequence[FeatureSource] | None = None
+) -> ir.Table:
+    """Every feature of the view joined point-in-time onto ``spine`` at the label's spine time.
+
+    The one join training snapshots and batch inference share, so the two cannot skew; ``sources``
+    defaults to :func:`feature_sources` (inference passes those same sources with a column appended).
+    """
+    sources = feature_sources(con, view) if sources is None else sources
+    return point_in_time_join(spine, view.label.spine_time, sources)
+
+
 def snapshot_expr(con: ibis.BaseBackend, view: FeatureView, time_range: TimeRange) -> ir.Table:
     """The lazy snapshot: spine columns then every feature, ordered by spine time and entity keys."""
     label = view.label
-    joined = point_in_time_join(spine_expr(con, view, time_range), label.spine_time, feature_sources(con, view))
+    joined = join_features(con, view, spine_expr(con, view, time_range))
     return joined.order_by([label.spine_time, *label.entity])
 
 

@@ -2,7 +2,7 @@
 `process` work pool, `prefect deploy`, a worker, and one feature-pipeline run through that worker.
 
 Everything runs as subprocesses of the venv's `prefect` command, in a throwaway PREFECT_HOME and FTI_HOME;
-every wait is bounded, and the teardown stops the worker (which ignores its first SIGTERM), any flow-run
+every wait is bounded, and the teardown stops the worker (SIGTERM twice if need be), any flow-run
 process it left, and the server. Their logs go to files under tmp_path; on failure the test prints
 their tails, so a CI failure can be read without re-running it.
 """
@@ -123,8 +123,10 @@ def _descendants(pid: int) -> list[int]:
 
 
 def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM, again (a Prefect worker takes the first one as a request to finish up), then SIGKILL.
-    Then kill whatever it started and left behind, by PID."""
+    """SIGTERM, again, then SIGKILL, each after a bounded wait; then whatever it started and left behind.
+
+    A worker turns SIGTERM into a SIGINT to itself, which does nothing when SIGINT was ignored where it was
+    started (a background job of a script); the second SIGTERM then kills it."""
     if process.poll() is not None:
         return
     left_behind = _descendants(process.pid)
