@@ -107,6 +107,8 @@ def run_dbt(settings: Settings, args: Sequence[str], dbt_vars: dict[str, Any] | 
         "--project-dir", str(settings.dbt_project_dir),
         "--profiles-dir", str(settings.dbt_profiles_dir),
         "--target", settings.dbt_target,
+        "--target-path", str(settings.dbt_target_dir),
+        "--log-path", str(settings.dbt_log_dir),
         "--quiet",
     ]
     if dbt_vars:

@@ -227,23 +227,26 @@ def _comparable(left: dt.DataType, right: dt.DataType) -> bool:
 @dataclass(frozen=True)
 class _Plan:
     asof: bool
-    # How the as-of plan makes one row win among equal (keys, event time):
-    # "window": keep row_number() == 0 in the winner's order, so the join sees one row per event time;
-    # "sorted": sort both inputs by time (the winner last among equal event times) and rely on an engine
-    #           whose as-of join takes the *last* row of equal times and needs sorted inputs anyway.
-    tie_break: Literal["window", "sorted"] = "window"
+    # How the as-of plan makes the winner of equal (keys, event time) the row the as-of join takes:
+    # "struct": the as-of inequality compares (event time, then the tie-break columns) as one struct, so
+    #           the engine's "greatest value <= t" is the winner itself, in the same single sort;
+    # "sorted": sort both inputs by time (the winner last among equal event times) for an engine whose
+    #           as-of join takes the *last* row of equal times and needs sorted inputs anyway.
+    tie_break: Literal["struct", "sorted"] = "struct"
     # Drop feature rows outside [min(t) - ttl, max(t)] before the join (they can never match): a scalar
     # subquery over the spine's time column, cheap next to sorting feature history the spine never reaches.
     prune_to_spine_times: bool = False
 
 
 # Backends whose Ibis as-of join is a native backward as-of join, verified against this module's tests.
-# DuckDB: ASOF LEFT JOIN. Polars: `join_asof(strategy="backward")`, which "selects the last row in the
-# right DataFrame whose 'on' key is less than or equal to the left's key" and assumes sorted inputs. Ibis 12
-# has no window functions on Polars, and its ordered `first()` aggregate returns corrupt strings on Polars
-# 2.1 (`filter(True).sort_by().first()` in a group-by), so Polars resolves ties by sort order instead.
+# DuckDB: ASOF LEFT JOIN, which compares structs field by field. A ROW_NUMBER dedupe before the join
+# gives the same answer but costs more than the join itself (bench/pit_join.py: the hand-written query).
+# Polars: `join_asof(strategy="backward")`, which "selects the last row in the right DataFrame whose 'on'
+# key is less than or equal to the left's key" and assumes sorted inputs; Ibis 12 has no window functions
+# and no struct comparisons on Polars, and its ordered `first()` aggregate returns corrupt strings on
+# Polars 2.1 (`filter(True).sort_by().first()` in a group-by), so Polars resolves ties by sort order.
 _ASOF_PLANS = {
-    "duckdb": _Plan(asof=True, tie_break="window"),
+    "duckdb": _Plan(asof=True, tie_break="struct"),
     "polars": _Plan(asof=True, tie_break="sorted"),
 }
 
@@ -296,22 +299,41 @@ class _Right:
     ttl: datetime.timedelta | None
     tag: str  # prefix for further internal names of this source
 
-    def winner_first(self, table: ir.Table, descending: bool = True) -> list:
-        """Sort keys within one (keys, event time) group that put the winning row first (or last).
+    def tie_columns(self, table: ir.Table) -> list[str]:
+        """The columns that decide among rows with equal keys and event time, most significant first."""
+        features = [column for column in self.outputs if _orderable(table[column].type())]
+        return ([self.created] if self.created else []) + features
 
-        Latest created time first, a NULL created time last, then the largest feature values; each NULL
+    def winner_last(self, table: ir.Table) -> list:
+        """Sort keys within one (keys, event time) group that put the winning row last.
+
+        Latest created time, a NULL created time below any, then the largest feature values; each NULL
         test comes first because backends disagree on where NULLs sort.
         """
-        columns = ([self.created] if self.created else []) + [
-            column for column in self.outputs if _orderable(table[column].type())
-        ]
         order: list = []
-        for column in columns:
-            if descending:
-                order += [ibis.asc(table[column].isnull()), ibis.desc(table[column])]
-            else:
-                order += [ibis.desc(table[column].isnull()), ibis.asc(table[column])]
+        for column in self.tie_columns(table):
+            order += [ibis.desc(table[column].isnull()), ibis.asc(table[column])]
         return order
+
+    def winner_struct(self, table: ir.Table) -> ir.StructValue:
+        """(event time, then for each tie column: is-not-NULL flag, value), compared field by field.
+
+        The flag before each value means a NULL only ever meets a NULL, so no backend's NULL ordering
+        inside structs matters; the greatest struct is the winner of the latest event time.
+        """
+        fields: dict[str, ir.Value] = {"event": table[self.event]}
+        for i, column in enumerate(self.tie_columns(table)):
+            fields[f"has{i}"] = table[column].notnull().cast("int32")
+            fields[f"value{i}"] = table[column]
+        return ibis.struct(fields)
+
+    def probe_struct(self, time: ir.TimestampValue, table: ir.Table) -> ir.StructValue:
+        """The spine side of `winner_struct`: (t, 2, NULLs...) is above every row at t (flags are 0 or 1)."""
+        fields: dict[str, ir.Value] = {"event": time}
+        for i, column in enumerate(self.tie_columns(table)):
+            fields[f"has{i}"] = ibis.literal(2 if i == 0 else 0, "int32")
+            fields[f"value{i}"] = ibis.null(table[column].type())
+        return ibis.struct(fields)
 
 
 def _orderable(dtype: dt.DataType) -> bool:
@@ -394,19 +416,19 @@ def _finish(joined: ir.Table, keep: Sequence[str], spine_time: str, right: _Righ
 
 def _join_asof(left: ir.Table, spine_time: str, right: _Right, plan: _Plan) -> ir.Table:
     features = right.table
-    if plan.tie_break == "window":
-        rank = f"{right.tag}_rank"
-        group = [*right.key_map.values(), right.event]
-        window = ibis.window(group_by=group, order_by=right.winner_first(features))
-        features = features.mutate(**{rank: ibis.row_number().over(window)})
-        features = features.filter(features[rank] == 0).drop(rank)
+    if plan.tie_break == "struct" and right.tie_columns(features):
+        order = f"{right.tag}_order"
+        features = features.mutate(**{order: right.winner_struct(features)})
+        on = right.probe_struct(left[spine_time], features) >= features[order]
     else:
-        left = left.order_by(spine_time)
-        features = features.order_by([features[right.event], *right.winner_first(features, descending=False)])
+        if plan.tie_break == "sorted":
+            left = left.order_by(spine_time)
+            features = features.order_by([features[right.event], *right.winner_last(features)])
+        on = left[spine_time] >= features[right.event]
 
     joined = left.asof_join(
         features,
-        on=left[spine_time] >= features[right.event],
+        on=on,
         predicates=[
             _cast_to(left[spine_key], features[key].type()) == features[key]
             for spine_key, key in right.key_map.items()
@@ -427,7 +449,7 @@ def _join_portable(left: ir.Table, spine_time: str, right: _Right) -> ir.Table:
 
     # Rank the feature rows of each key from the oldest to the winner of the latest event time: the
     # highest rank at or before t is the row to take, ties included.
-    order = [ibis.asc(features[right.event]), *right.winner_first(features, descending=False)]
+    order = [ibis.asc(features[right.event]), *right.winner_last(features)]
     features = features.mutate(**{rank: ibis.row_number().over(group_by=keys, order_by=order)})
 
     stack_keys = {spine_key: f"{tag}_stack{j}" for j, spine_key in enumerate(right.key_map)}

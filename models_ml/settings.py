@@ -35,8 +35,17 @@ class Settings:
         return self.home / "online"
 
     @property
+    def dbt_target_dir(self) -> Path:
+        """dbt's target/ (manifest, compiled SQL, run results) per home, so homes never share artefacts."""
+        return self.home / "dbt" / "target"
+
+    @property
+    def dbt_log_dir(self) -> Path:
+        return self.home / "dbt" / "logs"
+
+    @property
     def manifest_path(self) -> Path:
-        return self.dbt_project_dir / "target" / "manifest.json"
+        return self.dbt_target_dir / "manifest.json"
 
     def ensure_home(self) -> Path:
         self.home.mkdir(parents=True, exist_ok=True)
