@@ -93,7 +93,7 @@ def generate(path: Path, spine_rows: int, feature_rows: int, entities: int) -> f
 
 
 # --------------------------------------------------------------------------------------------------
-# Methods: each runs in its own process and returns (result, extra_seconds)
+# Methods: each prepares its inputs and returns a function that runs the join once
 
 
 def run_project(path: str, ttl: bool):

@@ -19,15 +19,16 @@ semantics are pinned to Feast's `get_historical_features` (DuckDB offline store)
 The result is one lazy Ibis expression; nothing runs until the caller executes it. How it runs depends on
 what the backend can do (chosen in `_plan_for`, overridable with ``method=``):
 
-* ``"asof"`` (DuckDB, Polars): a native as-of join finds the latest event time ``<= t``, after the feature
-  rows are reduced to one winner per (keys, event time) -- on DuckDB a ``ROW_NUMBER`` window and an
-  ``ASOF LEFT JOIN``, as one would write by hand (``bench/pit_join.py`` compares the two); on Polars,
-  which has no windows in Ibis, by sorting the winner last among equal times, the row its as-of join
-  takes. The TTL is
-  applied after the join, by nulling features whose matched event time is older than ``t - ttl``: the
-  latest row ``<= t`` is older than ``t - ttl`` exactly when no row lies in ``[t - ttl, t]``, so this is
-  the same answer as filtering first. (Ibis' ``tolerance=`` is not used: it returns all-NULL features
-  with differently named time columns and multiplies duplicate spine rows, ibis issue #11780.)
+* ``"asof"`` (DuckDB, Polars): a native as-of join finds, per spine row, the greatest feature row at or
+  before ``t``. On DuckDB (``ASOF LEFT JOIN``) "greatest" compares one struct, (event time, created time,
+  features), so the join's own sort picks the winner of a tie; the usual ``ROW_NUMBER`` dedupe before the
+  join gives the same answer at a higher cost (``bench/pit_join.py`` compares it). Polars has no window
+  functions in Ibis and its ``join_asof`` takes no struct keys, but it takes the last of equal times, so
+  both inputs are sorted with the winner last. The TTL is applied after the join, by nulling features whose matched
+  event time is older than ``t - ttl``: the latest row ``<= t`` is older than ``t - ttl`` exactly when no
+  row lies in ``[t - ttl, t]``, so this is the same answer as filtering first. (Ibis' ``tolerance=`` is
+  not used: it returns all-NULL features with differently named time columns and multiplies duplicate
+  spine rows, ibis issue #11780.)
 * ``"portable"`` (any backend with window functions but no as-of join, e.g. DataFusion): spine rows and
   feature rows are stacked in one table and ordered by time within each key; a running maximum of each
   feature row's rank gives, at every spine row, the rank of the latest feature row at or before it, which
@@ -144,7 +145,7 @@ def _describe(source: FeatureSource, index: int) -> str:
     """How an error message names a source: its position, and its table name when it has one."""
     try:
         name = source.table.get_name()
-    except Exception:  # an expression rather than a named table
+    except AttributeError:  # an expression (a filter, a join...) rather than a named table
         return f"feature source #{index}"
     return f"feature source #{index} (table {name!r})"
 
@@ -242,9 +243,9 @@ class _Plan:
 # DuckDB: ASOF LEFT JOIN, which compares structs field by field. A ROW_NUMBER dedupe before the join
 # gives the same answer but costs more than the join itself (bench/pit_join.py: the hand-written query).
 # Polars: `join_asof(strategy="backward")`, which "selects the last row in the right DataFrame whose 'on'
-# key is less than or equal to the left's key" and assumes sorted inputs; Ibis 12 has no window functions
-# and no struct comparisons on Polars, and its ordered `first()` aggregate returns corrupt strings on
-# Polars 2.1 (`filter(True).sort_by().first()` in a group-by), so Polars resolves ties by sort order.
+# key is less than or equal to the left's key" and assumes sorted inputs; it takes only primitive keys,
+# Ibis 12 has no window functions on Polars, and its ordered `first()` aggregate returns corrupt strings
+# on Polars 2.1 (`filter(True).sort_by().first()` in a group-by), so Polars resolves ties by sort order.
 _ASOF_PLANS = {
     "duckdb": _Plan(asof=True, tie_break="struct"),
     "polars": _Plan(asof=True, tie_break="sorted"),

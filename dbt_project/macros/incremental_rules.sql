@@ -3,13 +3,28 @@
   validates only the rows loaded since the last run (`new_raw_rows`), which keeps a daily run cheap.
 -#}
 
-{#- The raw rows not yet in this base table (all of them on a full refresh). -#}
-{% macro new_raw_rows(source_relation) -%}
+{#-
+  The rows of `relation` loaded after this table's watermark, max(loaded_at) (all rows on a full refresh).
+  Raw tables call their load time `_loaded_at`; every model downstream calls it `loaded_at`.
+-#}
+{% macro rows_loaded_since_watermark(relation, loaded_at_column='loaded_at') -%}
     select *
-    from {{ source_relation }}
+    from {{ relation }}
     {% if is_incremental() %}
-    where _loaded_at > (select coalesce(max(loaded_at), '-infinity'::timestamptz) from {{ this }})
+    where {{ loaded_at_column }} > (select coalesce(max(loaded_at), '-infinity'::timestamptz) from {{ this }})
     {% endif %}
+{%- endmacro %}
+
+{#- The raw rows not yet in this base table. -#}
+{% macro new_raw_rows(source_relation) -%}
+    {{ rows_loaded_since_watermark(source_relation, '_loaded_at') }}
+{%- endmacro %}
+
+{#- The bookkeeping every base model keeps of a raw row: when and in which batch it landed, and the row. -#}
+{% macro raw_row_bookkeeping(source_cte='source') -%}
+        _loaded_at as loaded_at,
+        _batch_id as batch_id,
+        to_json({{ source_cte }}) as record
 {%- endmacro %}
 
 {#-

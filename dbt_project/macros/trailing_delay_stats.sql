@@ -6,9 +6,7 @@
   `loaded_at` of a row is the latest ingestion time of the flights in its widest window, i.e. when the row's
   values became computable; it is also the incremental watermark.
 
-  Incremental runs are exact: new flights (loaded after the watermark) change every row from their
-  earliest departure onwards (their windows reach forward), so those rows are recomputed from flights that
-  reach back the widest window before it, and replaced (delete+insert on the unique key).
+  Incremental runs are exact: see macros/windowed_incremental.sql.
 -#}
 {% macro trailing_delay_stats(entity_columns, windows_days, delay_threshold_minutes) -%}
 {%- set widest = windows_days | max -%}
@@ -32,23 +30,7 @@ departed as (
     {%- endfor %}
 ),
 
-{% if is_incremental() %}
-recompute_from as (
-    select min(departed_at) as departed_at
-    from departed
-    where loaded_at > (select coalesce(max(loaded_at), '-infinity'::timestamptz) from {{ this }})
-),
-
-in_scope as (
-    select *
-    from departed
-    where departed_at >= (select departed_at from recompute_from) - interval '{{ widest }} days'
-),
-{% else %}
-in_scope as (
-    select * from departed
-),
-{% endif %}
+{{ windowed_incremental_scope('departed', 'departed_at', widest ~ ' days') }}
 
 per_moment as (
     select
@@ -96,9 +78,7 @@ final as (
         {%- endfor %}
         loaded_at::timestamptz as loaded_at
     from windowed
-    {% if is_incremental() %}
-    where event_at >= (select departed_at from recompute_from)
-    {% endif %}
+    {{ in_recompute_range('event_at') }}
 )
 
 select * from final

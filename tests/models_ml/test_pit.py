@@ -21,7 +21,7 @@ from models_ml.pit import FeatureSource, point_in_time_join
 # Polars cannot check that `join_asof` inputs are sorted by time within key groups; the join sorts them.
 pytestmark = pytest.mark.filterwarnings("ignore:Sortedness of columns cannot be checked:UserWarning")
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 T0 = datetime.datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 US = datetime.timedelta(microseconds=1)
 HOUR = datetime.timedelta(hours=1)

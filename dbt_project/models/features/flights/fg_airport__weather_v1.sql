@@ -1,30 +1,13 @@
 -- Hourly weather per origin airport, plus what the last three hours add (rain total, worst visibility).
 -- Event time = the observation's UTC instant. Trailing windows are half-open: (t - 3 hours, t].
--- Incremental runs recompute every row from the earliest newly loaded observation (its windows reach
--- forward three hours), reading observations back three hours before it; loaded_at is the watermark.
+-- Incremental runs are exact (macros/windowed_incremental.sql); loaded_at is the watermark.
 with
 
 weather as (
     select * from {{ ref('stg_nycflights__weather') }}
 ),
 
-{% if is_incremental() %}
-recompute_from as (
-    select min(observed_at) as observed_at
-    from weather
-    where loaded_at > (select coalesce(max(loaded_at), '-infinity'::timestamptz) from {{ this }})
-),
-
-in_scope as (
-    select *
-    from weather
-    where observed_at >= (select observed_at from recompute_from) - interval '3 hours'
-),
-{% else %}
-in_scope as (
-    select * from weather
-),
-{% endif %}
+{{ windowed_incremental_scope('weather', 'observed_at', '3 hours') }}
 
 windowed as (
     select
@@ -57,9 +40,7 @@ final as (
         visibility_min_3h_mi,
         window_loaded_at::timestamptz as loaded_at
     from windowed
-    {% if is_incremental() %}
-    where observed_at >= (select observed_at from recompute_from)
-    {% endif %}
+    {{ in_recompute_range('observed_at') }}
 )
 
 select * from final

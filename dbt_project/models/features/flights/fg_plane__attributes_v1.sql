@@ -8,17 +8,9 @@ planes as (
     select * from {{ ref('stg_nycflights__planes') }}
 ),
 
-{% if is_incremental() %}
 new_planes as (
-    select *
-    from planes
-    where loaded_at > (select coalesce(max(loaded_at), '-infinity'::timestamptz) from {{ this }})
+    {{ rows_loaded_since_watermark('planes') }}
 ),
-{% else %}
-new_planes as (
-    select * from planes
-),
-{% endif %}
 
 final as (
     select

@@ -10,17 +10,9 @@ flights as (
     select * from {{ ref('stg_nycflights__flights') }}
 ),
 
-{% if is_incremental() %}
 new_flights as (
-    select *
-    from flights
-    where loaded_at > (select coalesce(max(loaded_at), '-infinity'::timestamptz) from {{ this }})
+    {{ rows_loaded_since_watermark('flights') }}
 ),
-{% else %}
-new_flights as (
-    select * from flights
-),
-{% endif %}
 
 final as (
     select

@@ -9,9 +9,7 @@ typed as (
     select
         nullif(trim(carrier), '') as carrier_code,
         name as airline_name,
-        _loaded_at as loaded_at,
-        _batch_id as batch_id,
-        to_json(source) as record
+        {{ raw_row_bookkeeping() }}
     from source
 ),
 

@@ -13,9 +13,7 @@ typed as (
         try_cast(lon as double) as longitude,
         try_cast(alt as integer) as altitude_ft,
         tzone as time_zone,
-        _loaded_at as loaded_at,
-        _batch_id as batch_id,
-        to_json(source) as record
+        {{ raw_row_bookkeeping() }}
     from source
 ),
 

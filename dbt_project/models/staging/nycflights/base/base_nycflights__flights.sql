@@ -25,9 +25,7 @@ typed as (
         try_cast(distance as integer) as distance_miles,
         dep_time is null as is_cancelled,
         dep_delay is not null and try_cast(dep_delay as integer) is null as has_unreadable_delay,
-        _loaded_at as loaded_at,
-        _batch_id as batch_id,
-        to_json(source) as record
+        {{ raw_row_bookkeeping() }}
     from source
 ),
 

@@ -15,9 +15,7 @@ typed as (
         try_cast(engines as integer) as engine_count,
         try_cast(seats as integer) as seat_count,
         engine as engine_type,
-        _loaded_at as loaded_at,
-        _batch_id as batch_id,
-        to_json(source) as record
+        {{ raw_row_bookkeeping() }}
     from source
 ),
 

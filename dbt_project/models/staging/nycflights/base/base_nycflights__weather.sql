@@ -20,9 +20,7 @@ typed as (
         try_cast(precip as double) as precipitation_in,
         try_cast(pressure as double) as pressure_mb,
         try_cast(visib as double) as visibility_mi,
-        _loaded_at as loaded_at,
-        _batch_id as batch_id,
-        to_json(source) as record
+        {{ raw_row_bookkeeping() }}
     from source
 ),
 
