@@ -4,8 +4,9 @@ A seeded synthetic spine (1M rows) is joined with two feature tables (5M rows ea
 without and once with a TTL, by three methods:
 
 * ``project``    -- ``models_ml.pit.point_in_time_join`` executed with ``.to_pyarrow()``;
-* ``duckdb_sql`` -- a hand-written DuckDB ``ASOF LEFT JOIN`` with the same tie and TTL rules, to Arrow:
-                    the baseline every ratio is taken against;
+* ``duckdb_sql`` -- hand-written DuckDB SQL as an expert would write it: ``QUALIFY ROW_NUMBER()`` keeps
+                    the latest created row per (entity, event time), then ``ASOF LEFT JOIN``, the TTL
+                    as a ``CASE``; to Arrow. The baseline every ratio is taken against;
 * ``pandas``     -- ``pandas.merge_asof`` with the same rules (ties by drop_duplicates, TTL by tolerance).
 
 The data contain ties on event time (different created times), entities without features, NULL keys,

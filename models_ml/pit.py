@@ -240,8 +240,8 @@ class _Plan:
 
 
 # Backends whose Ibis as-of join is a native backward as-of join, verified against this module's tests.
-# DuckDB: ASOF LEFT JOIN, which compares structs field by field. A ROW_NUMBER dedupe before the join
-# gives the same answer but costs more than the join itself (bench/pit_join.py: the hand-written query).
+# DuckDB: ASOF LEFT JOIN, which compares structs field by field. A ROW_NUMBER dedupe before the join gives
+# the same answer at a higher cost (bench/pit_join.py times it: it is the hand-written baseline there).
 # Polars: `join_asof(strategy="backward")`, which "selects the last row in the right DataFrame whose 'on'
 # key is less than or equal to the left's key" and assumes sorted inputs; it takes only primitive keys,
 # Ibis 12 has no window functions on Polars, and its ordered `first()` aggregate returns corrupt strings
