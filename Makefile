@@ -23,13 +23,18 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
+	mkdir -p "$(PREFECT_HOME)"
 	$(VENV)/bin/fti demo
 
 test: $(STAMP)
+	mkdir -p "$(PREFECT_HOME)"
 	$(PY) -m pytest
 
 bench: $(STAMP)
 	$(PY) bench/feature_pipeline.py
+	$(PY) bench/pit_join.py
+	$(PY) bench/batch_inference.py
+	$(PY) bench/online.py
 
 clean:
 	rm -rf .fti

@@ -19,16 +19,16 @@ from models_ml.settings import Settings, load_settings
 
 
 @task(name="land-raw-data", retries=2, retry_delay_seconds=5)
-def land_task(settings: Settings, through: dt.date | None) -> tuple[str, dict[str, int]]:
-    report = fp.land_raw(settings, through)
-    day = through or fp.next_unlanded_day(settings) - dt.timedelta(days=1)
-    get_run_logger().info("landed %s rows through %s: %s", report.total_rows, day, report.rows_landed())
+def land_task(settings: Settings, through: dt.date | None, example: str = fp.DEFAULT_EXAMPLE) -> tuple[str, dict[str, int]]:
+    report = fp.land_raw(settings, through, example)
+    day = through or fp.next_unlanded_day(settings, example) - dt.timedelta(days=1)
+    get_run_logger().info("landed %s %s rows through %s: %s", report.total_rows, example, day, report.rows_landed())
     return day.isoformat(), report.rows_landed()
 
 
 @task(name="dbt-build")
-def build_task(settings: Settings, full_refresh: bool) -> tuple[float, float]:
-    run = fp.build_features(settings, full_refresh=full_refresh)
+def build_task(settings: Settings, full_refresh: bool, select: str | None = None) -> tuple[float, float]:
+    run = fp.build_features(settings, full_refresh=full_refresh, select=select)
     get_run_logger().info(
         "dbt build: %d nodes in %.1f s (%.1f s in SQL)", len(run.outcomes), run.seconds, run.node_seconds()
     )
@@ -43,16 +43,22 @@ def count_task(settings: Settings) -> tuple[dict[str, int], dict[str, int]]:
 
 @flow(name="feature-pipeline")
 def feature_pipeline(
-    through: str | None = None, full_refresh: bool = False, home: str | None = None
+    through: str | None = None, full_refresh: bool = False, home: str | None = None,
+    example: str = fp.DEFAULT_EXAMPLE,
 ) -> dict:
-    """Land raw data through `through` (ISO date; default: the next day not landed) and build features."""
+    """Land raw data of `example` (an `examples/<example>/loader.py`) through `through` (ISO date; default:
+    the next day not landed) and build the features its data feeds."""
     settings = load_settings(home)
     logger = get_run_logger()
     run = fp.FeaturePipelineRun()
     before, _ = count_task(settings)
     try:
-        run.landed_through, run.rows_landed = land_task(settings, dt.date.fromisoformat(through) if through else None)
-        run.dbt_seconds, run.dbt_node_seconds = build_task(settings, full_refresh)
+        run.landed_through, run.rows_landed = land_task(
+            settings, dt.date.fromisoformat(through) if through else None, example
+        )
+        run.dbt_seconds, run.dbt_node_seconds = build_task(
+            settings, full_refresh, fp.example_loader(example).DBT_SELECTION
+        )
         run.status = "succeeded"
     except DbtBuildError as error:
         run.status, run.error = "failed", str(error)

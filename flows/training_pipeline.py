@@ -22,6 +22,7 @@ from models_ml import registry
 from models_ml import snapshot as sn
 from models_ml import train as tr
 from models_ml.catalog import load_catalog
+from models_ml.online.publish import publish_champion
 from models_ml.settings import Settings, load_settings
 
 
@@ -125,6 +126,7 @@ def register_task(settings: Settings, model_name: str, model: tr.Model, evaluati
 def alias_task(settings: Settings, model_name: str, version: int, gate: ev.GateResult, promote: bool) -> str:
     if gate.passed and promote:
         registry.promote(settings, model_name, version, registry.CHAMPION, reason="gate passed")
+        publish_champion(settings, model_name)  # the serving side follows the champion without the warehouse
         return registry.CHAMPION
     registry.set_alias(settings, model_name, registry.CHALLENGER, version, reason=gate.summary())
     return registry.CHALLENGER

@@ -78,15 +78,38 @@ class FeatureGroup:
 
 @dataclass(frozen=True)
 class FeatureRef:
-    """A selection of features of one group inside a feature view."""
+    """A selection of features of one group inside a feature view.
+
+    ``on_demand_inputs`` are further columns of the group that are joined (offline) and looked up (online)
+    only as inputs of the view's on-demand features, not given to the model (e.g. a timestamp).
+    """
 
     group: FeatureGroup
     features: tuple[str, ...]
     join_keys: dict[str, str]  # spine column -> group column
     prefix: str
+    on_demand_inputs: tuple[str, ...] = ()
 
     def output_name(self, feature: str) -> str:
         return f"{self.prefix}{feature}"
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every column taken from the group: the model's features, then the on-demand inputs."""
+        return (*self.features, *self.on_demand_inputs)
+
+
+@dataclass(frozen=True)
+class OnDemandFeature:
+    """A feature computed from the request and stored features by a function of models_ml/on_demand.py.
+
+    ``inputs`` maps each parameter of the function to a column of the view: a label (request) column or the
+    output name of a joined column (``prefix + column``).
+    """
+
+    name: str
+    function: str
+    inputs: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -117,14 +140,32 @@ class FeatureView:
     description: str
     label: LabelSpec
     features: tuple[FeatureRef, ...]
+    on_demand: tuple[OnDemandFeature, ...] = ()
 
     @property
     def feature_columns(self) -> list[str]:
-        """Every model input, in a fixed order: request features, then each group's features."""
+        """Every model input, in a fixed order: request features, each group's features, on-demand features."""
         names = list(self.label.request_features)
         for ref in self.features:
             names += [ref.output_name(f) for f in ref.features]
+        names += [f.name for f in self.on_demand]
         return names
+
+    @property
+    def joined_columns(self) -> list[str]:
+        """Output names of every column the point-in-time join (or the online lookup) brings in."""
+        return [ref.output_name(c) for ref in self.features for c in ref.columns]
+
+    @property
+    def on_demand_request_inputs(self) -> list[str]:
+        """Label (request) columns the on-demand features read: the spine and a request must carry them."""
+        joined = set(self.joined_columns)
+        return list(dict.fromkeys(c for f in self.on_demand for c in f.inputs.values() if c not in joined))
+
+    @property
+    def request_columns(self) -> list[str]:
+        """What an online request must carry besides the join keys: request features and on-demand inputs."""
+        return list(dict.fromkeys([*self.label.request_features, *self.on_demand_request_inputs]))
 
     def group_versions(self) -> dict[str, int | None]:
         return {ref.group.name: ref.group.version for ref in self.features}
@@ -234,27 +275,73 @@ def _view(exposure: dict[str, Any], meta: dict[str, Any], catalog: Catalog, node
     refs = []
     for i, entry in enumerate(meta.get("features") or []):
         group = catalog.group(entry["group"], entry.get("version"))
-        features = _as_tuple(entry.get("features")) or tuple(f.name for f in group.features)
-        for feature in features:
+        inputs = _as_tuple(entry.get("on_demand_inputs"))
+        features = _as_tuple(entry.get("features"))
+        if not features and not ("features" in entry and inputs):  # an explicit [] with inputs: inputs only
+            features = tuple(f.name for f in group.features if f.name not in inputs)
+        for feature in (*features, *inputs):
             group.feature(feature)
         join_keys = dict(entry.get("join_keys") or {k: k for k in group.entity})
         if sorted(join_keys.values()) != sorted(group.entity):
             raise CatalogError(
                 f"{where}: features[{i}] join_keys {join_keys} must map onto the entity {list(group.entity)}"
             )
-        refs.append(FeatureRef(group, features, join_keys, entry.get("prefix", "")))
+        refs.append(FeatureRef(group, features, join_keys, entry.get("prefix", ""), inputs))
+    label = _label(nodes, meta.get("label") or {}, where)
     view = FeatureView(
         name=exposure["name"],
         version=int(meta.get("version", 1)),
         description=(exposure.get("description") or "").strip(),
-        label=_label(nodes, meta.get("label") or {}, where),
+        label=label,
         features=tuple(refs),
+        on_demand=_on_demand(meta.get("on_demand") or [], where),
     )
-    columns = view.feature_columns
+    columns = [*view.feature_columns, *(c for ref in view.features for c in map(ref.output_name, ref.on_demand_inputs))]
     duplicated = sorted({c for c in columns if columns.count(c) > 1})
     if duplicated:
         raise CatalogError(f"{where}: output feature names clash: {duplicated}; give the groups a prefix")
+    _check_on_demand_inputs(view, nodes, where)
     return view
+
+
+def _on_demand(entries: list[dict[str, Any]], where: str) -> tuple[OnDemandFeature, ...]:
+    """The view's on-demand features; each names a function of models_ml/on_demand.py and binds every
+    parameter of it to a view column."""
+    if not entries:
+        return ()
+    from models_ml.on_demand import FUNCTIONS  # imported here: on_demand imports this module
+
+    features = []
+    for i, entry in enumerate(entries):
+        name, function = entry.get("name"), entry.get("function")
+        if not name or not function:
+            raise CatalogError(f"{where}: on_demand[{i}] needs a name and a function")
+        if function not in FUNCTIONS:
+            raise CatalogError(f"{where}: on_demand {name!r} uses unknown function {function!r} "
+                               f"(known: {', '.join(sorted(FUNCTIONS))})")
+        inputs = dict(entry.get("inputs") or {})
+        expected = list(FUNCTIONS[function].parameters)
+        if sorted(inputs) != sorted(expected):
+            raise CatalogError(f"{where}: on_demand {name!r} must bind exactly the parameters {expected} of "
+                               f"{function}, got {sorted(inputs)}")
+        features.append(OnDemandFeature(name, function, {p: inputs[p] for p in expected}))
+    return tuple(features)
+
+
+def _check_on_demand_inputs(view: FeatureView, nodes: dict[str, Any], where: str) -> None:
+    """Every on-demand input is a joined column or a column the label model declares."""
+    if not view.on_demand:
+        return
+    label_node = next((n for n in nodes.values()
+                       if n.get("resource_type") == "model" and n["name"] == view.label.model), {})
+    label_columns = set((label_node.get("columns") or {}).keys())
+    for column in view.on_demand_request_inputs:
+        if label_columns and column not in label_columns:
+            raise CatalogError(f"{where}: on-demand input {column!r} is neither a joined feature column nor a "
+                               f"column of label model {view.label.model}")
+    if label_columns & {f.name for f in view.on_demand}:
+        raise CatalogError(f"{where}: on-demand feature names clash with label columns: "
+                           f"{sorted(label_columns & {f.name for f in view.on_demand})}")
 
 
 def catalog_from_manifest(manifest: dict[str, Any]) -> Catalog:

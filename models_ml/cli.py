@@ -78,7 +78,8 @@ def features_show(args: argparse.Namespace) -> int:
 def features_run(args: argparse.Namespace) -> int:
     from flows.feature_pipeline import feature_pipeline
 
-    result = feature_pipeline(through=args.through, full_refresh=args.full_refresh, home=args.home)
+    result = feature_pipeline(through=args.through, full_refresh=args.full_refresh, home=args.home,
+                              example=args.example)
     print(_table([[t, f"{n:,}"] for t, n in sorted(result["rows_built"].items())], ["table", "rows"]))
     return 0
 
@@ -108,18 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
     run = features.add_parser("run", help="run the feature pipeline flow (land + dbt build)")
     run.add_argument("--through", help="land raw data through this ISO date (default: next day)")
     run.add_argument("--full-refresh", action="store_true")
+    run.add_argument("--example", default="flights", help="which example system's raw data to land (flights, fraud)")
     run.set_defaults(handler=features_run)
 
     demo_parser = commands.add_parser("demo", help="the end-to-end demo on the real flights data")
     demo_parser.add_argument("--through", default="2013-11-30", help="last day landed before training")
     demo_parser.set_defaults(handler=demo)
 
-    try:
-        from models_ml import cli_models
-    except ImportError:  # the training commands are optional until their module exists
-        cli_models = None
-    if cli_models is not None:
-        cli_models.register(commands)
+    from models_ml import cli_models, cli_online, cli_predict
+
+    cli_models.register(commands)
+    cli_predict.register(commands)
+    cli_online.register(commands)
     return parser
 
 

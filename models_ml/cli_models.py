@@ -122,13 +122,24 @@ def models_promote(args: argparse.Namespace) -> int:
     change = registry.promote(settings, args.name, args.version, args.alias,
                               reason="manual promotion" + (" (forced past a failed gate)" if not version.gate_passed else ""))
     print(f"{args.name}: {args.alias} v{change.previous_version or '-'} -> v{change.version}")
+    _publish_if_champion(_settings(args), args.name, args.alias)
     return 0
 
 
 def models_rollback(args: argparse.Namespace) -> int:
     change = registry.rollback(_settings(args), args.name, args.alias, reason="manual rollback")
     print(f"{args.name}: {args.alias} rolled back v{change.previous_version} -> v{change.version}")
+    _publish_if_champion(_settings(args), args.name, args.alias)
     return 0
+
+
+def _publish_if_champion(settings, model_name: str, alias: str) -> None:
+    """Point the online service at the new champion (it reads a file, never the warehouse)."""
+    if alias == registry.CHAMPION:
+        from models_ml.online.publish import publish_champion
+
+        pointer = publish_champion(settings, model_name)
+        print(f"{model_name}: published the champion pointer for the online service ({pointer.path})")
 
 
 def _overrides(pairs: list[str] | None) -> dict[str, str]:

@@ -60,5 +60,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--days", type=_positive, default=1, help="number of days (default 1)")
     parser.add_argument("--model", default="flight_delay", help="registered model name (default flight_delay)")
     parser.add_argument("--alias", default="champion",
-                        help="alias or version to score with (default champion; others write predictions.<model>__<alias>)")
+                        help="alias or version to score with (default champion; another alias writes "
+                             "predictions.<model>__<alias>)")
     parser.set_defaults(handler=predict)

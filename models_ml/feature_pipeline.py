@@ -6,17 +6,20 @@ Prefect wiring lives in flows/feature_pipeline.py; nothing here knows about Pref
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
 import uuid
 from dataclasses import asdict, dataclass, field
+from types import ModuleType
 
 import duckdb
 
-from examples.flights.loader import FIRST_DAY, LandingReport, land_flights
 from models_ml.catalog import Catalog, load_catalog
 from models_ml.dbt_runner import DbtRun, build
-from models_ml.landing import landed_batch_ids
+from models_ml.landing import LandingReport
 from models_ml.settings import Settings
+
+DEFAULT_EXAMPLE = "flights"
 
 RUNS_TABLE = "ops.feature_pipeline_runs"
 QUARANTINE_RELATION = "quarantine.quarantined_rows"
@@ -27,27 +30,43 @@ def connect(settings: Settings, read_only: bool = False) -> duckdb.DuckDBPyConne
     return duckdb.connect(str(settings.warehouse_path), read_only=read_only)
 
 
-def next_unlanded_day(settings: Settings) -> dt.date:
-    """The day after the latest landed flights day: what a daily schedule lands next."""
+def example_loader(example: str = DEFAULT_EXAMPLE) -> ModuleType:
+    """The raw-data loader of an example system, `examples/<example>/loader.py`.
+
+    A loader provides `land_through(con, through, cache_dir)` (land every batch through that day not landed
+    yet), `next_unlanded_day(con)` and `DBT_SELECTION` (the dbt selection its data feeds; None = all), so a
+    new example needs a loader and SQL, not a change here.
+    """
+    try:
+        return importlib.import_module(f"examples.{example}.loader")
+    except ModuleNotFoundError as error:
+        raise ValueError(f"no example {example!r} (expected a module examples/{example}/loader.py)") from error
+
+
+def next_unlanded_day(settings: Settings, example: str = DEFAULT_EXAMPLE) -> dt.date:
+    """The day after the latest landed day of the example: what a daily schedule lands next."""
     with connect(settings) as con:
-        days = [dt.date.fromisoformat(d) for d in landed_batch_ids(con, "flights")]
-    return max(days) + dt.timedelta(days=1) if days else FIRST_DAY
+        return example_loader(example).next_unlanded_day(con)
 
 
-def land_raw(settings: Settings, through: dt.date | None = None) -> LandingReport:
-    """Land raw flights data through `through` (default: the next day not landed yet)."""
-    day = through or next_unlanded_day(settings)
+def land_raw(settings: Settings, through: dt.date | None = None, example: str = DEFAULT_EXAMPLE) -> LandingReport:
+    """Land the example's raw data through `through` (default: the next day not landed yet)."""
+    loader = example_loader(example)
     with connect(settings) as con:
-        return land_flights(con, day, settings.home / "cache")
+        day = through or loader.next_unlanded_day(con)
+        return loader.land_through(con, day, settings.home / "cache")
 
 
-def build_features(settings: Settings, full_refresh: bool = False) -> DbtRun:
+def build_features(settings: Settings, full_refresh: bool = False, select: str | None = None) -> DbtRun:
     """`dbt build`: staging, quarantine, features and labels, with their tests and unit tests.
 
+    `select` limits the build to a dbt selection (an example's `DBT_SELECTION`); None builds everything.
     Raises DbtBuildError (naming each failing test with its failing rows) when anything fails; models
     downstream of a failure are skipped, so they are not published.
     """
     args = ["build"]
+    if select:
+        args += ["--select", *select.split()]
     if full_refresh:
         args.append("--full-refresh")
     return build(settings, args)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 
@@ -31,6 +31,23 @@ class LandedBatch:
     batch_id: str
     rows: int
     skipped: bool
+
+
+@dataclass
+class LandingReport:
+    """Rows landed per table by one loader call, and the batches that were already there."""
+
+    batches: list[LandedBatch] = field(default_factory=list)
+
+    def rows_landed(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for batch in self.batches:
+            totals[batch.table] = totals.get(batch.table, 0) + batch.rows
+        return totals
+
+    @property
+    def total_rows(self) -> int:
+        return sum(b.rows for b in self.batches)
 
 
 def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:

@@ -32,8 +32,9 @@ group row (a weather station's missing gust) is ordinary data and not flagged.
 **Predictions table**: ``predictions.<model>`` for the champion (``predictions.<model>__<alias>`` for
 another alias or an explicit version, so a challenger's shadow scores never mix with the champion's). One
 row per entity: the entity keys, the spine time, the event time, ``score``, ``has_missing_features``,
-``missing_feature_groups``, ``model_name``, ``model_version``, ``feature_view``, ``feature_view_version``,
-``scored_at`` (UTC, one instant per run).
+``missing_feature_groups``, ``model_name``, ``model_version``, ``feature_view_version`` and ``scored_at``
+(UTC, one instant per run). The view's name is the registry's (model version -> lineage); it is not
+repeated per row because every string column costs a visible share of a large write.
 
 **Idempotent write**: in one DuckDB transaction, delete the table's rows whose event time lies in the
 window (whatever version wrote them) and any row of an entity being written (so an entity whose event
@@ -257,7 +258,8 @@ def missing_groups(features: pa.Table, view: FeatureView) -> tuple[pa.ListArray,
     labels = group_labels(view)
     n = features.num_rows
     if not labels:
-        return pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], pa.string())), np.zeros(n, bool)
+        empty = pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], pa.string()))
+        return empty, np.zeros(n, bool)
     found = np.column_stack([
         pc.is_valid(features[_found(i)]).to_numpy(zero_copy_only=False) for i in range(len(labels))
     ]) if n else np.ones((0, len(labels)), bool)
@@ -309,7 +311,6 @@ def assemble(
     columns[MISSING_GROUPS] = listed
     columns["model_name"] = pa.repeat(pa.scalar(version.model_name, pa.string()), n)
     columns["model_version"] = pa.repeat(pa.scalar(version.version, pa.int32()), n)
-    columns["feature_view"] = pa.repeat(pa.scalar(version.feature_view, pa.string()), n)
     columns["feature_view_version"] = pa.repeat(pa.scalar(version.feature_view_version, pa.int32()), n)
     columns["scored_at"] = pa.repeat(pa.scalar(scored_at.astimezone(_UTC), pa.timestamp("us", tz="UTC")), n)
     return pa.table(columns)

@@ -17,6 +17,13 @@ class Settings:
     dbt_project_dir: Path
     dbt_profiles_dir: Path
     dbt_target: str = "dev"
+    # Online serving (issue 5). The online store: "sqlite" (embedded, a file under online/) or "redis".
+    online_store: str = "sqlite"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "fti"
+    # The inference service binds to loopback unless told otherwise.
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 8000
 
     @property
     def warehouse_path(self) -> Path:
@@ -33,6 +40,16 @@ class Settings:
     @property
     def online_dir(self) -> Path:
         return self.home / "online"
+
+    @property
+    def online_store_path(self) -> Path:
+        """The embedded online store (SQLite, WAL mode): latest feature values per entity."""
+        return self.online_dir / "online_store.sqlite"
+
+    @property
+    def prediction_log_path(self) -> Path:
+        """Where the inference service logs every prediction (SQLite, WAL mode; read by monitoring)."""
+        return self.online_dir / "prediction_log.sqlite"
 
     @property
     def dbt_target_dir(self) -> Path:
@@ -62,4 +79,9 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         dbt_project_dir=root / "dbt_project",
         dbt_profiles_dir=root,
         dbt_target=env.get("FTI_DBT_TARGET", "dev"),
+        online_store=env.get("FTI_ONLINE_STORE", "sqlite"),
+        redis_url=env.get("FTI_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        redis_prefix=env.get("FTI_REDIS_PREFIX", "fti"),
+        serve_host=env.get("FTI_SERVE_HOST", "127.0.0.1"),
+        serve_port=int(env.get("FTI_SERVE_PORT", "8000")),
     )

@@ -45,6 +45,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from models_ml.catalog import FeatureView
+from models_ml.on_demand import add_on_demand
 from models_ml.pit import FeatureSource, point_in_time_join
 from models_ml.settings import Settings
 
@@ -176,7 +177,7 @@ def spine_columns(view: FeatureView, *, with_target: bool = True) -> list[str]:
     join_keys = [spine_col for ref in view.features for spine_col in ref.join_keys]
     return _unique([
         *label.entity, label.spine_time, label.event_time, *([label.target] if with_target else []),
-        *label.request_features, *label.slices, *join_keys,
+        *label.request_features, *label.slices, *join_keys, *view.on_demand_request_inputs,
     ])
 
 
@@ -207,7 +208,7 @@ def feature_sources(con: ibis.BaseBackend, view: FeatureView) -> list[FeatureSou
             table=con.table(ref.group.relation, database=ref.group.schema),
             keys=dict(ref.join_keys),
             event_time=ref.group.event_time,
-            features=list(ref.features),
+            features=list(ref.columns),  # the model's features, then the on-demand features' inputs
             created_time=ref.group.created_time,
             ttl=ref.group.ttl,
             prefix=ref.prefix,
@@ -219,13 +220,14 @@ def feature_sources(con: ibis.BaseBackend, view: FeatureView) -> list[FeatureSou
 def join_features(
     con: ibis.BaseBackend, view: FeatureView, spine: ir.Table, sources: Sequence[FeatureSource] | None = None
 ) -> ir.Table:
-    """Every feature of the view joined point-in-time onto ``spine`` at the label's spine time.
+    """Every feature of the view joined point-in-time onto ``spine`` at the label's spine time, then the
+    view's on-demand features computed from the joined row (:func:`models_ml.on_demand.add_on_demand`).
 
     The one join training snapshots and batch inference share, so the two cannot skew; ``sources``
     defaults to :func:`feature_sources` (inference passes those same sources with a column appended).
     """
     sources = feature_sources(con, view) if sources is None else sources
-    return point_in_time_join(spine, view.label.spine_time, sources)
+    return add_on_demand(point_in_time_join(spine, view.label.spine_time, sources), view)
 
 
 def snapshot_expr(con: ibis.BaseBackend, view: FeatureView, time_range: TimeRange) -> ir.Table:
@@ -267,7 +269,7 @@ def content_hash(table: ir.Table) -> str:
 def definition(view: FeatureView, time_range: TimeRange) -> dict[str, Any]:
     """Everything that decides what a snapshot contains, apart from the data itself."""
     label = view.label
-    return {
+    result = {
         "feature_view": view.name,
         "feature_view_version": view.version,
         "spine": {"relation": label.qualified_relation, "time": label.spine_time, "columns": spine_columns(view)},
@@ -282,10 +284,15 @@ def definition(view: FeatureView, time_range: TimeRange) -> dict[str, Any]:
                 "ttl_seconds": ref.group.ttl.total_seconds() if ref.group.ttl else None,
                 "features": list(ref.features),
                 "prefix": ref.prefix,
+                # only when present, so views without on-demand features keep their definition hashes
+                **({"on_demand_inputs": list(ref.on_demand_inputs)} if ref.on_demand_inputs else {}),
             }
             for ref in view.features
         ],
     }
+    if view.on_demand:
+        result["on_demand"] = [{"name": f.name, "function": f.function, "inputs": f.inputs} for f in view.on_demand]
+    return result
 
 
 def _sha(payload: Any) -> str:

@@ -244,14 +244,19 @@ def prepare_features(table: pa.Table, spec: ModelSpec) -> pd.DataFrame:
     for name in spec.features:
         column = table[name]
         if name in spec.categories:
-            values = _as_strings(column).to_numpy(zero_copy_only=False)
-            columns[name] = pd.Categorical(values, categories=spec.categories[name])
+            # Codes computed in Arrow (position in the spec's categories; NULL or unseen -> -1): the same
+            # Categorical as pd.Categorical(values, categories), without a Python string per row.
+            categories = spec.categories[name]
+            codes = pc.index_in(_as_strings(column), value_set=pa.array(categories, pa.string()))
+            codes = pc.fill_null(codes, -1).to_numpy(zero_copy_only=False)
+            columns[name] = pd.Categorical.from_codes(codes, categories=categories)
         else:
             if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
                     or pa.types.is_boolean(column.type) or pa.types.is_decimal(column.type)):
                 raise ValueError(f"feature {name!r} has type {column.type}, which the model cannot use as numeric")
             columns[name] = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-    return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows))
+    # copy=False: no consolidating copy here (LightGBM makes its own float matrix from the frame anyway).
+    return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows), copy=False)
 
 
 def target_array(table: pa.Table, target: str) -> np.ndarray:

@@ -12,7 +12,9 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 
 import pytest  # noqa: E402
-from fti_testing import SLICE_END, copy_home, land, ticking_clock  # noqa: E402
+import datetime as dt  # noqa: E402
+
+from fti_testing import SLICE_END, copy_home, land, land_fraud, ticking_clock  # noqa: E402
 
 from models_ml.dbt_runner import build  # noqa: E402
 from models_ml.settings import Settings, load_settings  # noqa: E402
@@ -20,9 +22,11 @@ from models_ml.settings import Settings, load_settings  # noqa: E402
 
 @pytest.fixture(scope="session")
 def built_home(tmp_path_factory) -> Settings:
-    """Ten days of real flights (2013-01-01..10), landed and built with `dbt build`. Do not modify."""
+    """Ten days of real flights (2013-01-01..10) and the tiny fraud dataset (fti_testing.FRAUD_CONFIG, 45 days
+    through 2013-01-10), landed and built with `dbt build`. Do not modify."""
     settings = load_settings(tmp_path_factory.mktemp("fti") / "home")
     land(settings, SLICE_END, ticking_clock())
+    land_fraud(settings, SLICE_END, ticking_clock(dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc)))
     build(settings, ["build"])
     return settings
 

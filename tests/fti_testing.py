@@ -11,10 +11,20 @@ from pathlib import Path
 import duckdb
 
 from examples.flights.loader import land_flights
+from examples.fraud.generator import FraudConfig
+from examples.fraud.loader import land_fraud as land_fraud_batches
 from models_ml.settings import Settings, load_settings
 
 SLICE_START = dt.date(2013, 1, 1)
 SLICE_END = dt.date(2013, 1, 10)
+
+# A tiny card-fraud dataset (about 20,000 transactions) whose 45 days end with the flights slice; with the
+# 30-day label maturity, its first ~15 days have final labels by SLICE_END. More fraud than full size, so
+# small tests see every pattern.
+FRAUD_CONFIG = FraudConfig(
+    seed=11, n_transactions=20_000, start=SLICE_END - dt.timedelta(days=44), days=45,
+    compromised_card_share=0.05, compromised_merchant_share=0.02, dirty_row_share=0.001,
+)
 
 
 def ticking_clock(start: dt.datetime = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)) -> Callable[[], dt.datetime]:
@@ -28,6 +38,14 @@ def land(settings: Settings, through: dt.date, clock: Callable[[], dt.datetime],
     settings.ensure_home()
     with duckdb.connect(str(settings.warehouse_path)) as con:
         return land_flights(con, through, settings.home / "cache", start=start, clock=clock)
+
+
+def land_fraud(settings: Settings, through: dt.date | dt.datetime, clock: Callable[[], dt.datetime],
+               config: FraudConfig = FRAUD_CONFIG, batch: str = "day"):
+    """Land the fraud dataset's batches through `through` (its own clock: flights' ingestion times stay put)."""
+    settings.ensure_home()
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        return land_fraud_batches(con, through, settings.home / "cache", config=config, batch=batch, clock=clock)
 
 
 def copy_home(source: Settings, target: Path) -> Settings:

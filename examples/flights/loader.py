@@ -11,12 +11,11 @@ import datetime as dt
 import importlib.util
 import zipfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
-from models_ml.landing import Clock, LandedBatch, land_batch, landed_batch_ids, utc_now
+from models_ml.landing import Clock, LandingReport, land_batch, landed_batch_ids, utc_now
 
 FIRST_DAY = dt.date(2013, 1, 1)
 LAST_DAY = dt.date(2013, 12, 31)
@@ -46,23 +45,6 @@ def _csv_path(name: str, cache_dir: Path) -> Path:
             tmp.write_bytes(archive.read(f"{name}.csv"))
             tmp.replace(extracted)
     return extracted
-
-
-@dataclass
-class LandingReport:
-    """Rows landed per table by one call, and the batches that were already there."""
-
-    batches: list[LandedBatch] = field(default_factory=list)
-
-    def rows_landed(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
-        for batch in self.batches:
-            totals[batch.table] = totals.get(batch.table, 0) + batch.rows
-        return totals
-
-    @property
-    def total_rows(self) -> int:
-        return sum(b.rows for b in self.batches)
 
 
 def _staged_source(con: duckdb.DuckDBPyConnection, name: str, cache_dir: Path) -> str:
@@ -129,3 +111,21 @@ def land_flights(
                 )
             )
     return report
+
+
+# The feature pipeline's interface to an example (see models_ml/feature_pipeline.py).
+
+# The dbt selection this example's data feeds; None builds the whole project, as the flights pipeline always has.
+DBT_SELECTION: str | None = None
+
+
+def next_unlanded_day(con: duckdb.DuckDBPyConnection) -> dt.date:
+    """The day after the latest landed flights day: what a daily schedule lands next."""
+    days = [dt.date.fromisoformat(d) for d in landed_batch_ids(con, "flights")]
+    return max(days) + dt.timedelta(days=1) if days else FIRST_DAY
+
+
+def land_through(con: duckdb.DuckDBPyConnection, through: dt.date, cache_dir: Path,
+                 clock: Clock = utc_now) -> LandingReport:
+    """Land every flights day from the first through `through` not landed yet."""
+    return land_flights(con, through, cache_dir, clock=clock)

@@ -4,7 +4,7 @@ import datetime as dt
 
 import duckdb
 import pytest
-from fti_testing import land, ticking_clock
+from fti_testing import land, land_fraud, ticking_clock
 
 from models_ml.catalog import load_catalog
 from models_ml.dbt_runner import build
@@ -28,16 +28,19 @@ def _differences(a_path, b_path, relation: str) -> tuple[int, int, int, int]:
 
 @pytest.mark.slow
 def test_daily_incremental_builds_equal_one_full_refresh(tmp_path):
+    # Both examples: the flights of January, and the tiny fraud dataset (whose batches run to 2013-02-10).
     daily = load_settings(tmp_path / "daily")
-    clock = ticking_clock()
+    clock, fraud_clock = ticking_clock(), ticking_clock(dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc))
     day = MONTH_START
     while day <= MONTH_END:
         land(daily, day, clock, start=MONTH_START)
+        land_fraud(daily, day, fraud_clock)
         build(daily, ["build"])
         day += dt.timedelta(days=1)
 
     bulk = load_settings(tmp_path / "bulk")
     land(bulk, MONTH_END, ticking_clock(), start=MONTH_START)
+    land_fraud(bulk, MONTH_END, ticking_clock(dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc)))
     build(bulk, ["build", "--full-refresh"])
 
     catalog = load_catalog(bulk)

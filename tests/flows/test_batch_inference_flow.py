@@ -73,4 +73,5 @@ def test_flow_refuses_a_model_whose_feature_versions_are_not_built(prefect_harne
         con.execute("drop table features.fg_plane__attributes_v1")
     with pytest.raises(PredictionError, match=r"fg_plane__attributes v1.*not built"):
         batch_inference(day="2013-01-08", home=home)
-    assert not query(scratch_home, "select count(*) from information_schema.tables where table_schema = 'predictions'")[0][0]
+    tables = "select count(*) from information_schema.tables where table_schema = 'predictions'"
+    assert query(scratch_home, tables)[0][0] == 0

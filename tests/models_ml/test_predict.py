@@ -194,11 +194,11 @@ def test_scores_every_flight_scheduled_in_the_window_with_lineage(home):
                for r in got)
     assert all(r["prediction_at"] == r["scheduled_at"] - dt.timedelta(hours=2) for r in got)
     assert all(0.0 < r["score"] < 1.0 for r in got)
-    assert {(r["model_name"], r["model_version"], r["feature_view"], r["feature_view_version"], r["scored_at"])
-            for r in got} == {("toy", 1, "toy", 1, scored_at)}
+    assert {(r["model_name"], r["model_version"], r["feature_view_version"], r["scored_at"]) for r in got} == {
+        ("toy", 1, 1, scored_at)}
     assert list(got[0]) == ["flight_id", "prediction_at", "scheduled_at", "score", "has_missing_features",
-                            "missing_feature_groups", "model_name", "model_version", "feature_view",
-                            "feature_view_version", "scored_at"]
+                            "missing_feature_groups", "model_name", "model_version", "feature_view_version",
+                            "scored_at"]
     assert result.mean_score == pytest.approx(np.mean([r["score"] for r in got]))
     assert set(result.seconds) >= {"features", "prepare_features", "predict", "write"}
 
@@ -343,7 +343,8 @@ def test_refuses_a_trained_on_group_version_that_is_not_built(home):
     with pytest.raises(pr.PredictionError) as refusal:
         run(home)
     message = str(refusal.value)
-    assert "fg_airport__weather v1" in message and "not built" in message and "features.fg_airport__weather_v1" in message
+    assert "fg_airport__weather v1" in message and "not built" in message
+    assert "features.fg_airport__weather_v1" in message
 
 
 def test_refuses_when_the_view_no_longer_selects_a_trained_on_group(home):
@@ -432,3 +433,27 @@ def test_inference_features_equal_the_training_snapshot_on_real_flights(scratch_
     flagged, _ = pr.missing_groups(inference, view)
     assert pc.sum(pc.list_value_length(flagged)).as_py() > 0  # the real slice does have gaps (new planes, ...)
     assert json.dumps(info.feature_group_versions)  # the lineage the inference view would be pinned to
+
+
+def test_prepare_features_encodes_categories_exactly_like_pandas():
+    """prepare_features computes category codes in Arrow; they must equal pandas' own encoding."""
+    import pandas as pd
+
+    table = pa.table({
+        "carrier": pa.chunked_array([["AA", None, "ZZ"], ["BB", "AA"]]),  # NULL, unseen, two chunks
+        "hour": pa.array([5, 7, None, 5, 23], pa.int32()),  # a forced-categorical integer
+        "kind": pa.array(["x", "y", "x", "y", "x"]).dictionary_encode(),
+        "empty": pa.array(["a", "b", None, "c", "a"]),  # no category survived training
+        "x": pa.array([1.5, None, 3.0, 4.0, 5.0]),
+    })
+    spec = tr.ModelSpec("v", 1, "y", ["carrier", "hour", "kind", "empty", "x"],
+                        {"carrier": ["AA", "BB", "CC"], "hour": ["23", "5"], "kind": ["x", "y"], "empty": []})
+    frame = tr.prepare_features(table, spec)
+    for name, categories in spec.categories.items():
+        strings = tr._as_strings(table[name]).to_numpy(zero_copy_only=False)
+        reference = pd.Categorical(strings, categories=categories)
+        assert frame[name].cat.codes.tolist() == reference.codes.tolist(), name
+        assert list(frame[name].cat.categories) == categories
+    assert frame["carrier"].cat.codes.tolist() == [0, -1, -1, 1, 0]
+    assert frame["hour"].cat.codes.tolist() == [1, -1, -1, 1, 0]
+    assert tr.prepare_features(table.slice(0, 0), spec).shape == (0, 5)

@@ -1,0 +1,502 @@
+"""Benchmark online serving: the embedded store's candidates, then the inference service under open-loop load.
+
+Part 1, ``stores``: lookup latency of one feature-view read (5 groups x 1 entity, 10 float features each,
+100,000 entities per group, random keys) for each candidate store: SQLite in WAL mode (the embedded
+default), an in-process dict snapshot loaded from a pickle file (swapped whole on refresh), LMDB (when the
+``lmdb`` package is installed) and Redis (when ``redis-server`` is). Then what a reader sees while a
+refresh of 50,000 entities commits from another process: its p99/max lookup latency during the refresh,
+and whether any lookup saw a torn refresh (values of two refresh generations in one read).
+
+Part 2, ``service``: the real service (``python -m models_ml.online.service``) in a separate process on
+loopback, once with the SQLite store and once with Redis. An open-loop generator (asyncio, raw HTTP/1.1 on
+keep-alive connections) sends single-transaction requests on a fixed schedule; each latency is measured
+from the request's *scheduled* send time, so queueing in the service (or the generator) is not hidden.
+First a baseline (the same requests to an unknown model: HTTP + routing + the 404, no store, no model),
+then 200 requests/s for 30 s, then rising rates (10 s each) until p99 exceeds 20 ms or a request fails:
+the highest rate that held is reported. Requests are real spine rows of the model's label table (the
+newest ones, with their spine time, so features are within TTL).
+
+    .venv/bin/python bench/online.py [--home FTI_HOME] [--model flight_delay] [stores|service|all]
+
+The home must hold a built warehouse with a champion of ``--model`` (``make demo``); the bench
+materializes the online store and publishes the champion itself. Targets (issue 5): p99 <= 5 ms at
+200 requests/s, zero errors.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import dataclasses  # noqa: E402
+import datetime as dt  # noqa: E402
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import pickle  # noqa: E402
+import random  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench._machine import describe_machine  # noqa: E402
+
+UTC = dt.timezone.utc
+GROUPS, ENTITIES, FEATURES = 5, 100_000, 10
+T0 = dt.datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+@contextlib.contextmanager
+def redis_server():
+    """A throwaway redis-server on a free loopback port (None when the binary is missing)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        yield None
+        return
+    directory = tempfile.mkdtemp(prefix="fti-bench-redis-")
+    port = free_port()
+    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", directory, "--save", "",
+                                "--appendonly", "no", "--daemonize", "no"], stdout=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+# ==================================================================================================
+# Part 1: store candidates
+
+
+def _schemas():
+    from models_ml.online.store import GroupSchema
+
+    return [GroupSchema(f"fg_bench_{g}", 1, ("key",), tuple((f"f{j}", "float") for j in range(FEATURES)), None)
+            for g in range(GROUPS)]
+
+
+def _refresh(schema, generation: int, keys: range):
+    import pyarrow as pa
+
+    from models_ml.online.materialize import to_refresh
+    from models_ml.online.store import GroupRefresh, to_us
+
+    n = len(keys)
+    columns = {"key": [f"k{i}" for i in keys],
+               "__event_at": pa.array([T0 + dt.timedelta(minutes=generation)] * n, pa.timestamp("us", tz="UTC")),
+               "__created_at": pa.array([T0 + dt.timedelta(minutes=generation)] * n, pa.timestamp("us", tz="UTC"))}
+    for j in range(FEATURES):
+        columns[f"f{j}"] = pa.array([float(generation)] * n)
+    moment = to_us(T0 + dt.timedelta(minutes=generation))
+    return GroupRefresh(schema, to_refresh(pa.table(columns), schema), moment, moment, n)
+
+
+def _open(kind: str, where: str):
+    if kind == "sqlite":
+        from models_ml.online.sqlite_store import SqliteStore
+
+        return SqliteStore(Path(where))
+    from models_ml.online.redis_store import RedisStore
+
+    return RedisStore(where, prefix="bench")
+
+
+def _refresh_process(kind: str, where: str, generation: int, n: int, done, applying) -> None:
+    store = _open(kind, where)
+    refreshes = [_refresh(s, generation, range(n)) for s in _schemas()]
+    applying.set()  # imports and data built: from here on the reader's lookups count as "during refresh"
+    started = time.perf_counter()
+    store.apply(refreshes, T0 + dt.timedelta(minutes=generation))
+    done.value = time.perf_counter() - started
+
+
+def _lookups(read, n: int) -> list[float]:
+    rng = random.Random(7)
+    out = []
+    for _ in range(n):
+        key = f"k{rng.randrange(ENTITIES)}"
+        started = time.perf_counter()
+        read(key)
+        out.append((time.perf_counter() - started) * 1e6)
+    return out
+
+
+def bench_store(kind: str, where: str, lookups: int) -> dict:
+    """Lookup latency of a real store, then during a 50,000-entity refresh from another process."""
+    from models_ml.online.store import RowsRequest
+
+    store = _open(kind, where)
+    schemas = _schemas()
+    started = time.perf_counter()
+    store.apply([_refresh(s, 0, range(ENTITIES)) for s in schemas], T0)
+    load_seconds = time.perf_counter() - started
+    names = [f"f{j}" for j in range(FEATURES)]
+
+    def read(key: str):
+        return store.read_rows([RowsRequest(s.id, [key], names) for s in schemas])
+
+    _lookups(read, 500)
+    idle = _lookups(read, lookups)
+    # During a refresh committed by another process: lookups keep going; every lookup must see one generation.
+    refresh_rows = 50_000
+    context = multiprocessing.get_context("spawn")
+    done, applying = context.Value("d", -1.0), context.Event()
+    writer = context.Process(target=_refresh_process, args=(kind, where, 1, refresh_rows, done, applying))
+    during, torn = [], 0
+    rng = random.Random(11)
+    writer.start()
+    applying.wait(120)
+    while writer.is_alive():
+        key = f"k{rng.randrange(refresh_rows)}"
+        t = time.perf_counter()
+        rows = read(key)
+        during.append((time.perf_counter() - t) * 1e6)
+        if len({r[0].values["f0"] for r in rows}) != 1:
+            torn += 1
+    writer.join()
+    store.close()
+    return {"store": kind, "p50_us": pct(idle, 50), "p99_us": pct(idle, 99), "load_s": load_seconds,
+            "refresh_s": done.value, "during_p99_us": pct(during, 99), "during_max_us": max(during, default=0),
+            "during_lookups": len(during), "torn": torn}
+
+
+def bench_dict_snapshot(directory: Path, lookups: int) -> dict:
+    """The in-process candidate: every group as a dict in a pickle file, loaded whole, swapped on refresh."""
+    names = [f"f{j}" for j in range(FEATURES)]
+
+    def snapshot(generation: int) -> dict:
+        value = tuple([float(generation)] * FEATURES)
+        return {f"fg_bench_{g}:v1": {f"k{i}": (T0, value) for i in range(ENTITIES)} for g in range(GROUPS)}
+
+    path = directory / "snapshot.pickle"
+    started = time.perf_counter()
+    with open(path, "wb") as handle:
+        pickle.dump(snapshot(0), handle, protocol=pickle.HIGHEST_PROTOCOL)
+    write_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    with open(path, "rb") as handle:
+        data = pickle.load(handle)
+    load_seconds = time.perf_counter() - started
+    groups = list(data)
+
+    def read(key: str):
+        out = []
+        for g in groups:
+            found = data[g].get(key)
+            out.append(None if found is None else (found[0], dict(zip(names, found[1]))))
+        return out
+
+    _lookups(read, 500)
+    idle = _lookups(read, lookups)
+    return {"store": "dict snapshot (pickle)", "p50_us": pct(idle, 50), "p99_us": pct(idle, 99),
+            "load_s": write_seconds + load_seconds,
+            "refresh_s": write_seconds + load_seconds,  # any change rewrites and reloads the whole snapshot
+            "during_p99_us": float("nan"), "during_max_us": float("nan"), "during_lookups": 0, "torn": 0}
+
+
+def bench_lmdb(directory: Path, lookups: int) -> dict | None:
+    try:
+        import lmdb
+    except ImportError:
+        return None
+    names = [f"f{j}" for j in range(FEATURES)]
+    env = lmdb.open(str(directory / "lmdb"), map_size=4 << 30, max_dbs=GROUPS + 1)
+    dbs = [env.open_db(f"fg_bench_{g}:v1".encode()) for g in range(GROUPS)]
+    started = time.perf_counter()
+    value = pickle.dumps((0, tuple([0.0] * FEATURES)))
+    with env.begin(write=True) as txn:
+        for db in dbs:
+            for i in range(ENTITIES):
+                txn.put(f"k{i}".encode(), value, db=db)
+    load_seconds = time.perf_counter() - started
+
+    def read(key: str):
+        encoded = key.encode()
+        with env.begin() as txn:  # one snapshot for all groups
+            out = []
+            for db in dbs:
+                raw = txn.get(encoded, db=db)
+                found = pickle.loads(raw) if raw is not None else None
+                out.append(None if found is None else (found[0], dict(zip(names, found[1]))))
+        return out
+
+    _lookups(read, 500)
+    idle = _lookups(read, lookups)
+    env.close()
+    return {"store": "lmdb", "p50_us": pct(idle, 50), "p99_us": pct(idle, 99), "load_s": load_seconds,
+            "refresh_s": float("nan"), "during_p99_us": float("nan"), "during_max_us": float("nan"),
+            "during_lookups": 0, "torn": 0}
+
+
+def run_stores(lookups: int) -> list[dict]:
+    results = []
+    with tempfile.TemporaryDirectory(prefix="fti-bench-stores-") as tmp:
+        directory = Path(tmp)
+        results.append(bench_store("sqlite", str(directory / "online_store.sqlite"), lookups))
+        results.append(bench_dict_snapshot(directory, lookups))
+        found = bench_lmdb(directory, lookups)
+        if found:
+            results.append(found)
+        with redis_server() as url:
+            if url:
+                results.append(bench_store("redis", url, lookups))
+    print(f"\n## Store candidates: one feature-view lookup ({GROUPS} groups x 1 entity, {FEATURES} float features, "
+          f"{ENTITIES:,} entities per group), {lookups:,} random lookups in one process\n")
+    print("| store | lookup p50 (us) | lookup p99 (us) | initial load (s) | 50k-entity refresh (s) "
+          "| p99 / max during refresh (us) | lookups during refresh | torn reads |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        during = "-" if r["during_lookups"] == 0 else f"{r['during_p99_us']:.0f} / {r['during_max_us']:.0f}"
+        refresh = "-" if r["refresh_s"] != r["refresh_s"] else f"{r['refresh_s']:.2f}"
+        print(f"| {r['store']} | {r['p50_us']:.1f} | {r['p99_us']:.1f} | {r['load_s']:.2f} | {refresh} | {during} "
+              f"| {r['during_lookups']:,} | {r['torn']} |")
+    print("\n(dict snapshot: a refresh of any size rewrites and reloads the whole file, in every service process. "
+          "redis: the refresh writes 5 x 50,000 entities in transactions of 2,000 (max_transaction_rows), so a "
+          "lookup spanning two of them can see both generations: see models_ml/online/redis_store.py.)")
+    return results
+
+
+# ==================================================================================================
+# Part 2: the service under open-loop load
+
+
+@dataclasses.dataclass
+class LoadResult:
+    rate: float
+    seconds: float
+    sent: int
+    latencies_ms: list[float]
+    errors: int
+    statuses: dict
+
+    def row(self, label: str) -> str:
+        lat = self.latencies_ms
+        return (f"| {label} | {self.rate:,.0f} | {self.sent:,} | {pct(lat, 50):.2f} | {pct(lat, 95):.2f} | "
+                f"{pct(lat, 99):.2f} | {max(lat, default=float('nan')):.2f} | {self.errors} |")
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ", 2)[1])
+    length = 0
+    for line in lines[1:]:
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def open_loop(port: int, path: str, bodies: list[bytes], rate: float, seconds: float,
+                    expect: int = 200, connections: int = 32) -> LoadResult:
+    """Send ``rate`` requests/s for ``seconds`` on a fixed schedule; latency from each scheduled time."""
+    loop = asyncio.get_running_loop()
+    requests = [(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {len(b)}\r\n\r\n").encode() + b for b in bodies]
+    pool: asyncio.Queue = asyncio.Queue()
+    for _ in range(connections):
+        pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    statuses: dict = {}
+    errors = 0
+    start = loop.time() + 0.05
+
+    async def one(i: int, scheduled: float) -> None:
+        nonlocal errors
+        connection = await pool.get()
+        reader, writer = connection
+        try:
+            writer.write(requests[i % len(requests)])
+            status = await asyncio.wait_for(_read_response(reader), 5)
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as error:
+            errors += 1
+            statuses[type(error).__name__] = statuses.get(type(error).__name__, 0) + 1
+            writer.close()
+            connection = await asyncio.open_connection("127.0.0.1", port)
+        else:
+            latencies.append((loop.time() - scheduled) * 1000)
+            statuses[status] = statuses.get(status, 0) + 1
+            if status != expect:
+                errors += 1
+        finally:
+            pool.put_nowait(connection)
+
+    tasks = []
+    i = 0
+    while i < total:
+        now = loop.time()
+        while i < total and start + i / rate <= now:
+            tasks.append(asyncio.create_task(one(i, start + i / rate)))
+            i += 1
+        if i < total:
+            await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
+    await asyncio.gather(*tasks)
+    while not pool.empty():
+        _, writer = pool.get_nowait()
+        writer.close()
+    return LoadResult(rate, seconds, total, latencies, errors, statuses)
+
+
+def spine_bodies(settings, model: str, n: int = 2000) -> list[bytes]:
+    """The newest spine rows of the model's label table, as request bodies (only the published fields)."""
+    import duckdb
+
+    from models_ml.online.publish import read_pointer
+
+    pointer = read_pointer(settings, model)
+    label = pointer.view.label
+    names = [f.name for f in pointer.fields]
+    required = [f.name for f in pointer.fields if f.required]
+    columns = ", ".join(f'"{c}"' for c in names)
+    not_null = " and ".join(f'"{c}" is not null' for c in required)
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        rows = con.execute(f'select {columns} from "{label.schema}"."{label.relation}" where {not_null} '
+                           f'order by "{label.spine_time}" desc limit {n}').fetchall()
+    bodies = []
+    for row in rows:
+        item = {k: (v.astimezone(UTC).isoformat() if isinstance(v, dt.datetime) else v) for k, v in zip(names, row)}
+        bodies.append(json.dumps(item).encode())
+    return bodies
+
+
+@contextlib.contextmanager
+def service(settings, env_extra: dict, model: str):
+    port = free_port()
+    env = {**os.environ, "FTI_HOME": str(settings.home), "PYTHONPATH": str(ROOT), **env_extra}
+    process = subprocess.Popen([sys.executable, "-m", "models_ml.online.service", "--port", str(port),
+                                "--model", model], env=env)
+    try:
+        wait_for_port(port, 120)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def load_test(port: int, model: str, bodies: list[bytes], rate: float, seconds: float,
+              steps: list[float], step_seconds: float, label: str) -> list[str]:
+    rows = []
+    warm = asyncio.run(open_loop(port, f"/predict/{model}", bodies, 100, 3))
+    assert warm.errors == 0, f"warm-up failed: {warm.statuses}"
+    baseline = asyncio.run(open_loop(port, "/predict/__baseline__", bodies, rate, 10, expect=404))
+    rows.append(baseline.row(f"{label}: baseline (unknown model, 404)"))
+    main = asyncio.run(open_loop(port, f"/predict/{model}", bodies, rate, seconds))
+    rows.append(main.row(f"{label}: predict"))
+    ratio = pct(main.latencies_ms, 50) / pct(baseline.latencies_ms, 50)
+    held = None
+    for step in steps:
+        result = asyncio.run(open_loop(port, f"/predict/{model}", bodies, step, step_seconds))
+        ok = result.errors == 0 and pct(result.latencies_ms, 99) < 20
+        rows.append(result.row(f"{label}: step{'' if ok else ' (p99 >= 20 ms or errors)'}"))
+        if not ok:
+            break
+        held = step
+    rows.append(f"| {label}: highest rate with p99 < 20 ms and no error | {held or 0:,.0f} | | | | | | |")
+    rows.append(f"| {label}: predict p50 / baseline p50 | {ratio:.2f}x | | | | | | |")
+    return rows
+
+
+def run_service(settings, model: str, rate: float, seconds: float, steps: list[float], step_seconds: float) -> None:
+    from models_ml.online.materialize import materialize
+    from models_ml.online.publish import publish_champion
+    from models_ml.online.store import open_store
+
+    pointer = publish_champion(settings, model)
+    print(f"\n## Service: {model} v{pointer.version} (feature view {pointer.view.name} v{pointer.view.version}, "
+          f"{len(pointer.view.features)} feature groups, {len(pointer.fields)} request fields)\n")
+    bodies = spine_bodies(settings, model)
+    rows = []
+    with open_store(settings, "sqlite") as store:
+        materialize(settings, store)
+    with service(settings, {"FTI_ONLINE_STORE": "sqlite"}, model) as port:
+        rows += load_test(port, model, bodies, rate, seconds, steps, step_seconds, "sqlite")
+    with redis_server() as url:
+        if url is None:
+            rows.append("| redis: skipped (redis-server not installed) | | | | | | | |")
+        else:
+            redis_settings = dataclasses.replace(settings, online_store="redis", redis_url=url)
+            with open_store(redis_settings) as store:
+                materialize(redis_settings, store)
+            with service(settings, {"FTI_ONLINE_STORE": "redis", "FTI_REDIS_URL": url}, model) as port:
+                rows += load_test(port, model, bodies, rate, seconds, steps, step_seconds, "redis")
+    print(f"Open loop, latency from the scheduled send time; {rate:.0f} requests/s for {seconds:.0f} s, then steps of "
+          f"{step_seconds:.0f} s. Load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}.\n")
+    print("| run | requests/s | requests | p50 (ms) | p95 (ms) | p99 (ms) | max (ms) | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        print(row)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("part", nargs="?", default="all", choices=["all", "stores", "service"])
+    parser.add_argument("--home", help="FTI_HOME with a built warehouse and a champion (default $FTI_HOME or .fti)")
+    parser.add_argument("--model", help="model to serve (default: card_fraud if it has a champion, else flight_delay)")
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--steps", default="400,600,800,1000,1200,1500,2000,2500,3000")
+    parser.add_argument("--step-seconds", type=float, default=10)
+    parser.add_argument("--lookups", type=int, default=20_000)
+    args = parser.parse_args(argv)
+    print(f"# Online serving benchmark\n\nMachine: {describe_machine()}; load average at start "
+          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} (other processes compete for the cores: compare the "
+          f"predict/baseline ratio, not absolute times, across runs)")
+    if args.part in ("all", "stores"):
+        run_stores(args.lookups)
+    if args.part in ("all", "service"):
+        from models_ml import registry
+        from models_ml.settings import load_settings
+
+        settings = load_settings(args.home)
+        model = args.model
+        if model is None:
+            model = "flight_delay"
+            with contextlib.suppress(registry.RegistryError):
+                registry.resolve(settings, "card_fraud")
+                model = "card_fraud"
+        steps = [float(s) for s in args.steps.split(",") if s]
+        run_service(settings, model, args.rate, args.seconds, steps, args.step_seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""The online-materialization flow on the real ten-day slice: full, then incremental, with an artifact."""
+
+from __future__ import annotations
+
+import pytest
+from fti_testing import query
+
+from models_ml.online.store import open_store
+
+pytestmark = pytest.mark.slow
+
+GROUPS = ["fg_airport__weather:v1", "fg_carrier__delay_stats:v1", "fg_plane__attributes:v1",
+          "fg_plane__delay_stats:v1", "fg_route__delay_stats:v1"]
+
+
+def artifact_markdown(key: str) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    return max(artifacts, key=lambda a: a.created).data
+
+
+def test_flow_refreshes_the_store_incrementally_and_reports(prefect_harness, scratch_home):
+    from flows.online_materialization import online_materialization
+
+    home = str(scratch_home.home)
+    first = online_materialization(store="sqlite", home=home)
+    groups = {g["group"]: g for g in first["groups"]}
+    assert sorted(groups) == GROUPS and {g["mode"] for g in groups.values()} == {"full"}
+    planes = query(scratch_home, "select count(distinct tail_number) from features.fg_plane__attributes_v1")[0][0]
+    assert groups["fg_plane__attributes:v1"]["freshness"]["entities"] == planes > 3000
+    latest = query(scratch_home, "select max(event_at) from features.fg_airport__weather_v1")[0][0]
+    assert groups["fg_airport__weather:v1"]["freshness"]["latest_event_at"] == latest.isoformat()
+    assert first["published"] == []  # no model registered in this home
+
+    markdown = artifact_markdown("online-materialization")
+    assert "fg_plane__attributes:v1" in markdown and f"{planes:,}" in markdown
+
+    second = online_materialization(store="sqlite", home=home)
+    assert {g["mode"] for g in second["groups"]} == {"incremental"}
+    assert sum(g["rows_written"] for g in second["groups"]) == 0  # nothing new: nothing written
+    with open_store(scratch_home, "sqlite", create=False) as store:
+        fresh = store.freshness()
+    assert sorted(fresh) == GROUPS
+    assert fresh["fg_airport__weather:v1"].materialized_at.isoformat() == second["materialized_at"]

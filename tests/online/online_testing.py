@@ -1,0 +1,107 @@
+"""Helpers of the online tests (importable as `online_testing`): ports, a champion, requests, a server thread."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import socket
+import threading
+import time
+
+from models_ml import evaluate as ev
+from models_ml import registry
+from models_ml import snapshot as sn
+from models_ml import train as tr
+from models_ml.catalog import load_catalog
+from models_ml.settings import Settings
+
+UTC = dt.timezone.utc
+MODEL = "flight_delay"
+FAST = tr.TrainConfig(num_boost_round=40, early_stopping_rounds=10, num_leaves=7, min_data_in_leaf=20,
+                      min_data_per_group=10, learning_rate=0.2)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def train_champion(settings: Settings, *, seed: int = 42) -> registry.ModelVersion:
+    """Train flight_delay on the slice's first days and make it champion (no Prefect: direct calls)."""
+    catalog = load_catalog(settings)
+    view = catalog.view(MODEL)
+    con = sn.connect(settings)
+    try:
+        info = sn.build_snapshot(con, view, sn.TimeRange.of("2013-01-01", "2013-01-09"))
+        splits = sn.load_splits(con, info, sn.TimeSplit(fractions=(0.6, 0.2, 0.2)))
+    finally:
+        con.disconnect()
+    config = tr.TrainConfig(**{**FAST.as_dict(), "seed": seed, "categorical_features": ()})
+    model = tr.train_model(splits.train, splits.validation, features=info.feature_columns, target=info.target,
+                           config=config, feature_view=view.name, feature_view_version=view.version)
+    evaluation = ev.evaluate_model(model, splits.test, [], ev.EvaluationConfig(min_slice_rows=10))
+    gate = ev.check_gate(evaluation, ev.GateConfig(min_roc_auc=0.0, max_ece=1.0, min_worst_slice_roc_auc=0.0))
+    lineage = registry.Lineage(
+        feature_view=view.name, feature_view_version=view.version,
+        feature_group_versions=info.feature_group_versions, snapshot_id=info.snapshot_id,
+        snapshot_hash=info.content_hash, code_version="test",
+    )
+    version = registry.register_model(settings, MODEL, model, evaluation, gate, lineage)
+    registry.promote(settings, MODEL, version.version)
+    return version
+
+
+def spine_requests(settings: Settings, n: int = 50) -> list[dict]:
+    """Real flights from the end of the slice as prediction requests (JSON-ready)."""
+    from fti_testing import query
+
+    rows = query(settings, """
+        select flight_id, carrier_code, origin_airport_code, destination_airport_code, tail_number,
+               scheduled_hour_local, scheduled_weekday_local, distance_miles, prediction_at
+        from labels.label_flight__departure_delay
+        where tail_number is not null and prediction_at >= timestamptz '2013-01-10 12:00:00+00'
+        order by flight_id limit ?""", [n])
+    names = ["flight_id", "carrier_code", "origin_airport_code", "destination_airport_code", "tail_number",
+             "scheduled_hour_local", "scheduled_weekday_local", "distance_miles", "prediction_at"]
+    out = []
+    for row in rows:
+        item = dict(zip(names, row))
+        item["prediction_at"] = item["prediction_at"].astimezone(UTC).isoformat()
+        out.append(item)
+    return out
+
+
+class ServerThread:
+    """The real app under uvicorn on a free loopback port, in a thread of the test process."""
+
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    access_log=False, lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the service did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
