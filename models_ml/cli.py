@@ -69,6 +69,7 @@ def features_show(args: argparse.Namespace) -> int:
         for ref in view.features:
             rows += [[ref.output_name(f), ref.group.feature(f).data_type, f"{ref.group.name} v{ref.group.version}"]
                      for f in ref.features]
+        rows += [[f.name, "double", f"on demand: {f.function}({', '.join(f.inputs.values())})"] for f in view.on_demand]
         print(_table(rows, ["feature", "type", "from"]))
         return 0
     _show_group(settings, catalog.group(args.name, args.version))

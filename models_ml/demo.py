@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from models_ml import registry
 from models_ml.settings import Settings
@@ -30,7 +32,13 @@ def _has_champion(settings: Settings) -> bool:
     return True
 
 
-def run_demo(settings: Settings, through: str = "2013-11-30", predict_days: int = 7) -> int:
+def run_demo(
+    settings: Settings,
+    through: str = "2013-11-30",
+    predict_days: int = 7,
+    training_options: Mapping[str, Any] | None = None,
+) -> int:
+    """Run the demo; `training_options` (time range, split, gate overrides) go to the training flow."""
     from flows.batch_inference import batch_inference
     from flows.feature_pipeline import feature_pipeline
     from flows.training_pipeline import training
@@ -53,7 +61,7 @@ def run_demo(settings: Settings, through: str = "2013-11-30", predict_days: int 
         _say("2/4 training: a champion is already registered, skipped (retrain with `fti train`)")
     else:
         _say("2/4 training pipeline: point-in-time snapshot, LightGBM, evaluation per slice, gate, registry")
-        summary = training(view=MODEL, home=str(settings.home))
+        summary = training(view=MODEL, home=str(settings.home), **dict(training_options or {}))
         _say(f"    registered {MODEL} v{summary['version']} as {summary['alias'] or 'candidate'} "
              f"(gate {'passed' if summary['gate_passed'] else 'failed'}), snapshot {summary['snapshot_id']}")
     champion = registry.resolve(settings, MODEL, registry.CHAMPION)
@@ -68,7 +76,7 @@ def run_demo(settings: Settings, through: str = "2013-11-30", predict_days: int 
     _say("4/4 report")
     catalog = load_catalog(settings)
     view = catalog.view(MODEL)
-    relations = sorted({g.qualified_relation for g in catalog.groups.values()}
+    relations = sorted({ref.group.qualified_relation for ref in view.features}
                        | {view.label.qualified_relation, predictions_table})
     rows = relation_row_counts(settings, relations)
     report = write_report(settings, view, champion, predictions_table, rows)

@@ -50,7 +50,11 @@ def plot_daily(rows: list[tuple], path: Path, title: str) -> Path:
 
 def _metrics_table(metrics: dict[str, float | None]) -> list[str]:
     lines = ["| metric | value |", "|---|---:|"]
-    lines += [f"| {name} | {value:.4f} |" for name, value in metrics.items() if isinstance(value, float)]
+    for name, value in metrics.items():
+        if value is None:
+            continue
+        shown = f"{int(value):,}" if name in {"rows", "positives"} else f"{value:.4f}"
+        lines.append(f"| {name} | {shown} |")
     return lines
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 
-# Settings for every test process, before prefect/lightgbm are imported anywhere.
+import tempfile  # noqa: E402
+
+# Settings for every test process, before prefect/lightgbm are imported anywhere. Prefect gets a
+# throwaway home: a fresh one takes ~20 s to start its server, longer than Prefect's default timeout.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="fti-prefect-test-")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
@@ -35,3 +39,12 @@ def built_home(tmp_path_factory) -> Settings:
 def scratch_home(built_home, tmp_path) -> Settings:
     """A private copy of `built_home` that a test may change."""
     return copy_home(built_home, tmp_path / "home")
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """Run the test's flows against a temporary Prefect server (started once per session)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
