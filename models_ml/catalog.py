@@ -7,6 +7,7 @@ table or column name; it asks the catalog.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -58,6 +59,7 @@ class FeatureGroup:
     description: str
     columns: tuple[Feature, ...]
     unique_id: str
+    unique_grain: bool = False  # a dbt test proves one row per (entity, event time) at most
 
     @property
     def qualified_relation(self) -> str:
@@ -344,16 +346,39 @@ def _check_on_demand_inputs(view: FeatureView, nodes: dict[str, Any], where: str
                            f"{sorted(label_columns & {f.name for f in view.on_demand})}")
 
 
+def _uniquely_tested_columns(nodes: dict[str, dict[str, Any]]) -> dict[str, list[set[str]]]:
+    """model unique_id -> the column sets a `unique` or `unique_combination_of_columns` test proves unique."""
+    proven: dict[str, list[set[str]]] = {}
+    for node in nodes.values():
+        test = node.get("test_metadata") or {}
+        kwargs = test.get("kwargs") or {}
+        if node.get("resource_type") != "test" or not node.get("attached_node"):
+            continue
+        if test.get("name") == "unique" and kwargs.get("column_name"):
+            columns = {kwargs["column_name"]}
+        elif test.get("name") == "unique_combination_of_columns" and kwargs.get("combination_of_columns"):
+            columns = set(kwargs["combination_of_columns"])
+        else:
+            continue
+        if (node.get("config") or {}).get("severity", "error").lower() == "error":
+            proven.setdefault(node["attached_node"], []).append(columns)
+    return proven
+
+
 def catalog_from_manifest(manifest: dict[str, Any]) -> Catalog:
     """Build the catalog from a parsed manifest.json."""
     catalog = Catalog()
     nodes = manifest.get("nodes", {})
+    unique = _uniquely_tested_columns(nodes)
     for node in nodes.values():
         if node.get("resource_type") != "model":
             continue
         meta = _fti_meta(node)
         if meta and "entity" in meta:
             group = _group(node, meta)
+            grain = {*group.entity, group.event_time}
+            if any(columns <= grain for columns in unique.get(group.unique_id, [])):
+                group = dataclasses.replace(group, unique_grain=True)
             catalog.groups[(group.name, group.version)] = group
     for exposure in manifest.get("exposures", {}).values():
         meta = _fti_meta(exposure)

@@ -212,6 +212,7 @@ def feature_sources(con: ibis.BaseBackend, view: FeatureView) -> list[FeatureSou
             created_time=ref.group.created_time,
             ttl=ref.group.ttl,
             prefix=ref.prefix,
+            unique_event_times=ref.group.unique_grain,
         )
         for ref in view.features
     ]

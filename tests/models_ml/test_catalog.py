@@ -86,3 +86,13 @@ def test_cli_lists_and_shows_groups_with_row_counts(built_home, capsys):
 
     assert main(["--home", str(built_home.home), "features", "show", "fg_nope"]) == 2
     assert "no feature group 'fg_nope'" in capsys.readouterr().err
+
+
+def test_a_group_has_a_unique_grain_only_when_a_dbt_test_proves_it(manifest):
+    assert catalog_from_manifest(manifest).group("fg_route__delay_stats").unique_grain
+    untested = json.loads(json.dumps(manifest))
+    untested["nodes"] = {
+        uid: node for uid, node in untested["nodes"].items()
+        if not (node["resource_type"] == "test" and "fg_route__delay_stats" in (node.get("attached_node") or ""))
+    }
+    assert not catalog_from_manifest(untested).group("fg_route__delay_stats").unique_grain

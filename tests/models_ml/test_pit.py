@@ -478,3 +478,23 @@ def test_the_as_of_plan_is_refused_where_no_verified_as_of_join_exists() -> None
     features = con.create_table("features", pa.table({"k": [1], "ev": [T0], "x": ["x"]}))
     with pytest.raises(ValueError, match="method='asof' is not available on the datafusion backend"):
         point_in_time_join(spine, "t", [source(features)], method="asof")
+
+
+def test_unique_event_times_skips_the_tie_break_and_gives_the_same_answer(engine: Engine) -> None:
+    """A table with one row per (key, event time), as a dbt-tested feature group is, joins the same
+    with the tie-break comparison skipped."""
+    spine = engine.table(row_id=[1, 2, 3, 4], k=[1, 1, 2, 3], t=[T0, at(hours=-2), T0, T0])
+    features = engine.table(
+        k=[1, 1, 2, 2],
+        ev=[at(hours=-3), at(hours=-1), at(hours=-30), at(hours=-1)],
+        created=[at(hours=-3), at(hours=-1), at(hours=-1), at(hours=-1)],
+        x=["old", "latest", "expired", "fresh"],
+    )
+    default = engine.join(spine, [source(features, created_time="created", ttl=DAY)])
+    promised = engine.join(spine, [source(features, created_time="created", ttl=DAY, unique_event_times=True)])
+    assert promised == default == [
+        (1, 1, T0, "latest"),
+        (2, 1, at(hours=-2), "old"),
+        (3, 2, T0, "fresh"),
+        (4, 3, T0, None),
+    ]
