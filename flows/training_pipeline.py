@@ -126,7 +126,8 @@ def register_task(settings: Settings, model_name: str, model: tr.Model, evaluati
 def alias_task(settings: Settings, model_name: str, version: int, gate: ev.GateResult, promote: bool) -> str:
     if gate.passed and promote:
         registry.promote(settings, model_name, version, registry.CHAMPION, reason="gate passed")
-        publish_champion(settings, model_name)  # the serving side follows the champion without the warehouse
+        # the online service follows the champion through a file, never opening the warehouse
+        publish_champion(settings, model_name, catalog=load_catalog(settings))
         return registry.CHAMPION
     registry.set_alias(settings, model_name, registry.CHALLENGER, version, reason=gate.summary())
     return registry.CHALLENGER
