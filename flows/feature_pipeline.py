@@ -19,7 +19,9 @@ from models_ml.settings import Settings, load_settings
 
 
 @task(name="land-raw-data", retries=2, retry_delay_seconds=5)
-def land_task(settings: Settings, through: dt.date | None, example: str = fp.DEFAULT_EXAMPLE) -> tuple[str, dict[str, int]]:
+def land_task(
+    settings: Settings, through: dt.date | None, example: str = fp.DEFAULT_EXAMPLE
+) -> tuple[str, dict[str, int]]:
     report = fp.land_raw(settings, through, example)
     day = through or fp.next_unlanded_day(settings, example) - dt.timedelta(days=1)
     get_run_logger().info("landed %s %s rows through %s: %s", report.total_rows, example, day, report.rows_landed())

@@ -96,8 +96,10 @@ def evaluate_task(model: tr.Model, splits: sn.Splits, config: ev.EvaluationConfi
         champion=champion[1] if champion else None, champion_version=champion[0] if champion else None,
     )
     m = evaluation.metrics
-    get_run_logger().info("test: roc_auc %.4f pr_auc %.4f log_loss %.4f brier %.4f ece %.4f", m.roc_auc, m.pr_auc,
-                          m.log_loss, m.brier, m.ece)
+    shown = {name: "undefined" if value is None else f"{value:.4f}"  # AUCs are undefined on one class
+             for name, value in (("roc_auc", m.roc_auc), ("pr_auc", m.pr_auc), ("log_loss", m.log_loss),
+                                 ("brier", m.brier), ("ece", m.ece))}
+    get_run_logger().info("test: %s", ", ".join(f"{k} {v}" for k, v in shown.items()))
     return evaluation, validation
 
 

@@ -23,7 +23,7 @@ SLICE_END = dt.date(2013, 1, 10)
 # small tests see every pattern.
 FRAUD_CONFIG = FraudConfig(
     seed=11, n_transactions=20_000, start=SLICE_END - dt.timedelta(days=44), days=45,
-    compromised_card_share=0.05, compromised_merchant_share=0.02, dirty_row_share=0.001,
+    compromised_card_share=0.10, compromised_merchant_share=0.02, dirty_row_share=0.001,
 )
 
 

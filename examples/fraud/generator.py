@@ -369,7 +369,8 @@ def _card_fraud(config: FraudConfig, world: _World, genuine: _Rows, rng: np.rand
             n_cash = rng.integers(1, 4, int(cash.sum()))
             burst_end = at[np.cumsum(k) - 1][cash]
             card = np.repeat(testing[cash], n_cash)
-            at = np.repeat(burst_end, n_cash) + (rng.uniform(5, 120, len(card)) * 60 * MICROS_PER_SECOND).astype(np.int64)
+            after = (rng.uniform(5, 120, len(card)) * 60 * MICROS_PER_SECOND).astype(np.int64)
+            at = np.repeat(burst_end, n_cash) + after
             merchant = world.merchant_of_categories(("electronics", "jewelry"), len(card), rng)
             online = rng.uniform(0, 1, len(card)) < 0.5
             merchant[online] = world.online_merchant(int(online.sum()), rng)
@@ -392,7 +393,8 @@ def _card_fraud(config: FraudConfig, world: _World, genuine: _Rows, rng: np.rand
         step = (rng.uniform(2, 15, len(card)) * 60 * MICROS_PER_SECOND).astype(np.int64)
         first = np.r_[0, np.cumsum(n_far)[:-1]]
         within = np.cumsum(step) - np.repeat(np.cumsum(step)[first] - step[first], n_far)
-        at = np.repeat(anchor_at + (rng.uniform(3, 45, len(travel)) * 60 * MICROS_PER_SECOND).astype(np.int64), n_far) + within
+        first_at = anchor_at + (rng.uniform(3, 45, len(travel)) * 60 * MICROS_PER_SECOND).astype(np.int64)
+        at = np.repeat(first_at, n_far) + within
         merchant = world.local_merchant(city, rng)
         amount = world.habit_amount(card, merchant, rng) * rng.uniform(1.5, 6, len(card))
         parts.append(_Rows(card, merchant, at, amount, np.full(len(card), 3, np.int8)))
@@ -434,7 +436,8 @@ def _merchant_fraud(config: FraudConfig, world: _World, rng: np.random.Generator
     per_day = rng.uniform(1.0, 4.0, n) * max(1.0, config.n_transactions / config.days / 20_000)
     count = rng.poisson(per_day * (end - window_start) / MICROS_PER_DAY)
     merchant = np.repeat(merchants, count)
-    at = np.repeat(window_start, count) + (rng.uniform(0, 1, len(merchant)) * np.repeat(end - window_start, count)).astype(np.int64)
+    within = rng.uniform(0, 1, len(merchant)) * np.repeat(end - window_start, count)
+    at = np.repeat(window_start, count) + within.astype(np.int64)
     # Mostly cards of the merchant's own city (skimmed there), the others from anywhere; ordinary amounts.
     card = rng.integers(0, config.cards, len(merchant))
     by_city = np.argsort(world.card_city, kind="stable")
@@ -494,11 +497,12 @@ def generate(config: FraudConfig | None = None) -> FraudData:
     kind = np.r_[np.full(n, ""), np.array(DIRTY_KINDS, dtype=object)[dirty_kind]] if n_dirty else np.full(n, "")
 
     card_ids = _ids("card_", all_rows.card, 6)
+    category_names = np.array(CATEGORY_NAMES, dtype=object)
     transactions = pa.table({
         "transaction_id": _ids("tx_", number, 9),
         "card_id": pc.if_else(pa.array(card_valid), card_ids, pa.nulls(len(number), pa.string())),
         "merchant_id": _ids("merchant_", merchant, 5),
-        "merchant_category": pa.array(np.array(CATEGORY_NAMES, dtype=object)[world.merchant_category[merchant]], pa.string()),
+        "merchant_category": pa.array(category_names[world.merchant_category[merchant]], pa.string()),
         "amount": pa.array(amount, pa.float64()),
         "latitude": pa.array(latitude, pa.float64()),
         "longitude": pa.array(longitude, pa.float64()),

@@ -9,8 +9,9 @@ from models_ml.online.store import open_store
 
 pytestmark = pytest.mark.slow
 
-GROUPS = ["fg_airport__weather:v1", "fg_carrier__delay_stats:v1", "fg_plane__attributes:v1",
-          "fg_plane__delay_stats:v1", "fg_route__delay_stats:v1"]
+# Every online group of the project: the flights' and the card-fraud example's (built_home holds both).
+GROUPS = ["fg_airport__weather:v1", "fg_card__activity:v1", "fg_card__profile:v1", "fg_carrier__delay_stats:v1",
+          "fg_merchant__activity:v1", "fg_plane__attributes:v1", "fg_plane__delay_stats:v1", "fg_route__delay_stats:v1"]
 
 
 def artifact_markdown(key: str) -> str:
