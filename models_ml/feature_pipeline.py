@@ -14,7 +14,7 @@ from types import ModuleType
 
 import duckdb
 
-from models_ml.catalog import Catalog, load_catalog
+from models_ml.catalog import Catalog
 from models_ml.dbt_runner import DbtRun, build
 from models_ml.landing import LandingReport
 from models_ml.settings import Settings

@@ -57,3 +57,15 @@ def copy_home(source: Settings, target: Path) -> Settings:
 def query(settings: Settings, sql: str, params: list | None = None) -> list[tuple]:
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         return con.execute(sql, params or []).fetchall()
+
+
+def table_differences(a_path, b_path, relation: str) -> tuple[int, int, int, int]:
+    """Row counts of `relation` in two warehouses, and rows of each missing from the other (multisets)."""
+    with duckdb.connect() as con:
+        con.execute(f"attach '{a_path}' as a (read_only)")
+        con.execute(f"attach '{b_path}' as b (read_only)")
+        count_a = con.execute(f"select count(*) from a.{relation}").fetchone()[0]
+        count_b = con.execute(f"select count(*) from b.{relation}").fetchone()[0]
+        only_a = con.execute(f"select count(*) from (from a.{relation} except all from b.{relation})").fetchone()[0]
+        only_b = con.execute(f"select count(*) from (from b.{relation} except all from a.{relation})").fetchone()[0]
+    return count_a, count_b, only_a, only_b

@@ -352,7 +352,6 @@ def _card_fraud(config: FraudConfig, world: _World, genuine: _Rows, rng: np.rand
     if len(testing):
         k = rng.integers(3, 13, len(testing))
         card = np.repeat(testing, k)
-        burst = np.repeat(np.arange(len(testing)), k)
         gaps = (rng.uniform(15, 180, len(card)) * MICROS_PER_SECOND).astype(np.int64)
         first = np.r_[0, np.cumsum(k)[:-1]]
         offsets = np.cumsum(gaps) - np.repeat(np.cumsum(gaps)[first] - gaps[first], k)

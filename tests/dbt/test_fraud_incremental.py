@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-import duckdb
-from fti_testing import land_fraud, ticking_clock
+from fti_testing import land_fraud, table_differences, ticking_clock
 
 from examples.fraud.generator import FraudConfig
 from examples.fraud.loader import DBT_SELECTION
@@ -27,16 +26,6 @@ MICRO_BATCHES = [dt.datetime(2024, 1, 8, 1, tzinfo=UTC), dt.datetime(2024, 1, 8,
 def _build(settings, *extra: str) -> None:
     build(settings, ["build", "--select", *DBT_SELECTION.split(), *extra], dbt_vars=DBT_VARS)
 
-
-def _differences(a_path, b_path, relation: str) -> tuple[int, int, int, int]:
-    with duckdb.connect() as con:
-        con.execute(f"attach '{a_path}' as a (read_only)")
-        con.execute(f"attach '{b_path}' as b (read_only)")
-        count_a = con.execute(f"select count(*) from a.{relation}").fetchone()[0]
-        count_b = con.execute(f"select count(*) from b.{relation}").fetchone()[0]
-        only_a = con.execute(f"select count(*) from (from a.{relation} except all from b.{relation})").fetchone()[0]
-        only_b = con.execute(f"select count(*) from (from b.{relation} except all from a.{relation})").fetchone()[0]
-    return count_a, count_b, only_a, only_b
 
 
 def test_hourly_micro_batches_build_exactly_the_full_refresh(tmp_path):
@@ -59,6 +48,6 @@ def test_hourly_micro_batches_build_exactly_the_full_refresh(tmp_path):
     view = load_catalog(bulk).view("card_fraud")
     relations = [ref.group.qualified_relation for ref in view.features] + [view.label.qualified_relation]
     for relation in relations:
-        count_micro, count_bulk, only_micro, only_bulk = _differences(micro.warehouse_path, bulk.warehouse_path, relation)
+        count_micro, count_bulk, only_micro, only_bulk = table_differences(micro.warehouse_path, bulk.warehouse_path, relation)
         assert count_bulk > 0, relation
         assert (count_micro, only_micro, only_bulk) == (count_bulk, 0, 0), relation

@@ -2,9 +2,8 @@
 
 import datetime as dt
 
-import duckdb
 import pytest
-from fti_testing import land, land_fraud, ticking_clock
+from fti_testing import land, land_fraud, table_differences, ticking_clock
 
 from models_ml.catalog import load_catalog
 from models_ml.dbt_runner import build
@@ -13,17 +12,6 @@ from models_ml.settings import load_settings
 MONTH_START = dt.date(2013, 1, 1)
 MONTH_END = dt.date(2013, 1, 31)
 
-
-def _differences(a_path, b_path, relation: str) -> tuple[int, int, int, int]:
-    """Row counts of both, and rows of each missing from the other (a multiset comparison)."""
-    with duckdb.connect() as con:
-        con.execute(f"attach '{a_path}' as a (read_only)")
-        con.execute(f"attach '{b_path}' as b (read_only)")
-        count_a = con.execute(f"select count(*) from a.{relation}").fetchone()[0]
-        count_b = con.execute(f"select count(*) from b.{relation}").fetchone()[0]
-        only_a = con.execute(f"select count(*) from (from a.{relation} except all from b.{relation})").fetchone()[0]
-        only_b = con.execute(f"select count(*) from (from b.{relation} except all from a.{relation})").fetchone()[0]
-    return count_a, count_b, only_a, only_b
 
 
 @pytest.mark.slow
@@ -49,7 +37,7 @@ def test_daily_incremental_builds_equal_one_full_refresh(tmp_path):
         | {v.label.qualified_relation for v in catalog.views.values()}
     )
     for relation in relations:
-        count_daily, count_bulk, only_daily, only_bulk = _differences(
+        count_daily, count_bulk, only_daily, only_bulk = table_differences(
             daily.warehouse_path, bulk.warehouse_path, relation
         )
         assert count_bulk > 0, relation
