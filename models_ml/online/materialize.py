@@ -158,10 +158,12 @@ class MaterializationReport:
     materialized_at: dt.datetime
     groups: list[GroupReport] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    not_built: list[str] = field(default_factory=list)  # online groups this warehouse has no table for
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "store": self.store, "materialized_at": self.materialized_at.isoformat(), "seconds": self.seconds,
+            "not_built": self.not_built,
             "groups": [{**dataclasses.asdict(g),
                         "watermark_before": g.watermark_before.isoformat() if g.watermark_before else None,
                         "freshness": g.freshness.as_dict() if g.freshness else None} for g in self.groups],
@@ -214,6 +216,10 @@ def materialize(
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
         con.execute("set TimeZone = 'UTC'")
+        built = {(s, t) for s, t in con.execute("select table_schema, table_name from information_schema.tables").fetchall()}
+        # A home may hold one example's data only: an online group not built here has nothing to serve.
+        skipped = [group_id(g.name, g.version) for g in chosen if (g.schema, g.relation) not in built]
+        chosen = [g for g in chosen if (g.schema, g.relation) in built]
         for group in chosen:
             schema = group_schema(group, table_schema(con, group))
             before = stored_freshness.get(schema.id)
@@ -231,7 +237,8 @@ def materialize(
     written = store.apply(refreshes, materialized_at) if refreshes else {}
     timings["apply"] = time.perf_counter() - clock
     after = store.freshness() if refreshes else {}
-    report = MaterializationReport(store=store.kind, materialized_at=materialized_at, seconds=timings)
+    report = MaterializationReport(store=store.kind, materialized_at=materialized_at, seconds=timings,
+                                   not_built=skipped)
     for refresh, (mode, watermark) in zip(refreshes, modes):
         gid = refresh.schema.id
         report.groups.append(GroupReport(
