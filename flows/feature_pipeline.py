@@ -22,8 +22,7 @@ from models_ml.settings import Settings, load_settings
 def land_task(
     settings: Settings, through: dt.date | None, example: str = fp.DEFAULT_EXAMPLE
 ) -> tuple[str, dict[str, int]]:
-    report = fp.land_raw(settings, through, example)
-    day = through or fp.next_unlanded_day(settings, example) - dt.timedelta(days=1)
+    day, report = fp.land_raw(settings, through, example)
     get_run_logger().info("landed %s %s rows through %s: %s", report.total_rows, example, day, report.rows_landed())
     return day.isoformat(), report.rows_landed()
 

@@ -43,18 +43,15 @@ def example_loader(example: str = DEFAULT_EXAMPLE) -> ModuleType:
         raise ValueError(f"no example {example!r} (expected a module examples/{example}/loader.py)") from error
 
 
-def next_unlanded_day(settings: Settings, example: str = DEFAULT_EXAMPLE) -> dt.date:
-    """The day after the latest landed day of the example: what a daily schedule lands next."""
-    with connect(settings) as con:
-        return example_loader(example).next_unlanded_day(con)
-
-
-def land_raw(settings: Settings, through: dt.date | None = None, example: str = DEFAULT_EXAMPLE) -> LandingReport:
-    """Land the example's raw data through `through` (default: the next day not landed yet)."""
+def land_raw(
+    settings: Settings, through: dt.date | None = None, example: str = DEFAULT_EXAMPLE
+) -> tuple[dt.date, LandingReport]:
+    """Land the example's raw data through `through` (default: the next day not landed yet); returns the
+    day landed through and what was landed."""
     loader = example_loader(example)
     with connect(settings) as con:
         day = through or loader.next_unlanded_day(con)
-        return loader.land_through(con, day, settings.home / "cache")
+        return day, loader.land_through(con, day, settings.home / "cache")
 
 
 def build_features(settings: Settings, full_refresh: bool = False, select: str | None = None) -> DbtRun:

@@ -3,14 +3,11 @@
 from fti_testing import query
 
 from models_ml.catalog import load_catalog
+from models_ml.feature_pipeline import published_relations
 
 
 def test_every_feature_group_and_label_is_built_with_rows(built_home):
-    catalog = load_catalog(built_home)
-    relations = {g.qualified_relation for g in catalog.groups.values()} | {
-        v.label.qualified_relation for v in catalog.views.values()
-    }
-    for relation in sorted(relations):
+    for relation in published_relations(load_catalog(built_home)):
         (count,) = query(built_home, f"select count(*) from {relation}")[0]
         assert count > 0, relation
 

@@ -7,6 +7,7 @@ from fti_testing import land, land_fraud, table_differences, ticking_clock
 
 from models_ml.catalog import load_catalog
 from models_ml.dbt_runner import build
+from models_ml.feature_pipeline import published_relations
 from models_ml.settings import load_settings
 
 MONTH_START = dt.date(2013, 1, 1)
@@ -31,12 +32,7 @@ def test_daily_incremental_builds_equal_one_full_refresh(tmp_path):
     land_fraud(bulk, MONTH_END, ticking_clock(dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc)))
     build(bulk, ["build", "--full-refresh"])
 
-    catalog = load_catalog(bulk)
-    relations = sorted(
-        {g.qualified_relation for g in catalog.groups.values()}
-        | {v.label.qualified_relation for v in catalog.views.values()}
-    )
-    for relation in relations:
+    for relation in published_relations(load_catalog(bulk)):
         count_daily, count_bulk, only_daily, only_bulk = table_differences(
             daily.warehouse_path, bulk.warehouse_path, relation
         )

@@ -7,6 +7,7 @@ from fti_testing import query
 
 from models_ml.catalog import load_catalog
 from models_ml.dbt_runner import build
+from models_ml.feature_pipeline import published_relations
 from models_ml.landing import land_batch
 
 GOOD_FLIGHT = {
@@ -33,10 +34,8 @@ def _values_sql(rows: list[dict]) -> str:
 
 
 def _published(settings) -> dict[str, list]:
-    catalog = load_catalog(settings)
-    relations = sorted({g.qualified_relation for g in catalog.groups.values()}
-                       | {v.label.qualified_relation for v in catalog.views.values()}
-                       | {"staging.stg_nycflights__flights", "staging.stg_nycflights__weather"})
+    relations = [*published_relations(load_catalog(settings)),
+                 "staging.stg_nycflights__flights", "staging.stg_nycflights__weather"]
     return {r: sorted(query(settings, f"select * from {r}"), key=repr) for r in relations}
 
 
