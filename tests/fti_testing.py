@@ -69,3 +69,13 @@ def table_differences(a_path, b_path, relation: str) -> tuple[int, int, int, int
         only_a = con.execute(f"select count(*) from (from a.{relation} except all from b.{relation})").fetchone()[0]
         only_b = con.execute(f"select count(*) from (from b.{relation} except all from a.{relation})").fetchone()[0]
     return count_a, count_b, only_a, only_b
+
+
+def latest_artifact_markdown(key: str) -> str:
+    """The markdown of the newest Prefect artifact with `key` (from the test harness's API)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    return max(artifacts, key=lambda a: a.created).data

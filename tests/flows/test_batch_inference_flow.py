@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from fti_testing import query
+from fti_testing import latest_artifact_markdown, query
 
 from models_ml import registry
 
@@ -20,14 +20,6 @@ def flights_scheduled(settings, start: str, end: str) -> int:
                            ">= ?::timestamptz and scheduled_departure_at < ?::timestamptz",
                  [f"{start} 00:00:00+00", f"{end} 00:00:00+00"])[0][0]
 
-
-def artifact_markdown(key: str) -> str:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
-    return max(artifacts, key=lambda a: a.created).data
 
 
 def test_flow_scores_days_idempotently_and_reports(prefect_harness, scratch_home):
@@ -47,7 +39,7 @@ def test_flow_scores_days_idempotently_and_reports(prefect_harness, scratch_home
         expected, expected, expected)
     flagged = query(scratch_home, f"select count(*) from {TABLE} where has_missing_features")[0][0]
     assert first["flagged_rows"] == flagged
-    markdown = artifact_markdown("batch-inference-flight-delay-champion")
+    markdown = latest_artifact_markdown("batch-inference-flight-delay-champion")
     assert f"{expected:,}" in markdown and "flight_delay v1" in markdown and "mean score" in markdown
 
     again = batch_inference(day="2013-01-08", days=2, home=home)

@@ -4,7 +4,7 @@ import datetime as dt
 
 import duckdb
 import pytest
-from fti_testing import query
+from fti_testing import latest_artifact_markdown, query
 
 from flows.feature_pipeline import feature_pipeline
 from models_ml.dbt_runner import DbtBuildError
@@ -25,6 +25,9 @@ def test_flow_lands_the_next_day_builds_and_records_the_run(prefect_harness, scr
         [result["run_id"]],
     )[0]
     assert status == "succeeded" and int(rows_landed) == result["rows_landed"]["flights"]
+    artifact = latest_artifact_markdown("feature-pipeline-run")
+    assert result["run_id"] in artifact and "**succeeded**" in artifact
+    assert f"| flights | {result['rows_landed']['flights']:,} |" in artifact
 
     again = feature_pipeline(through="2013-01-11", home=str(scratch_home.home))
     assert again["rows_landed"] == {}

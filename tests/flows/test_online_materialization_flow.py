@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from fti_testing import query
+from fti_testing import latest_artifact_markdown, query
 
 from models_ml.online.store import open_store
 
@@ -13,14 +13,6 @@ pytestmark = pytest.mark.slow
 GROUPS = ["fg_airport__weather:v1", "fg_card__activity:v1", "fg_card__profile:v1", "fg_carrier__delay_stats:v1",
           "fg_merchant__activity:v1", "fg_plane__attributes:v1", "fg_plane__delay_stats:v1", "fg_route__delay_stats:v1"]
 
-
-def artifact_markdown(key: str) -> str:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
-    return max(artifacts, key=lambda a: a.created).data
 
 
 def test_flow_refreshes_the_store_incrementally_and_reports(prefect_harness, scratch_home):
@@ -36,7 +28,7 @@ def test_flow_refreshes_the_store_incrementally_and_reports(prefect_harness, scr
     assert groups["fg_airport__weather:v1"]["freshness"]["latest_event_at"] == latest.isoformat()
     assert first["published"] == []  # no model registered in this home
 
-    markdown = artifact_markdown("online-materialization")
+    markdown = latest_artifact_markdown("online-materialization")
     assert "fg_plane__attributes:v1" in markdown and f"{planes:,}" in markdown
 
     second = online_materialization(store="sqlite", home=home)
