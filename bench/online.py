@@ -8,9 +8,10 @@ refresh of 50,000 entities commits from another process: its p99/max lookup late
 and whether any lookup saw a torn refresh (values of two refresh generations in one read).
 
 Part 2, ``service``: the real service (``python -m models_ml.online.service``) in a separate process on
-loopback, once with the SQLite store and once with Redis. An open-loop generator (asyncio, raw HTTP/1.1 on
-keep-alive connections) sends single-transaction requests on a fixed schedule; each latency is measured
-from the request's *scheduled* send time, so queueing in the service (or the generator) is not hidden.
+loopback, once with the SQLite store and once with Redis. An open-loop generator (``bench/open_loop.py``:
+raw HTTP/1.1 on keep-alive connections, a sender and a receiver thread) sends single-transaction requests
+on a fixed schedule; each latency is measured from the request's *scheduled* send time, so queueing in the
+service (or the generator) is not hidden.
 First a baseline (the same requests to an unknown model: HTTP + routing + the 404, no store, no model),
 then 200 requests/s for 30 s, then rising rates (10 s each) until p99 exceeds 20 ms or a request fails:
 the highest rate that held is reported. Requests are real spine rows of the model's label table (the
@@ -30,7 +31,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import asyncio  # noqa: E402
 import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
 import datetime as dt  # noqa: E402
@@ -50,17 +50,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._machine import describe_machine  # noqa: E402
+from bench.open_loop import HEADER, open_loop, pct  # noqa: E402
 
 UTC = dt.timezone.utc
 GROUPS, ENTITIES, FEATURES = 5, 100_000, 10
 T0 = dt.datetime(2024, 1, 1, tzinfo=UTC)
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 def free_port() -> int:
@@ -294,85 +288,6 @@ def run_stores(lookups: int) -> list[dict]:
 # Part 2: the service under open-loop load
 
 
-@dataclasses.dataclass
-class LoadResult:
-    rate: float
-    seconds: float
-    sent: int
-    latencies_ms: list[float]
-    errors: int
-    statuses: dict
-
-    def row(self, label: str) -> str:
-        lat = self.latencies_ms
-        return (f"| {label} | {self.rate:,.0f} | {self.sent:,} | {pct(lat, 50):.2f} | {pct(lat, 95):.2f} | "
-                f"{pct(lat, 99):.2f} | {max(lat, default=float('nan')):.2f} | {self.errors} |")
-
-
-async def _read_response(reader: asyncio.StreamReader) -> int:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    status = int(lines[0].split(b" ", 2)[1])
-    length = 0
-    for line in lines[1:]:
-        if line[:15].lower() == b"content-length:":
-            length = int(line[15:])
-    if length:
-        await reader.readexactly(length)
-    return status
-
-
-async def open_loop(port: int, path: str, bodies: list[bytes], rate: float, seconds: float,
-                    expect: int = 200, connections: int = 32) -> LoadResult:
-    """Send ``rate`` requests/s for ``seconds`` on a fixed schedule; latency from each scheduled time."""
-    loop = asyncio.get_running_loop()
-    requests = [(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                 f"Content-Length: {len(b)}\r\n\r\n").encode() + b for b in bodies]
-    pool: asyncio.Queue = asyncio.Queue()
-    for _ in range(connections):
-        pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
-    total = int(rate * seconds)
-    latencies: list[float] = []
-    statuses: dict = {}
-    errors = 0
-    start = loop.time() + 0.05
-
-    async def one(i: int, scheduled: float) -> None:
-        nonlocal errors
-        connection = await pool.get()
-        reader, writer = connection
-        try:
-            writer.write(requests[i % len(requests)])
-            status = await asyncio.wait_for(_read_response(reader), 5)
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as error:
-            errors += 1
-            statuses[type(error).__name__] = statuses.get(type(error).__name__, 0) + 1
-            writer.close()
-            connection = await asyncio.open_connection("127.0.0.1", port)
-        else:
-            latencies.append((loop.time() - scheduled) * 1000)
-            statuses[status] = statuses.get(status, 0) + 1
-            if status != expect:
-                errors += 1
-        finally:
-            pool.put_nowait(connection)
-
-    tasks = []
-    i = 0
-    while i < total:
-        now = loop.time()
-        while i < total and start + i / rate <= now:
-            tasks.append(asyncio.create_task(one(i, start + i / rate)))
-            i += 1
-        if i < total:
-            await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
-    await asyncio.gather(*tasks)
-    while not pool.empty():
-        _, writer = pool.get_nowait()
-        writer.close()
-    return LoadResult(rate, seconds, total, latencies, errors, statuses)
-
-
 def spine_bodies(settings, model: str, n: int = 2000) -> list[bytes]:
     """The newest spine rows of the model's label table, as request bodies (only the published fields)."""
     import duckdb
@@ -415,23 +330,23 @@ def service(settings, env_extra: dict, model: str):
 def load_test(port: int, model: str, bodies: list[bytes], rate: float, seconds: float,
               steps: list[float], step_seconds: float, label: str) -> list[str]:
     rows = []
-    warm = asyncio.run(open_loop(port, f"/predict/{model}", bodies, 100, 3))
+    warm = open_loop(port, f"/predict/{model}", bodies, 100, 3)
     assert warm.errors == 0, f"warm-up failed: {warm.statuses}"
-    baseline = asyncio.run(open_loop(port, "/predict/__baseline__", bodies, rate, 10, expect=404))
+    baseline = open_loop(port, "/predict/__baseline__", bodies, rate, 10, expect=404)
     rows.append(baseline.row(f"{label}: baseline (unknown model, 404)"))
-    main = asyncio.run(open_loop(port, f"/predict/{model}", bodies, rate, seconds))
+    main = open_loop(port, f"/predict/{model}", bodies, rate, seconds)
     rows.append(main.row(f"{label}: predict"))
     ratio = pct(main.latencies_ms, 50) / pct(baseline.latencies_ms, 50)
     held = None
     for step in steps:
-        result = asyncio.run(open_loop(port, f"/predict/{model}", bodies, step, step_seconds))
+        result = open_loop(port, f"/predict/{model}", bodies, step, step_seconds)
         ok = result.errors == 0 and pct(result.latencies_ms, 99) < 20
         rows.append(result.row(f"{label}: step{'' if ok else ' (p99 >= 20 ms or errors)'}"))
         if not ok:
             break
         held = step
-    rows.append(f"| {label}: highest rate with p99 < 20 ms and no error | {held or 0:,.0f} | | | | | | |")
-    rows.append(f"| {label}: predict p50 / baseline p50 | {ratio:.2f}x | | | | | | |")
+    rows.append(f"| {label}: highest rate with p99 < 20 ms and no error | {held or 0:,.0f} | | | | | | | |")
+    rows.append(f"| {label}: predict p50 / baseline p50 | {ratio:.2f}x | | | | | | | |")
     return rows
 
 
@@ -451,7 +366,7 @@ def run_service(settings, model: str, rate: float, seconds: float, steps: list[f
         rows += load_test(port, model, bodies, rate, seconds, steps, step_seconds, "sqlite")
     with redis_server() as url:
         if url is None:
-            rows.append("| redis: skipped (redis-server not installed) | | | | | | | |")
+            rows.append("| redis: skipped (redis-server not installed) | | | | | | | | |")
         else:
             redis_settings = dataclasses.replace(settings, online_store="redis", redis_url=url)
             with open_store(redis_settings) as store:
@@ -460,8 +375,7 @@ def run_service(settings, model: str, rate: float, seconds: float, steps: list[f
                 rows += load_test(port, model, bodies, rate, seconds, steps, step_seconds, "redis")
     print(f"Open loop, latency from the scheduled send time; {rate:.0f} requests/s for {seconds:.0f} s, then steps of "
           f"{step_seconds:.0f} s. Load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}.\n")
-    print("| run | requests/s | requests | p50 (ms) | p95 (ms) | p99 (ms) | max (ms) | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(HEADER)
     for row in rows:
         print(row)
 
