@@ -1,9 +1,10 @@
 """Benchmark batch inference end to end: 1,000,000 spine rows -> features as of time -> LightGBM -> predictions.
 
 Self-contained: a seeded synthetic warehouse shaped like the flight-delay view is generated in a temporary
-FTI_HOME (a label model of flights over 29 days and five feature groups: hourly airport weather with a
-3-hour TTL, hourly carrier and daily route delay stats, plane delay stats every 6 hours, plane attributes
-with string categories; 41 model inputs; some tails NULL or unknown, so some rows are flagged). A
+FTI_HOME (a label model of flights over 29 days and five feature groups shaped like flight_delay's, with
+its TTLs and its unique (entity, event time) grain: hourly airport weather (TTL 3 hours), hourly carrier
+(2 days) and daily route (7 days) delay stats, plane delay stats every 6 hours (2 days), plane attributes
+with string categories (no TTL); 41 model inputs; some tails NULL or unknown, so some rows are flagged). A
 small LightGBM model is trained through the project's own path (snapshot -> splits -> train_model ->
 registry, promoted to champion) on the first days, then the champion scores the next 25 days
 (``--rows`` spine rows, 1,000,000 by default) with ``models_ml.predict.predict_window``: the same code as
@@ -74,14 +75,16 @@ def _group(name: str, entity: tuple[str, ...], features: list[str], ttl: dt.time
         name=name, version=1, latest_version=1, schema="features", relation=f"{name}_v1", entity=entity,
         event_time="event_at", created_time="loaded_at", ttl=ttl, online=False, description="",
         columns=tuple(Feature(c, "", "") for c in columns), unique_id=f"model.bench.{name}.v1",
+        unique_grain=True,  # as the real groups: a dbt unique test on (entity, event time); true by construction
     )
 
 
 def bench_catalog() -> Catalog:
     weather = _group("fg_airport__weather", ("airport_code",), WEATHER, dt.timedelta(hours=3))
-    carrier = _group("fg_carrier__delay_stats", ("carrier_code",), STATS)
-    route = _group("fg_route__delay_stats", ("origin_airport_code", "destination_airport_code"), STATS)
-    plane = _group("fg_plane__delay_stats", ("tail_number",), PLANE_STATS)
+    carrier = _group("fg_carrier__delay_stats", ("carrier_code",), STATS, dt.timedelta(days=2))
+    route = _group("fg_route__delay_stats", ("origin_airport_code", "destination_airport_code"), STATS,
+                   dt.timedelta(days=7))
+    plane = _group("fg_plane__delay_stats", ("tail_number",), PLANE_STATS, dt.timedelta(days=2))
     attributes = _group("fg_plane__attributes", ("tail_number",), PLANE_ATTRIBUTES)
     label = LabelSpec(
         model="label_bench", schema="labels", relation="label_bench", entity=("flight_id",),
@@ -282,13 +285,7 @@ def baselines(
         features = pr.load_features(con, view, window, model.spec.features)
     finally:
         con.disconnect()
-    frame = tr.prepare_features(features, model.spec)
-    matrix = np.ascontiguousarray(np.column_stack([
-        frame[c].cat.codes.to_numpy().astype(np.float64) if c in model.spec.categories else frame[c].to_numpy()
-        for c in frame.columns]))
-    for c, name in enumerate(frame.columns):
-        if name in model.spec.categories:
-            matrix[matrix[:, c] < 0, c] = np.nan
+    matrix = tr.feature_matrix(features, model.spec)
     started = time.perf_counter()
     model.booster.predict(matrix, num_iteration=model.best_iteration or None, num_threads=threads)
     return {"features": sql_seconds, "predict": time.perf_counter() - started}

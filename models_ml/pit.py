@@ -52,7 +52,7 @@ import ibis.expr.operations as ops
 import ibis.expr.types as ir
 from ibis.backends import BaseBackend
 
-__all__ = ["FeatureSource", "Method", "point_in_time_join"]
+__all__ = ["FeatureSource", "Method", "TimeBounds", "point_in_time_join", "spine_time_bounds"]
 
 Method = Literal["auto", "asof", "portable"]
 
@@ -71,6 +71,9 @@ class FeatureSource:
     ``prefix + feature``. ``unique_event_times`` is the caller's promise that the table holds at most one
     row per (keys, event time), e.g. a dbt-tested unique key: with no ties to break, the join skips the
     tie-break comparison (about half the cost of a DuckDB as-of join). The answer is the same either way.
+    ``matched_event_time`` names one more output column (taken as is, no prefix): the event time of the
+    row that was used, NULL when there was none within the TTL; it tells a missing entity from a found
+    row whose values are NULL, without carrying a copy of the event time through the join.
     """
 
     table: ir.Table
@@ -81,6 +84,7 @@ class FeatureSource:
     ttl: datetime.timedelta | None = None
     prefix: str = ""
     unique_event_times: bool = False
+    matched_event_time: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.features, str):
@@ -110,6 +114,12 @@ class FeatureSource:
         """Feature-table column -> output column name."""
         return {feature: f"{self.prefix}{feature}" for feature in self.features}
 
+    @property
+    def added_columns(self) -> list[str]:
+        """Every column the join adds for this source, in order."""
+        extra = [self.matched_event_time] if self.matched_event_time is not None else []
+        return [*self.output_names.values(), *extra]
+
 
 def point_in_time_join(
     spine: ir.Table,
@@ -117,22 +127,30 @@ def point_in_time_join(
     sources: Sequence[FeatureSource],
     *,
     method: Method = "auto",
+    spine_time_bounds: TimeBounds | None = None,
 ) -> ir.Table:
     """Add to every spine row the features of each source as they were known at the row's `spine_time`.
 
     Returns the spine's columns, in order, followed by each source's output features in the order given:
     one row per spine row, as a lazy expression. ``method="auto"`` picks the fastest correct plan for the
     backend the tables live on (tables built with ``ibis.memtable`` run on Ibis' default backend, DuckDB);
-    ``"asof"`` or ``"portable"`` force one (see the module docstring). Raises ``ValueError`` for a missing
-    column, a naive or non-timestamp time column, or output names that clash.
+    ``"asof"`` or ``"portable"`` force one (see the module docstring). ``spine_time_bounds``, the spine's
+    earliest and latest time as :func:`spine_time_bounds` measured them, lets the join drop unreachable
+    feature rows with constants, which the engine pushes into its table scans (skipping whole row groups),
+    instead of subqueries over the spine. Raises ``ValueError`` for a missing column, a naive or
+    non-timestamp time column, or output names that clash.
     """
     _check_spine(spine, spine_time)
     _check_sources(spine, sources)
     plan = _plan_for(_backend_of(spine, sources), method)
+    if spine_time_bounds is not None:
+        prune: TimeBounds | _Prune | None = spine_time_bounds
+    else:
+        prune = _spine_time_subqueries(spine, spine_time) if plan.prune_to_spine_times else None
 
     result = spine
     for index, source in enumerate(sources):
-        right = _prepare_source(source, index, spine, spine_time, plan.prune_to_spine_times)
+        right = _prepare_source(source, index, spine, spine_time, prune)
         if plan.asof:
             result = _join_asof(result, spine_time, right, plan)
         else:
@@ -205,7 +223,7 @@ def _check_sources(spine: ir.Table, sources: Sequence[FeatureSource]) -> None:
                 raise ValueError(
                     f"{where}: feature column {feature!r} not found; columns are {list(table.columns)}"
                 )
-        for output in source.output_names.values():
+        for output in source.added_columns:
             if output.startswith(_INTERNAL):
                 raise ValueError(f"{where}: output column {output!r} starts with the reserved {_INTERNAL!r}")
             if output in taken:
@@ -238,7 +256,8 @@ class _Plan:
     #           as-of join takes the *last* row of equal times and needs sorted inputs anyway.
     tie_break: Literal["struct", "sorted"] = "struct"
     # Drop feature rows outside [min(t) - ttl, max(t)] before the join (they can never match): a scalar
-    # subquery over the spine's time column, cheap next to sorting feature history the spine never reaches.
+    # subquery over the spine's time column, cheap next to sorting feature history the spine never reaches
+    # (constants instead when the caller measured the bounds: see point_in_time_join).
     prune_to_spine_times: bool = False
 
 
@@ -303,6 +322,7 @@ class _Right:
     ttl: datetime.timedelta | None
     tag: str  # prefix for further internal names of this source
     unique_event_times: bool = False
+    matched_event_time: str | None = None  # output name of the matched row's event time, if asked for
 
     def tie_columns(self, table: ir.Table) -> list[str]:
         """The columns that decide among rows with equal keys and event time, most significant first."""
@@ -347,13 +367,55 @@ def _orderable(dtype: dt.DataType) -> bool:
     return dtype.is_numeric() or dtype.is_string() or dtype.is_boolean() or dtype.is_temporal()
 
 
+@dataclass(frozen=True)
+class TimeBounds:
+    """The earliest and latest spine time (inclusive), as :func:`spine_time_bounds` measured them."""
+
+    earliest: datetime.datetime | None
+    latest: datetime.datetime | None
+
+
+def spine_time_bounds(spine: ir.Table, spine_time: str) -> TimeBounds:
+    """Run one small query for the spine's earliest and latest ``spine_time`` (NULLs ignored; both None
+    for a spine without times), to pass as :func:`point_in_time_join`'s ``spine_time_bounds``."""
+    _check_spine(spine, spine_time)
+    row = spine.aggregate(earliest=spine[spine_time].min(), latest=spine[spine_time].max()).to_pyarrow()
+    earliest, latest = row["earliest"][0].as_py(), row["latest"][0].as_py()
+    for value in (earliest, latest):
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"spine time bounds came back naive ({value!r}); expected aware timestamps")
+    return TimeBounds(earliest, latest)
+
+
+@dataclass(frozen=True)
+class _Prune:
+    """Spine-time bounds as expressions (scalar subqueries over the spine) when they are not known."""
+
+    earliest: ir.Value
+    latest: ir.Value
+
+
+def _spine_time_subqueries(spine: ir.Table, spine_time: str) -> _Prune:
+    # max() ignores NULL times; an empty spine gives NULL, which keeps no row, which is right.
+    times = spine[spine_time]
+    return _Prune(times.min().as_scalar(), times.max().as_scalar())
+
+
+def _bound(value: datetime.datetime | ir.Value | None, dtype: dt.DataType) -> ir.Value:
+    if value is None:  # a spine without times: every comparison is NULL, no feature row is kept
+        return ibis.null(dtype)
+    return value if isinstance(value, ir.Value) else ibis.literal(value, dtype)
+
+
 def _prepare_source(
-    source: FeatureSource, index: int, spine: ir.Table, spine_time: str, prune_to_spine_times: bool
+    source: FeatureSource, index: int, spine: ir.Table, spine_time: str, prune: TimeBounds | _Prune | None
 ) -> _Right:
     table = source.table
     tag = f"{_INTERNAL}{index}"
     key_map = {spine_key: f"{tag}_key{j}" for j, spine_key in enumerate(source.key_map)}
-    event, created = f"{tag}_event", (f"{tag}_created" if source.created_time else None)
+    # The created time only breaks ties: with unique event times it would be dead weight in the join.
+    event = f"{tag}_event"
+    created = f"{tag}_created" if source.created_time and not source.unique_event_times else None
 
     # One type on both sides of every comparison (int32 vs int64 keys, ns vs us or another zone for times):
     # some engines refuse to join unlike types, and a timestamp's zone changes its display, not its instant.
@@ -371,14 +433,15 @@ def _prepare_source(
     # A row without keys or event time can never match; dropping it early keeps NULL keys from ever
     # meeting NULL keys, whatever the engine's NULL semantics in as-of joins.
     selected = selected.filter(*(selected[key].notnull() for key in key_map.values()), selected[event].notnull())
-    if prune_to_spine_times:
-        # max() ignores NULL times; an empty spine gives NULL, which keeps no row, which is right.
-        times = spine[spine_time]
-        selected = selected.filter(selected[event] <= times.max().as_scalar())
+    if prune is not None:
+        # Rows after the latest spine time, or (with a TTL) before the earliest minus the TTL, never match.
+        time_type = selected[event].type()
+        selected = selected.filter(selected[event] <= _bound(prune.latest, time_type))
         if source.ttl is not None:
-            selected = selected.filter(selected[event] >= (times.min() - _interval(source.ttl)).as_scalar())
+            selected = selected.filter(selected[event] >= _bound(prune.earliest, time_type) - _interval(source.ttl))
     outputs = list(source.output_names.values())
-    return _Right(selected, key_map, event, created, outputs, source.ttl, tag, source.unique_event_times)
+    return _Right(selected, key_map, event, created, outputs, source.ttl, tag, source.unique_event_times,
+                  source.matched_event_time)
 
 
 def _interval(ttl: datetime.timedelta) -> ir.IntervalScalar:
@@ -414,6 +477,8 @@ def _finish(joined: ir.Table, keep: Sequence[str], spine_time: str, right: _Righ
     features = {
         output: ibis.ifelse(valid, joined[output], ibis.null(joined[output].type())) for output in right.outputs
     }
+    if right.matched_event_time is not None:
+        features[right.matched_event_time] = ibis.ifelse(valid, event, ibis.null(event.type()))
     return joined.select(*keep, **features)
 
 

@@ -10,16 +10,17 @@ Pure functions; ``flows/batch_inference.py`` wires them into a Prefect flow. One
   spine time (``prediction_at``), which is the as-of time of the features.
 * **Features**: the training snapshot's own point-in-time join (:func:`models_ml.snapshot.join_features`
   over :func:`models_ml.snapshot.feature_sources`), so training and inference cannot skew. Each source
-  gets one more column appended: the matched row's event time under an internal name. It is NULL exactly
-  when the group had no row within its TTL, which is how missing groups are detected; it is the last
-  column and constant among tied rows, so it cannot change which row the join picks.
+  also outputs the matched row's event time under an internal name (``matched_event_time``). It is NULL
+  exactly when the group had no row within its TTL, which is how missing groups are detected; it is an
+  output of the join, not an input, so it cannot change which row the join picks.
 * **Model**: the version behind the alias (``champion`` by default) is resolved in the registry. Its
   lineage names the feature view and the feature group versions it was trained on; the view is taken from
   the catalog with each group pinned at that version (a newer v2 of a group does not leak into a model
   trained on v1). The run is refused with :class:`PredictionError`, naming the group and version, when a
   trained-on group version is not in the catalog (the dbt project), is not built in the warehouse, or
   lacks a feature the model needs.
-* **Scoring**: :func:`models_ml.train.prepare_features` (the one encoder training uses), then LightGBM.
+* **Scoring**: :func:`models_ml.train.feature_matrix` (the encoder training uses, as a float matrix), then
+  LightGBM.
 
 **Missing features rule.** Every spine row is scored; none is dropped or left unscored. A feature group
 with no row for the entity within its TTL before the prediction time gives NULL features, exactly as in
@@ -73,7 +74,7 @@ from models_ml import snapshot as sn
 from models_ml.catalog import Catalog, CatalogError, FeatureView, load_catalog
 from models_ml.pit import FeatureSource
 from models_ml.settings import Settings
-from models_ml.train import Model, prepare_features
+from models_ml.train import Model, feature_matrix
 
 SCHEMA = "predictions"
 SCORE = "score"
@@ -222,13 +223,9 @@ def inference_spine(con: ibis.BaseBackend, view: FeatureView, window: sn.TimeRan
 
 
 def inference_sources(con: ibis.BaseBackend, view: FeatureView) -> list[FeatureSource]:
-    """Training's feature sources, each with the matched row's event time appended as a last feature."""
-    sources = []
-    for index, source in enumerate(sn.feature_sources(con, view)):
-        marker = f"{_FOUND}{index}"
-        table = source.table.mutate(**{marker: source.table[source.event_time]})
-        sources.append(dataclasses.replace(source, table=table, features=[*source.features, marker]))
-    return sources
+    """Training's feature sources, each also giving the matched row's event time (NULL: none within TTL)."""
+    return [dataclasses.replace(source, matched_event_time=_found(index))
+            for index, source in enumerate(sn.feature_sources(con, view))]
 
 
 def features_expr(
@@ -240,10 +237,9 @@ def features_expr(
     """
     label = view.label
     joined = sn.join_features(con, view, inference_spine(con, view, window), inference_sources(con, view))
-    markers = {_found(i): joined[f"{ref.prefix}{_FOUND}{i}"] for i, ref in enumerate(view.features)}
     keep = list(dict.fromkeys([*label.entity, label.spine_time, label.event_time,
                                *(view.feature_columns if features is None else features)]))
-    return joined.select(*keep, **markers)
+    return joined.select(*keep, *(_found(i) for i in range(len(view.features))))
 
 
 def load_features(
@@ -287,10 +283,9 @@ def score(model: Model, features: pa.Table, *, num_threads: int | None = None,
     if features.num_rows == 0:
         return np.empty(0, dtype=np.float64)
     with _stage(timings, "prepare_features"):
-        frame = prepare_features(features, model.spec)
+        matrix = feature_matrix(features, model.spec)
     with _stage(timings, "predict"):
-        return model.booster.predict(frame, num_iteration=model.best_iteration or None,
-                                     num_threads=num_threads or default_threads())
+        return model.predict_matrix(matrix, num_threads or default_threads())
 
 
 def assemble(

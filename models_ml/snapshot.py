@@ -46,7 +46,7 @@ import pyarrow.compute as pc
 
 from models_ml.catalog import FeatureView
 from models_ml.on_demand import add_on_demand
-from models_ml.pit import FeatureSource, point_in_time_join
+from models_ml.pit import FeatureSource, point_in_time_join, spine_time_bounds
 from models_ml.settings import Settings
 
 SCHEMA = "snapshots"
@@ -225,10 +225,14 @@ def join_features(
     view's on-demand features computed from the joined row (:func:`models_ml.on_demand.add_on_demand`).
 
     The one join training snapshots and batch inference share, so the two cannot skew; ``sources``
-    defaults to :func:`feature_sources` (inference passes those same sources with a column appended).
+    defaults to :func:`feature_sources` (inference passes those same sources, asking for the matched event
+    times). One small query first measures the spine's time bounds, which the join turns into constant
+    filters on the feature tables (see :func:`models_ml.pit.point_in_time_join`).
     """
     sources = feature_sources(con, view) if sources is None else sources
-    return add_on_demand(point_in_time_join(spine, view.label.spine_time, sources), view)
+    spine_time = view.label.spine_time
+    bounds = spine_time_bounds(spine, spine_time)
+    return add_on_demand(point_in_time_join(spine, spine_time, sources, spine_time_bounds=bounds), view)
 
 
 def snapshot_expr(con: ibis.BaseBackend, view: FeatureView, time_range: TimeRange) -> ir.Table:

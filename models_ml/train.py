@@ -3,7 +3,8 @@
 What keeps inference from drifting away from training is :class:`ModelSpec`: the exact feature list in
 order, which features are categorical and their categories (fixed from the training split; a value never
 seen in training becomes NaN, which LightGBM routes like a missing value). Training and inference both
-turn an Arrow table into the model's input with the one function :func:`prepare_features`.
+turn an Arrow table into the model's input with the one encoder behind :func:`prepare_features` (a frame,
+for training) and :func:`feature_matrix` (a float matrix, for scoring).
 
 Determinism: the same snapshot and config give the same model, tree for tree: LightGBM runs with
 ``deterministic=True``, a fixed seed for every random choice, a fixed number of threads and row-wise
@@ -21,7 +22,7 @@ import time
 import tomllib
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,32 +232,49 @@ def fit_spec(
     return ModelSpec(feature_view, feature_view_version, target, list(features), categories)
 
 
-def prepare_features(table: pa.Table, spec: ModelSpec) -> pd.DataFrame:
-    """The model's input frame from an Arrow table: exactly ``spec.features`` in order, numeric columns as
-    float64 (NULL -> NaN), categorical ones as pandas categories fixed by the spec (unseen -> NaN).
-
-    The single place where raw feature values are encoded, used by training, evaluation and inference.
-    """
+def _encoded_columns(table: pa.Table, spec: ModelSpec) -> Iterator[tuple[str, np.ndarray, bool]]:
+    """``(name, values, is_categorical)`` per model feature, in order: the single place where raw feature
+    values are encoded. Numeric columns as float64 (NULL -> NaN); categorical ones as int codes, the value's
+    position in the spec's categories (fixed at training; NULL or unseen -> -1), computed in Arrow without a
+    Python string per row: the codes ``pd.Categorical(values, categories)`` gives."""
     missing = [c for c in spec.features if c not in table.column_names]
     if missing:
         raise ValueError(f"input lacks the model's features {missing}")
-    columns: dict[str, Any] = {}
     for name in spec.features:
         column = table[name]
         if name in spec.categories:
-            # Codes computed in Arrow (position in the spec's categories; NULL or unseen -> -1): the same
-            # Categorical as pd.Categorical(values, categories), without a Python string per row.
-            categories = spec.categories[name]
-            codes = pc.index_in(_as_strings(column), value_set=pa.array(categories, pa.string()))
-            codes = pc.fill_null(codes, -1).to_numpy(zero_copy_only=False)
-            columns[name] = pd.Categorical.from_codes(codes, categories=categories)
-        else:
-            if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
-                    or pa.types.is_boolean(column.type) or pa.types.is_decimal(column.type)):
-                raise ValueError(f"feature {name!r} has type {column.type}, which the model cannot use as numeric")
-            columns[name] = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+            codes = pc.index_in(_as_strings(column), value_set=pa.array(spec.categories[name], pa.string()))
+            yield name, pc.fill_null(codes, -1).to_numpy(zero_copy_only=False), True
+            continue
+        if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+                or pa.types.is_boolean(column.type) or pa.types.is_decimal(column.type)):
+            raise ValueError(f"feature {name!r} has type {column.type}, which the model cannot use as numeric")
+        yield name, pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), False
+
+
+def prepare_features(table: pa.Table, spec: ModelSpec) -> pd.DataFrame:
+    """The model's input frame from an Arrow table (training and evaluation): exactly ``spec.features`` in
+    order, numeric columns as float64, categorical ones as pandas categories fixed by the spec."""
+    columns: dict[str, Any] = {
+        name: pd.Categorical.from_codes(values, categories=spec.categories[name]) if categorical else values
+        for name, values, categorical in _encoded_columns(table, spec)
+    }
     # copy=False: no consolidating copy here (LightGBM makes its own float matrix from the frame anyway).
     return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows), copy=False)
+
+
+def feature_matrix(table: pa.Table, spec: ModelSpec) -> np.ndarray:
+    """The float64 matrix (rows x ``spec.features``, C order) LightGBM builds from :func:`prepare_features`'
+    frame when it predicts (``lightgbm.basic._data_from_pandas``: category codes as floats, -1 -> NaN),
+    built straight from Arrow: scoring skips pandas and LightGBM's own copy of the frame, and the scores are
+    the same bits (tests/models_ml/test_train_evaluate.py).
+    """
+    out = np.empty((table.num_rows, len(spec.features)), dtype=np.float64)
+    for j, (_, values, categorical) in enumerate(_encoded_columns(table, spec)):
+        out[:, j] = values
+        if categorical:
+            out[values < 0, j] = np.nan
+    return out
 
 
 def target_array(table: pa.Table, target: str) -> np.ndarray:
@@ -282,11 +300,17 @@ class Model:
     training_seconds: float | None = None
     history: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
-    def predict(self, table: pa.Table) -> np.ndarray:
-        """Probability of the positive class for each row of an Arrow table holding the features."""
-        if table.num_rows == 0:
+    def predict(self, table: pa.Table, num_threads: int | None = None) -> np.ndarray:
+        """Probability of the positive class for each row of an Arrow table holding the features
+        (``num_threads``: LightGBM's default when None; the scores do not depend on it)."""
+        return self.predict_matrix(feature_matrix(table, self.spec), num_threads)
+
+    def predict_matrix(self, matrix: np.ndarray, num_threads: int | None = None) -> np.ndarray:
+        """Probabilities for a :func:`feature_matrix`."""
+        if len(matrix) == 0:
             return np.empty(0, dtype=np.float64)
-        return self.booster.predict(prepare_features(table, self.spec), num_iteration=self.best_iteration or None)
+        extra = {} if num_threads is None else {"num_threads": num_threads}
+        return self.booster.predict(matrix, num_iteration=self.best_iteration or None, **extra)
 
     def feature_importance(self, kind: str = "gain") -> dict[str, float]:
         values = self.booster.feature_importance(importance_type=kind, iteration=self.best_iteration or None)

@@ -16,7 +16,7 @@ import ibis.expr.types as ir
 import pyarrow as pa
 import pytest
 
-from models_ml.pit import FeatureSource, point_in_time_join
+from models_ml.pit import FeatureSource, TimeBounds, point_in_time_join, spine_time_bounds
 
 # Polars cannot check that `join_asof` inputs are sorted by time within key groups; the join sorts them.
 pytestmark = pytest.mark.filterwarnings("ignore:Sortedness of columns cannot be checked:UserWarning")
@@ -34,10 +34,12 @@ def at(**offset: float) -> datetime.datetime:
 
 
 class Engine:
-    """One Ibis backend plus the join plan under test; builds tables on it and runs the join."""
+    """One Ibis backend plus the join plan under test; builds tables on it and runs the join (with
+    ``bounds``, as snapshots and batch inference run it: the spine's time bounds measured first and the
+    unreachable feature rows dropped by constants)."""
 
-    def __init__(self, backend: str, method: str) -> None:
-        self.backend, self.method = backend, method
+    def __init__(self, backend: str, method: str, bounds: bool = False) -> None:
+        self.backend, self.method, self.bounds = backend, method, bounds
         self.con = getattr(ibis, backend).connect()
         self._names = itertools.count()
 
@@ -45,7 +47,8 @@ class Engine:
         return self.con.create_table(f"t{next(self._names)}", pa.table(columns))
 
     def join(self, spine: ir.Table, sources: list[FeatureSource], spine_time: str = "t") -> list[tuple]:
-        expr = point_in_time_join(spine, spine_time, sources, method=self.method)
+        bounds = spine_time_bounds(spine, spine_time) if self.bounds else None
+        expr = point_in_time_join(spine, spine_time, sources, method=self.method, spine_time_bounds=bounds)
         result = self.con.to_pyarrow(expr)
         rows = sorted(result.to_pylist(), key=lambda row: row["row_id"])
         return [tuple(row.values()) for row in rows]
@@ -55,17 +58,19 @@ class Engine:
 
 
 @pytest.fixture(
-    params=[("duckdb", "auto"), ("duckdb", "portable"), ("polars", "auto"), ("datafusion", "auto")],
-    ids=["duckdb-asof", "duckdb-portable", "polars-asof", "datafusion-portable"],
+    params=[("duckdb", "auto", False), ("duckdb", "auto", True), ("duckdb", "portable", False),
+            ("polars", "auto", False), ("datafusion", "auto", False)],
+    ids=["duckdb-asof", "duckdb-asof-bounds", "duckdb-portable", "polars-asof", "datafusion-portable"],
 )
 def engine(request: pytest.FixtureRequest) -> Engine:
-    """DuckDB (as-of and portable plans), Polars (as-of), DataFusion (no as-of join: portable, if installed)."""
-    backend, method = request.param
+    """DuckDB (as-of plan, also with measured spine bounds; portable plan), Polars (as-of), DataFusion
+    (no as-of join: portable, if installed)."""
+    backend, method, bounds = request.param
     if backend == "datafusion":
         pytest.importorskip("datafusion")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return Engine(backend, method)
+        return Engine(backend, method, bounds)
 
 
 def source(table: ir.Table, **kwargs) -> FeatureSource:
@@ -462,6 +467,31 @@ def test_the_matched_event_time_can_be_taken_as_a_feature(engine: Engine) -> Non
     features = engine.table(k=[1, 1], ev=[T0 - 2 * HOUR, T0 - HOUR], x=["old", "new"])
     sources = [source(features, features=["ev", "x"], prefix="f_")]
     assert engine.join(spine, sources) == [(1, 1, T0, T0 - HOUR, "new"), (2, 2, T0, None, None)]
+
+
+def test_the_matched_event_time_is_output_and_null_when_nothing_is_within_ttl(engine: Engine) -> None:
+    spine = engine.table(row_id=[1, 2, 3, 4], k=[1, 2, 3, None], t=[T0, T0, T0, T0])
+    features = engine.table(k=[1, 1, 2, 3], ev=[at(hours=-3), at(hours=-1), at(hours=-30), at(hours=-2)],
+                            x=["old", "new", "expired", None])  # key 3: found, with a NULL value
+    sources = [source(features, ttl=DAY, prefix="f_", matched_event_time="f_matched_at")]
+    assert engine.columns(spine, sources) == ["row_id", "k", "t", "f_x", "f_matched_at"]
+    assert engine.join(spine, sources) == [
+        (1, 1, T0, "new", at(hours=-1)),
+        (2, 2, T0, None, None),  # only an expired row
+        (3, 3, T0, None, at(hours=-2)),  # found, its value is NULL: told apart by the matched time
+        (4, None, T0, None, None),
+    ]
+    with pytest.raises(ValueError, match="output column 'k' clashes with a column of the spine"):
+        engine.columns(spine, [source(features, matched_event_time="k")])
+
+
+def test_spine_time_bounds_ignore_nulls_and_are_none_without_times(engine: Engine) -> None:
+    spine = engine.table(row_id=[1, 2, 3], k=[1, 2, 3], t=pa.array([at(hours=-5), None, T0], pa.timestamp("us", "UTC")))
+    assert spine_time_bounds(spine, "t") == TimeBounds(at(hours=-5), T0)
+    nothing = engine.table(row_id=[1], k=[1], t=pa.array([None], pa.timestamp("us", "UTC")))
+    assert spine_time_bounds(nothing, "t") == TimeBounds(None, None)
+    features = engine.table(k=[1], ev=[at(hours=-6)], x=["x"])
+    assert engine.join(nothing, [source(features)]) == [(1, 1, None, None)]
 
 
 def test_an_empty_spine_gives_an_empty_result(engine: Engine) -> None:

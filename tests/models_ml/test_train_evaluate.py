@@ -95,6 +95,23 @@ def test_saved_encodings_are_applied_and_unseen_categories_become_missing(data, 
     assert np.array_equal(loaded.predict(unseen), loaded.predict(as_null))
 
 
+def test_the_scoring_matrix_gives_the_bits_of_lightgbms_own_frame_conversion(data):
+    # Model.predict builds LightGBM's float matrix straight from Arrow (feature_matrix); LightGBM's own
+    # path from the training frame (categories -> codes -> NaN for -1) must give the very same scores.
+    train, validation, test = data
+    model = fit(train, validation)
+    unseen = toy_table(300, 5, carriers=("AA", "DD"))  # unseen categories and NULLs, next to known ones
+    for table in (test, unseen, pa.concat_tables([test.slice(0, 7), unseen.slice(0, 5)])):
+        via_frame = model.booster.predict(tr.prepare_features(table, model.spec), num_iteration=model.best_iteration)
+        assert np.array_equal(model.predict(table), via_frame)
+        assert np.array_equal(model.predict(table, num_threads=2), via_frame)
+    matrix = tr.feature_matrix(unseen, model.spec)
+    assert matrix.flags.c_contiguous and matrix.shape == (300, len(FEATURES))
+    carrier = matrix[:, FEATURES.index("carrier")]
+    assert np.isnan(carrier[[c in (None, "DD") for c in unseen["carrier"].to_pylist()]]).all()
+    assert model.predict(unseen.slice(0, 0)).shape == (0,)
+
+
 def test_inputs_in_another_column_order_give_the_same_predictions(data):
     train, validation, test = data
     model = fit(train, validation)
