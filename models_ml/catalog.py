@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import re
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from models_ml.settings import Settings
 
@@ -171,6 +174,28 @@ class FeatureView:
 
     def group_versions(self) -> dict[str, int | None]:
         return {ref.group.name: ref.group.version for ref in self.features}
+
+
+_Derived = TypeVar("_Derived")
+_UNSET: Any = object()
+
+
+def per_view(derive: Callable[[FeatureView], _Derived]) -> Callable[[FeatureView], _Derived]:
+    """Memoize ``derive(view)`` per view object, for what the online path derives from a view on every request.
+
+    Views are immutable but unhashable (they hold dicts), so the memo is keyed by identity; an entry goes when
+    its view is collected, before its id can be reused."""
+    derived: dict[int, _Derived] = {}
+
+    @functools.wraps(derive)
+    def memoized(view: FeatureView) -> _Derived:
+        value = derived.get(id(view), _UNSET)
+        if value is _UNSET:
+            value = derived[id(view)] = derive(view)
+            weakref.finalize(view, derived.pop, id(view), None)
+        return value
+
+    return memoized
 
 
 @dataclass

@@ -35,6 +35,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from models_ml.catalog import per_view
+
 if TYPE_CHECKING:
     import ibis.expr.types as ir
 
@@ -152,9 +154,14 @@ def as_float64(values: Any, kind: Kind) -> np.ndarray:
             values = pc.cast(pc.cast(values, pa.timestamp("us", tz=values.type.tz)), pa.int64())
         array = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
     else:
-        read = _scalar_micros if kind == "timestamp" else _scalar_float
-        array = np.fromiter((read(v) for v in values), dtype=np.float64)
+        array = np.array(_python_floats(values, kind), dtype=np.float64)
     return np.ascontiguousarray(array, dtype=np.float64)
+
+
+def _python_floats(values: Sequence[Any], kind: Kind) -> list[float]:
+    """The Python values of a column as the floats :func:`as_float64` holds."""
+    read = _scalar_micros if kind == "timestamp" else _scalar_float
+    return [read(v) for v in values]
 
 
 def compute(function: str | OnDemandFunction, inputs: Mapping[str, Any]) -> np.ndarray:
@@ -247,34 +254,108 @@ def _resolve_view(view: FeatureView | str) -> FeatureView:
     return view
 
 
+@dataclass(frozen=True)
+class _OnlineInput:
+    """A column the view's on-demand features read: read once per request however many features use it."""
+
+    column: str
+    kind: Kind
+    stored: bool  # a looked-up (joined) column, else a request field
+    feature: str  # the first feature that reads it (named when it is missing)
+
+
+@dataclass(frozen=True)
+class _OnlineCall:
+    """One numpy call of a function for every feature of the view that uses it, their inputs laid end to end:
+    the arithmetic is element-wise, so no element's bits depend on the others, and a request pays the
+    per-call overhead of the (tiny) arrays once per function instead of once per feature."""
+
+    compute: Callable[..., np.ndarray]
+    features: tuple[str, ...]
+    inputs: tuple[tuple[int, ...], ...]  # per parameter: each feature's input (a position in the plan's inputs)
+
+    def run(self, floats: list[list[float]], out: list[dict[str, float | None]]) -> None:
+        arrays = [np.array([x for i in parameter for x in floats[i]], dtype=np.float64) for parameter in self.inputs]
+        results = np.asarray(self.compute(*arrays), dtype=np.float64).tolist()
+        n = len(out)
+        for j, name in enumerate(self.features):
+            for row, value in zip(out, results[j * n:(j + 1) * n]):
+                row[name] = value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class _OnlinePlan:
+    """A view's on-demand features resolved once (functions, input columns and where they come from), so a
+    request pays only for reading its values and the numpy arithmetic."""
+
+    view: str
+    features: tuple[str, ...]  # in the view's order
+    inputs: tuple[_OnlineInput, ...]
+    calls: tuple[_OnlineCall, ...]
+
+    def compute(self, requests: Sequence[Mapping[str, Any]],
+                stored_features: Sequence[Mapping[str, Any]]) -> list[dict[str, float | None]]:
+        floats = [_python_floats(self._values(source, requests, stored_features), source.kind)
+                  for source in self.inputs]
+        out: list[dict[str, float | None]] = [dict.fromkeys(self.features) for _ in requests]
+        with np.errstate(all="ignore"):  # once for all features: NaN and infinity become None
+            for call in self.calls:
+                call.run(floats, out)
+        return out
+
+    def _values(self, source: _OnlineInput, requests: Sequence[Mapping[str, Any]],
+                stored_features: Sequence[Mapping[str, Any]]) -> list[Any]:
+        column = source.column
+        try:
+            if source.stored:
+                return [stored[column] for stored in stored_features]
+            return [request[column] for request in requests]
+        except KeyError:
+            raise self._missing(source, requests, stored_features) from None
+
+    def _missing(self, source: _OnlineInput, requests: Sequence[Mapping[str, Any]],
+                 stored_features: Sequence[Mapping[str, Any]]) -> KeyError:
+        if source.stored:  # a lookup that skipped the column would silently skew: say so instead
+            absent = next(i for i, stored in enumerate(stored_features) if source.column not in stored)
+            return KeyError(f"on-demand feature {source.feature} of view {self.view} needs stored column "
+                            f"{source.column!r} (None when missing), which stored_features #{absent} lacks; "
+                            f"look up every column of online_lookups(view)")
+        absent = next(i for i, request in enumerate(requests) if source.column not in request)
+        return KeyError(f"on-demand feature {source.feature} of view {self.view} needs request field "
+                        f"{source.column!r}, which request #{absent} lacks")
+
+
+@per_view
+def _online_plan(view: FeatureView) -> _OnlinePlan:
+    """The view's features grouped by function; their inputs once each, in the order the features read them
+    (so a missing input is reported for the same feature as when each feature checked its own)."""
+    joined = set(view.joined_columns)
+    inputs: dict[tuple[str, str], _OnlineInput] = {}
+    by_function: dict[str, list[str]] = {}
+    for feature in view.on_demand:
+        kinds = FUNCTIONS[feature.function].parameters
+        for parameter, column in feature.inputs.items():
+            kind = kinds[parameter]
+            inputs.setdefault((column, kind), _OnlineInput(column, kind, column in joined, feature.name))
+        by_function.setdefault(feature.function, []).append(feature.name)
+    position = {key: i for i, key in enumerate(inputs)}
+    features = {feature.name: feature for feature in view.on_demand}
+    calls = []
+    for function, names in by_function.items():
+        fn = FUNCTIONS[function]
+        calls.append(_OnlineCall(fn.compute, tuple(names), tuple(
+            tuple(position[(features[name].inputs[parameter], kind)] for name in names)
+            for parameter, kind in fn.parameters.items()
+        )))
+    return _OnlinePlan(view.name, tuple(features), tuple(inputs.values()), tuple(calls))
+
+
 def compute_many(view: FeatureView | str, requests: Sequence[Mapping[str, Any]],
                  stored_features: Sequence[Mapping[str, Any]]) -> list[dict[str, float | None]]:
-    """:func:`compute_online` for several requests at once (one numpy call per feature, not per request)."""
-    view = _resolve_view(view)
+    """:func:`compute_online` for several requests at once (one numpy call per function, not per request)."""
     if len(requests) != len(stored_features):
         raise ValueError("give one stored_features mapping per request")
-    joined = set(view.joined_columns)
-    out: list[dict[str, float | None]] = [{} for _ in requests]
-    for feature in view.on_demand:
-        inputs = {}
-        for parameter, column in feature.inputs.items():
-            if column in joined:
-                absent = [i for i, stored in enumerate(stored_features) if column not in stored]
-                if absent:  # a lookup that skipped the column would silently skew: say so instead
-                    raise KeyError(f"on-demand feature {feature.name} of view {view.name} needs stored column "
-                                   f"{column!r} (None when missing), which stored_features #{absent[0]} lacks; "
-                                   f"look up every column of online_lookups(view)")
-                inputs[parameter] = [stored[column] for stored in stored_features]
-            else:
-                missing = [i for i, request in enumerate(requests) if column not in request]
-                if missing:
-                    raise KeyError(f"on-demand feature {feature.name} of view {view.name} needs request field "
-                                   f"{column!r}, which request #{missing[0]} lacks")
-                inputs[parameter] = [request[column] for request in requests]
-        values = compute(feature.function, inputs)
-        for row, value in zip(out, values.tolist()):
-            row[feature.name] = None if math.isnan(value) else value
-    return out
+    return _online_plan(_resolve_view(view)).compute(requests, stored_features)
 
 
 def compute_online(view: FeatureView | str, request: Mapping[str, Any],

@@ -148,6 +148,16 @@ class Metrics:
                                  registry=r)
         self.log_pending = Gauge("fti_online_prediction_log_pending", "Prediction log records not yet written.",
                                  registry=r)
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, memoized: a request updates the same few series every time, and
+        ``labels`` (validation, a lock) costs more than the update itself."""
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
 
 # --------------------------------------------------------------------------------------------------
@@ -181,7 +191,7 @@ class ServedModel:
     version: int
     pointer: Pointer
     model: Model
-    encoder: encode.Encoder
+    scorer: encode.Scorer
     view: FeatureView
     request_type: type[pydantic.BaseModel]
     batch_type: pydantic.TypeAdapter
@@ -202,7 +212,7 @@ class ServedModel:
                        for ref in view.features)
         served = cls(
             name=pointer.model_name, version=pointer.version, pointer=pointer, model=model,
-            encoder=encode.Encoder(model.spec), view=view, request_type=request_type, batch_type=batch,
+            scorer=encode.Scorer(model), view=view, request_type=request_type, batch_type=batch,
             group_labels=labels, group_ids=tuple(group_id(r.group.name, r.group.version) for r in view.features),
             pointer_stamp=stamp, loaded_at=dt.datetime.now(UTC), on_demand=_on_demand(view),
         )
@@ -227,7 +237,7 @@ class ServedModel:
         if self.on_demand is not None:
             for row, computed in zip(rows, self.on_demand(view, items, found.features)):
                 row.update(computed)
-        scores = encode.predict(self.model, self.encoder, rows)
+        scores = self.scorer.predict(rows)
         out = []
         for i, item in enumerate(items):
             freshness: dict[str, Any] = {}
@@ -235,11 +245,11 @@ class ServedModel:
             for label, match in zip(self.group_labels, found.matches[i]):
                 if match.found:
                     freshness[label] = {"event_at": match.event_at.isoformat(), "age_seconds": match.age_seconds}
-                    metrics.feature_age.labels(match.group).observe(max(match.age_seconds, 0.0))
+                    metrics.child(metrics.feature_age, match.group).observe(max(match.age_seconds, 0.0))
                 else:
                     freshness[label] = None
                     missing.append(label)
-                    metrics.features_missing.labels(match.group).inc()
+                    metrics.child(metrics.features_missing, match.group).inc()
             out.append({
                 "model": self.name, "version": self.version, "score": float(scores[i]),
                 "prediction_id": uuid.uuid4().hex, "as_of": as_of[i].isoformat(),
@@ -418,9 +428,9 @@ async def _predict(request: Request, batch: bool) -> Response:
     _log(state, served, items, results, received_at, elapsed * 1000)
     for result in results:
         result.pop("_row", None)
-    metrics.requests.labels(name, endpoint, "200").inc()
-    metrics.predictions.labels(name, str(served.version)).inc(len(results))
-    metrics.latency.labels(name, endpoint).observe(elapsed)
+    metrics.child(metrics.requests, name, endpoint, "200").inc()
+    metrics.child(metrics.predictions, name, str(served.version)).inc(len(results))
+    metrics.child(metrics.latency, name, endpoint).observe(elapsed)
     return _json(200, {"predictions": results} if batch else results[0])
 
 

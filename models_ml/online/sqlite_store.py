@@ -41,7 +41,8 @@ import datetime as dt
 import re
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ from models_ml.online.store import (
     OnlineStoreError,
     RowsRequest,
     StoredRow,
-    decode,
+    decoder,
     from_us,
     to_us,
 )
@@ -99,6 +100,7 @@ class SqliteStore(OnlineStore):
         self._local = threading.local()
         self._schemas: dict[str, GroupSchema] = {}
         self._tables: dict[str, str] = {}
+        self._selects: dict[tuple[str, tuple[str, ...] | None], _Select] = {}
         self._lock = threading.Lock()
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,10 +155,14 @@ class SqliteStore(OnlineStore):
             raise
 
     def _load_schemas(self) -> None:
-        rows = self._meta_rows(self._reader())
+        self._set_layout(self._meta_rows(self._reader()))
+
+    def _set_layout(self, meta_rows: list[tuple[Any, ...]]) -> None:
+        """The groups' schemas and tables as ``fti_groups`` now says; the readers' statements are rebuilt."""
         with self._lock:
-            self._schemas = {r[0]: GroupSchema.from_json(r[2]) for r in rows}
-            self._tables = {r[0]: r[1] for r in rows}
+            self._schemas = {r[0]: GroupSchema.from_json(r[2]) for r in meta_rows}
+            self._tables = {r[0]: r[1] for r in meta_rows}
+            self._selects = {}
 
     def schemas(self) -> dict[str, GroupSchema]:
         if not self._schemas:
@@ -165,9 +171,7 @@ class SqliteStore(OnlineStore):
 
     def freshness(self) -> dict[str, Freshness]:
         rows = self._meta_rows(self._reader())
-        with self._lock:  # a refresh may have added groups: keep the readers' schema cache in step
-            self._schemas = {r[0]: GroupSchema.from_json(r[2]) for r in rows}
-            self._tables = {r[0]: r[1] for r in rows}
+        self._set_layout(rows)  # a refresh may have added groups: keep the readers' schema cache in step
         return {r[0]: Freshness(group=r[0], watermark=from_us(r[3]), latest_event_at=from_us(r[4]),
                                 materialized_at=from_us(r[5]), entities=int(r[6]), rows_written=int(r[7]))
                 for r in rows}
@@ -190,7 +194,7 @@ class SqliteStore(OnlineStore):
                 raise
         finally:
             con.close()
-        self._schemas = {}  # re-read on next use
+        self._schemas = {}  # re-read (and the statements rebuilt) on next use
         return written
 
     def _apply_one(self, con: sqlite3.Connection, refresh: GroupRefresh, materialized_us: int) -> int:
@@ -255,31 +259,55 @@ class SqliteStore(OnlineStore):
         con.execute("begin")  # one snapshot for every group of the lookup
         try:
             for request in requests:
-                schema = self._schemas.get(request.group)
-                if schema is None:
-                    self._load_schemas()
-                    schema = self._schemas.get(request.group)
-                    if schema is None:
-                        raise OnlineStoreError(f"the online store holds no group {request.group!r}: "
-                                               f"run `fti online materialize`")
-                kinds = schema.kinds()
-                features = list(request.features) if request.features is not None else list(schema.feature_names)
+                select = self._select(request)
                 wanted = [k for k in dict.fromkeys(request.keys) if k is not None]
                 found: dict[str, StoredRow] = {}
-                if wanted:
-                    columns = ", ".join(_ident(f) for f in features)
-                    select = f"select entity_key, event_us, created_us{', ' if features else ''}{columns} " \
-                             f"from {_ident(self._tables[request.group])} "
-                    for start in range(0, len(wanted), 500):
-                        chunk = wanted[start:start + 500]
-                        where = "where entity_key = ?" if len(chunk) == 1 else \
-                            f"where entity_key in ({', '.join('?' * len(chunk))})"
-                        for row in con.execute(select + where, chunk):
-                            found[row[0]] = StoredRow(
-                                event_at=from_us(row[1]), created_at=from_us(row[2]),
-                                values={f: decode(kinds[f], v) for f, v in zip(features, row[3:])},
-                            )
+                for start in range(0, len(wanted), 500):
+                    chunk = wanted[start:start + 500]
+                    where = "where entity_key = ?" if len(chunk) == 1 else \
+                        f"where entity_key in ({', '.join('?' * len(chunk))})"
+                    for row in con.execute(select.sql + where, chunk):
+                        found[row[0]] = select.row(row)
                 out.append([found.get(k) if k is not None else None for k in request.keys])
         finally:
             con.execute("commit")
         return out
+
+    def _select(self, request: RowsRequest) -> _Select:
+        """The statement and decoders of a read of these columns of this group, built once per layout."""
+        key = (request.group, None if request.features is None else tuple(request.features))
+        selects = self._selects  # a layout change meanwhile replaces it: what is built here then goes with it
+        select = selects.get(key)
+        if select is None:
+            schema = self._schemas.get(request.group)
+            if schema is None:
+                self._load_schemas()
+                schema = self._schemas.get(request.group)
+                if schema is None:
+                    raise OnlineStoreError(f"the online store holds no group {request.group!r}: "
+                                           f"run `fti online materialize`")
+            select = selects[key] = _Select.of(schema, self._tables[request.group], request.features)
+        return select
+
+
+@dataclass(frozen=True)
+class _Select:
+    """``select entity_key, event_us, created_us, <features> from <table>`` and how to decode its rows."""
+
+    sql: str
+    features: tuple[str, ...]
+    decoders: tuple[Callable[[Any], Any], ...]
+
+    @classmethod
+    def of(cls, schema: GroupSchema, table: str, features: Sequence[str] | None) -> _Select:
+        features = tuple(features) if features is not None else schema.feature_names
+        kinds = schema.kinds()
+        columns = "".join(f", {_ident(f)}" for f in features)
+        return cls(f"select entity_key, event_us, created_us{columns} from {_ident(table)} ", features,
+                   tuple(decoder(kinds[f]) for f in features))
+
+    def row(self, row: tuple[Any, ...]) -> StoredRow:
+        return StoredRow(
+            event_at=from_us(row[1]), created_at=from_us(row[2]),
+            values={f: None if v is None else decode(v) for f, decode, v in zip(self.features, self.decoders, row[3:])},
+        )

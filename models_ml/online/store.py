@@ -37,14 +37,14 @@ import abc
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from models_ml.catalog import FeatureView
+from models_ml.catalog import FeatureView, per_view
 from models_ml.settings import Settings
 
 UTC = dt.timezone.utc
@@ -115,27 +115,34 @@ def storage_array(column: pa.ChunkedArray | pa.Array, kind: str) -> pa.Array:
     return column
 
 
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+_DECODERS: dict[str, Callable[[Any], Any]] = {
+    "float": float,
+    "int": int,
+    "str": _text,
+    "bool": lambda value: bool(int(value)),
+    "timestamp": lambda value: from_us(int(value)),
+    "date": lambda value: dt.date.fromisoformat(_text(value)),
+}
+
+
+def decoder(kind: str) -> Callable[[Any], Any]:
+    """:func:`decode` of one kind, for non-NULL values (resolved once per column, not per value)."""
+    return _DECODERS.get(kind, json.loads)
+
+
 def decode(kind: str, value: Any) -> Any:
     """A stored value (SQLite's native value or Redis' text) back to the Python value a request would hold."""
-    if value is None:
-        return None
-    if kind == "float":
-        return float(value)
-    if kind == "int":
-        return int(value)
-    if kind == "str":
-        return value.decode() if isinstance(value, bytes) else value
-    if kind == "bool":
-        return bool(int(value))
-    if kind == "timestamp":
-        return from_us(int(value))
-    if kind == "date":
-        return dt.date.fromisoformat(value.decode() if isinstance(value, bytes) else value)
-    return json.loads(value)
+    return None if value is None else decoder(kind)(value)
 
 
 def entity_key(values: Sequence[Any]) -> str | None:
     """The store key of one entity; None when a key column is NULL (such an entity never matches)."""
+    if len(values) == 1:  # most entities: one key column
+        return None if values[0] is None else str(values[0])
     if any(v is None for v in values):
         return None
     return KEY_SEPARATOR.join(str(v) for v in values)
@@ -322,34 +329,59 @@ class OnlineStore(abc.ABC):
     def lookup(self, view: FeatureView, requests: Sequence[Mapping[str, Any]],
                as_of: Sequence[dt.datetime]) -> ViewLookup:
         """The stored features of a feature view for each request (a mapping holding the view's join keys
-        under their spine names), TTL applied relative to each request's ``as_of``. One snapshot read.
-        Features come back under their output names (``prefix + column``), on-demand inputs included."""
-        reads: list[RowsRequest] = []
-        for ref in view.features:
-            spine_of = {group_column: spine for spine, group_column in ref.join_keys.items()}
-            columns = [spine_of[c] for c in ref.group.entity]
-            keys = [entity_key([request.get(c) for c in columns]) for request in requests]
-            reads.append(RowsRequest(group_id(ref.group.name, ref.group.version), keys, _columns(ref)))
-        found = self.read_rows(reads)
+        under their spine names), TTL applied relative to each request's ``as_of`` (the :func:`within_ttl`
+        rule). One snapshot read. Features come back under their output names (``prefix + column``),
+        on-demand inputs included."""
+        plan = _view_reads(view)
+        found = self.read_rows([
+            RowsRequest(read.group, [entity_key([request.get(c) for c in read.key_fields]) for request in requests],
+                        read.columns)
+            for read in plan
+        ])
         features: list[dict[str, Any]] = [{} for _ in requests]
         matches: list[list[GroupMatch]] = [[] for _ in requests]
-        for ref, read, rows in zip(view.features, reads, found):
-            ttl = ref.group.ttl.total_seconds() if ref.group.ttl is not None else None
-            names = [(f, ref.output_name(f)) for f in _columns(ref)]
+        for read, rows in zip(plan, found):
+            ttl = read.ttl_seconds
             for i, row in enumerate(rows):
-                row = within_ttl(row, ttl, as_of[i])
-                out = features[i]
-                if row is None:
-                    for _, output in names:
-                        out[output] = None
+                age = None if row is None else (as_of[i] - row.event_at).total_seconds()
+                if age is None or (ttl is not None and age > ttl):
+                    features[i].update(read.missing)
                     matches[i].append(GroupMatch(read.group, False, None, None))
                 else:
-                    values = row.values
-                    for feature, output in names:
-                        out[output] = values.get(feature)
-                    matches[i].append(GroupMatch(read.group, True, row.event_at,
-                                                 (as_of[i] - row.event_at).total_seconds()))
+                    values, out = row.values, features[i]
+                    for column, output in zip(read.columns, read.outputs):
+                        out[output] = values.get(column)
+                    matches[i].append(GroupMatch(read.group, True, row.event_at, age))
         return ViewLookup(features, matches)
+
+
+@dataclass(frozen=True)
+class _GroupRead:
+    """What a lookup reads of one feature selection of a view, resolved once per view."""
+
+    group: str  # group id in the store
+    key_fields: tuple[str, ...]  # request fields holding the entity key, in the group's entity order
+    columns: tuple[str, ...]
+    outputs: tuple[str, ...]  # output names of ``columns``
+    ttl_seconds: float | None
+
+    @property
+    def missing(self) -> dict[str, None]:
+        return dict.fromkeys(self.outputs)
+
+
+@per_view
+def _view_reads(view: FeatureView) -> tuple[_GroupRead, ...]:
+    reads = []
+    for ref in view.features:
+        spine_of = {group_column: spine for spine, group_column in ref.join_keys.items()}
+        columns = _columns(ref)
+        reads.append(_GroupRead(
+            group=group_id(ref.group.name, ref.group.version), key_fields=tuple(spine_of[c] for c in ref.group.entity),
+            columns=columns, outputs=tuple(ref.output_name(c) for c in columns),
+            ttl_seconds=ref.group.ttl.total_seconds() if ref.group.ttl is not None else None,
+        ))
+    return tuple(reads)
 
 
 def open_store(settings: Settings, kind: str | None = None, *, create: bool = True) -> OnlineStore:

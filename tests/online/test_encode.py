@@ -1,13 +1,18 @@
-"""The online encoder builds exactly the matrix training's encoder gives LightGBM: identical scores."""
+"""The online encoder builds exactly the matrix training's encoder gives LightGBM, and the online scorer
+(LightGBM's single-row fast path for a few rows, booster.predict for more) gives identical scores."""
 
 from __future__ import annotations
+
+import concurrent.futures
+import gc
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from models_ml import train as tr
-from models_ml.online.encode import Encoder, predict
+from models_ml.online import encode
+from models_ml.online.encode import FAST_PATH_MAX_ROWS, Encoder, Scorer
 
 
 def _table(n: int, seed: int) -> pa.Table:
@@ -36,14 +41,46 @@ def model() -> tr.Model:
                           target="is_fraud", config=config)
 
 
-def test_scores_equal_the_training_encoder_path(model):
+def _rows_and_expected(model: tr.Model) -> tuple[list[dict], np.ndarray]:
+    """Test rows with the awkward cases (unseen category, missing values, all zeros, all missing) and the
+    scores training's own encoder path gives them."""
     test = _table(500, 3)
     rows = test.select(model.spec.features).to_pylist()
     rows[0]["category"] = "never-seen"  # unseen category -> missing, as in prepare_features
     rows[1]["amount"] = None
+    rows[2].update(amount=0.0, count=0, is_blocked=False)  # zeros: LightGBM's row reader drops them
+    rows[3] = dict.fromkeys(model.spec.features)
     expected = model.predict(pa.Table.from_pylist(rows, schema=test.select(model.spec.features).schema))
     assert "category" in model.spec.categories
-    np.testing.assert_array_equal(predict(model, Encoder(model.spec), rows), expected)
+    return rows, expected
+
+
+def test_scores_equal_the_training_encoder_path(model):
+    rows, expected = _rows_and_expected(model)
+    scorer = Scorer(model)
+    np.testing.assert_array_equal(scorer.predict(rows), expected)  # a large batch: booster.predict
+    for size in (1, 2, FAST_PATH_MAX_ROWS):  # a request's few rows: the single-row fast path
+        for start in range(0, 40, size):
+            np.testing.assert_array_equal(scorer.predict(rows[start:start + size]), expected[start:start + size])
+    assert scorer.predict([]).shape == (0,)
+
+
+def test_the_fast_path_is_safe_across_threads(model):
+    rows, expected = _rows_and_expected(model)
+    scorer = Scorer(model)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        scores = list(pool.map(lambda row: scorer.predict([row])[0], rows))
+    np.testing.assert_array_equal(np.array(scores), expected)
+
+
+def test_the_fast_config_is_freed_with_its_scorer(model, monkeypatch):
+    freed = []
+    monkeypatch.setattr(encode, "_free_fast_config", lambda handle, booster: freed.append(handle))
+    scorer = Scorer(model)
+    handle = scorer._single_row._handle
+    del scorer
+    gc.collect()
+    assert freed == [handle]
 
 
 def test_a_non_numeric_value_for_a_numeric_feature_is_refused(model):
