@@ -20,7 +20,7 @@ Pure functions; ``flows/batch_inference.py`` wires them into a Prefect flow. One
   trained-on group version is not in the catalog (the dbt project), is not built in the warehouse, or
   lacks a feature the model needs.
 * **Scoring**: :func:`models_ml.train.feature_matrix` (the encoder training uses, as a float matrix), then
-  LightGBM.
+  LightGBM, a chunk of rows at a time.
 
 **Missing features rule.** Every spine row is scored; none is dropped or left unscored. A feature group
 with no row for the entity within its TTL before the prediction time gives NULL features, exactly as in
@@ -277,15 +277,29 @@ def default_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+SCORE_CHUNK_ROWS = 65_536
+
+
 def score(model: Model, features: pa.Table, *, num_threads: int | None = None,
           timings: Timings | None = None) -> np.ndarray:
-    """Positive-class probabilities: exactly :meth:`Model.predict` (same encoder, same trees), with a thread count."""
-    if features.num_rows == 0:
-        return np.empty(0, dtype=np.float64)
-    with _stage(timings, "prepare_features"):
-        matrix = feature_matrix(features, model.spec)
-    with _stage(timings, "predict"):
-        return model.predict_matrix(matrix, num_threads or default_threads())
+    """Positive-class probabilities: exactly :meth:`Model.predict` (same encoder, same trees), with a thread count.
+
+    Scored ``SCORE_CHUNK_ROWS`` rows at a time, each encoded into one reused matrix (20 MB for 40
+    features), rather than encoding every row at once: on this project's VM, first touching a fresh third of
+    a gigabyte (a million rows) cost as much as the trees. Rows are scored independently, so chunking
+    changes no score."""
+    n = features.num_rows
+    scores = np.empty(n, dtype=np.float64)
+    if n == 0:
+        return scores
+    threads = num_threads or default_threads()
+    buffer = np.empty((min(n, SCORE_CHUNK_ROWS), len(model.spec.features)), dtype=np.float64)
+    for start in range(0, n, SCORE_CHUNK_ROWS):
+        with _stage(timings, "prepare_features"):
+            matrix = feature_matrix(features.slice(start, SCORE_CHUNK_ROWS), model.spec, out=buffer)
+        with _stage(timings, "predict"):
+            scores[start:start + len(matrix)] = model.predict_matrix(matrix, threads)
+    return scores
 
 
 def assemble(

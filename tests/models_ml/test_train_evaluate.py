@@ -110,6 +110,24 @@ def test_the_scoring_matrix_gives_the_bits_of_lightgbms_own_frame_conversion(dat
     carrier = matrix[:, FEATURES.index("carrier")]
     assert np.isnan(carrier[[c in (None, "DD") for c in unseen["carrier"].to_pylist()]]).all()
     assert model.predict(unseen.slice(0, 0)).shape == (0,)
+    reused = np.full((400, len(FEATURES)), -1.0)
+    filled = tr.feature_matrix(unseen, model.spec, out=reused)
+    assert np.shares_memory(filled, reused) and np.array_equal(filled, matrix, equal_nan=True)
+    with pytest.raises(ValueError, match=r"out has shape \(10, 4\)"):
+        tr.feature_matrix(unseen, model.spec, out=np.empty((10, len(FEATURES))))
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 64, 10_000])
+def test_batch_scoring_in_chunks_gives_the_same_scores(data, monkeypatch, chunk_rows):
+    from models_ml import predict as pr
+
+    train, validation, test = data
+    model = fit(train, validation)
+    monkeypatch.setattr(pr, "SCORE_CHUNK_ROWS", chunk_rows)
+    timings = pr.Timings()
+    assert np.array_equal(pr.score(model, test, num_threads=2, timings=timings), model.predict(test))
+    assert set(timings.seconds) == {"prepare_features", "predict"}
+    assert pr.score(model, test.slice(0, 0)).shape == (0,)
 
 
 def test_inputs_in_another_column_order_give_the_same_predictions(data):
