@@ -136,8 +136,8 @@ def point_in_time_join(
     backend the tables live on (tables built with ``ibis.memtable`` run on Ibis' default backend, DuckDB);
     ``"asof"`` or ``"portable"`` force one (see the module docstring). ``spine_time_bounds``, the spine's
     earliest and latest time as :func:`spine_time_bounds` measured them, lets the join drop unreachable
-    feature rows with constants, which the engine pushes into its table scans (skipping whole row groups),
-    instead of subqueries over the spine. Raises ``ValueError`` for a missing column, a naive or
+    feature rows with constants, which the engine can push into its table scans, instead of subqueries
+    over the spine (about 15% of a DuckDB batch-inference join, bench/batch_inference.py). Raises ``ValueError`` for a missing column, a naive or
     non-timestamp time column, or output names that clash.
     """
     _check_spine(spine, spine_time)
