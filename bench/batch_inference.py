@@ -2,10 +2,10 @@
 
 Self-contained: a seeded synthetic warehouse shaped like the flight-delay view is generated in a temporary
 FTI_HOME (a label model of flights over 29 days and five feature groups shaped like flight_delay's, with
-its TTLs and its unique (entity, event time) grain: hourly airport weather (TTL 3 hours), hourly carrier
-(2 days) and daily route (7 days) delay stats, plane delay stats every 6 hours (2 days), plane attributes
-with string categories (no TTL); 41 model inputs; some tails NULL or unknown, so some rows are flagged). A
-small LightGBM model is trained through the project's own path (snapshot -> splits -> train_model ->
+its TTLs and the uniqueness its dbt tests prove: hourly airport weather (TTL 3 hours), hourly carrier
+(2 days) and daily route (7 days) delay stats, plane delay stats every 6 hours (2 days), all unique per
+(entity, event time); plane attributes with string categories (no TTL, unique per plane); 41 model
+inputs; some tails NULL or unknown, so some rows are flagged). A small LightGBM model is trained through the project's own path (snapshot -> splits -> train_model ->
 registry, promoted to champion) on the first days, then the champion scores the next 25 days
 (``--rows`` spine rows, 1,000,000 by default) with ``models_ml.predict.predict_window``: the same code as
 the `batch-inference` flow.
@@ -69,13 +69,15 @@ PLANE_ATTRIBUTES = ["year_built", "aircraft_type", "manufacturer", "engine_count
 # Synthetic warehouse and catalog
 
 
-def _group(name: str, entity: tuple[str, ...], features: list[str], ttl: dt.timedelta | None = None) -> FeatureGroup:
+def _group(name: str, entity: tuple[str, ...], features: list[str], ttl: dt.timedelta | None = None,
+           unique_entity: bool = False) -> FeatureGroup:
     columns = [*entity, "event_at", *features, "loaded_at"]
     return FeatureGroup(
         name=name, version=1, latest_version=1, schema="features", relation=f"{name}_v1", entity=entity,
         event_time="event_at", created_time="loaded_at", ttl=ttl, online=False, description="",
         columns=tuple(Feature(c, "", "") for c in columns), unique_id=f"model.bench.{name}.v1",
         unique_grain=True,  # as the real groups: a dbt unique test on (entity, event time); true by construction
+        unique_entity=unique_entity,  # as fg_plane__attributes: a dbt unique test on the entity
     )
 
 
@@ -85,7 +87,7 @@ def bench_catalog() -> Catalog:
     route = _group("fg_route__delay_stats", ("origin_airport_code", "destination_airport_code"), STATS,
                    dt.timedelta(days=7))
     plane = _group("fg_plane__delay_stats", ("tail_number",), PLANE_STATS, dt.timedelta(days=2))
-    attributes = _group("fg_plane__attributes", ("tail_number",), PLANE_ATTRIBUTES)
+    attributes = _group("fg_plane__attributes", ("tail_number",), PLANE_ATTRIBUTES, unique_entity=True)
     label = LabelSpec(
         model="label_bench", schema="labels", relation="label_bench", entity=("flight_id",),
         spine_time="prediction_at", target="is_delayed", event_time="scheduled_departure_at",

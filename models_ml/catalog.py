@@ -63,6 +63,7 @@ class FeatureGroup:
     columns: tuple[Feature, ...]
     unique_id: str
     unique_grain: bool = False  # a dbt test proves one row per (entity, event time) at most
+    unique_entity: bool = False  # a dbt test proves one row per entity at most (static attributes)
 
     @property
     def qualified_relation(self) -> str:
@@ -401,9 +402,11 @@ def catalog_from_manifest(manifest: dict[str, Any]) -> Catalog:
         meta = _fti_meta(node)
         if meta and "entity" in meta:
             group = _group(node, meta)
-            grain = {*group.entity, group.event_time}
-            if any(columns <= grain for columns in unique.get(group.unique_id, [])):
+            grain, proven = {*group.entity, group.event_time}, unique.get(group.unique_id, [])
+            if any(columns <= grain for columns in proven):
                 group = dataclasses.replace(group, unique_grain=True)
+            if any(columns <= set(group.entity) for columns in proven):
+                group = dataclasses.replace(group, unique_entity=True)
             catalog.groups[(group.name, group.version)] = group
     for exposure in manifest.get("exposures", {}).values():
         meta = _fti_meta(exposure)

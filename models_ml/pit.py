@@ -71,6 +71,9 @@ class FeatureSource:
     ``prefix + feature``. ``unique_event_times`` is the caller's promise that the table holds at most one
     row per (keys, event time), e.g. a dbt-tested unique key: with no ties to break, the join skips the
     tie-break comparison (about half the cost of a DuckDB as-of join). The answer is the same either way.
+    ``unique_keys`` promises at most one row per key (static attributes, a dbt `unique` test on the
+    entity): the join is then a plain left join on the keys, the row used when its event time lies in
+    [t - ttl, t], with no as-of machinery (a hash join instead of sorting every spine row).
     ``matched_event_time`` names one more output column (taken as is, no prefix): the event time of the
     row that was used, NULL when there was none within the TTL; it tells a missing entity from a found
     row whose values are NULL, without carrying a copy of the event time through the join.
@@ -84,6 +87,7 @@ class FeatureSource:
     ttl: datetime.timedelta | None = None
     prefix: str = ""
     unique_event_times: bool = False
+    unique_keys: bool = False
     matched_event_time: str | None = None
 
     def __post_init__(self) -> None:
@@ -151,7 +155,9 @@ def point_in_time_join(
     result = spine
     for index, source in enumerate(sources):
         right = _prepare_source(source, index, spine, spine_time, prune)
-        if plan.asof:
+        if source.unique_keys:
+            result = _join_unique_keys(result, spine_time, right)
+        elif plan.asof:
             result = _join_asof(result, spine_time, right, plan)
         else:
             result = _join_portable(result, spine_time, right)
@@ -482,6 +488,17 @@ def _finish(joined: ir.Table, keep: Sequence[str], spine_time: str, right: _Righ
     return joined.select(*keep, **features)
 
 
+def _key_predicates(left: ir.Table, features: ir.Table, right: _Right) -> list[ir.BooleanValue]:
+    return [_cast_to(left[spine_key], features[key].type()) == features[key] for spine_key, key in right.key_map.items()]
+
+
+def _join_unique_keys(left: ir.Table, spine_time: str, right: _Right) -> ir.Table:
+    """At most one row per key: the row of the spine row's keys, if any; `_finish` keeps its features
+    when its event time lies in [t - ttl, t] (the same answer the as-of join gives, for any backend)."""
+    joined = left.left_join(right.table, _key_predicates(left, right.table, right))
+    return _finish(joined, left.columns, spine_time, right, right.event)
+
+
 # --------------------------------------------------------------------------------------------------
 # Plan "asof"
 
@@ -498,14 +515,7 @@ def _join_asof(left: ir.Table, spine_time: str, right: _Right, plan: _Plan) -> i
             features = features.order_by([features[right.event], *right.winner_last(features)])
         on = left[spine_time] >= features[right.event]
 
-    joined = left.asof_join(
-        features,
-        on=on,
-        predicates=[
-            _cast_to(left[spine_key], features[key].type()) == features[key]
-            for spine_key, key in right.key_map.items()
-        ],
-    )
+    joined = left.asof_join(features, on=on, predicates=_key_predicates(left, features, right))
     return _finish(joined, left.columns, spine_time, right, right.event)
 
 

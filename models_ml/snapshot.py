@@ -213,6 +213,7 @@ def feature_sources(con: ibis.BaseBackend, view: FeatureView) -> list[FeatureSou
             ttl=ref.group.ttl,
             prefix=ref.prefix,
             unique_event_times=ref.group.unique_grain,
+            unique_keys=ref.group.unique_entity,
         )
         for ref in view.features
     ]

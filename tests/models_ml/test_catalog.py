@@ -96,3 +96,16 @@ def test_a_group_has_a_unique_grain_only_when_a_dbt_test_proves_it(manifest):
         if not (node["resource_type"] == "test" and "fg_route__delay_stats" in (node.get("attached_node") or ""))
     }
     assert not catalog_from_manifest(untested).group("fg_route__delay_stats").unique_grain
+
+
+def test_a_group_is_unique_per_entity_only_when_a_dbt_test_proves_it(manifest):
+    catalog = catalog_from_manifest(manifest)
+    attributes = catalog.group("fg_plane__attributes")  # `unique` on tail_number: one row per plane
+    assert attributes.unique_entity and attributes.unique_grain
+    assert not catalog.group("fg_plane__delay_stats").unique_entity  # unique per (plane, event time) only
+    untested = json.loads(json.dumps(manifest))
+    untested["nodes"] = {
+        uid: node for uid, node in untested["nodes"].items()
+        if not (node["resource_type"] == "test" and "fg_plane__attributes" in (node.get("attached_node") or ""))
+    }
+    assert not catalog_from_manifest(untested).group("fg_plane__attributes").unique_entity

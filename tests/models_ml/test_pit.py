@@ -528,3 +528,28 @@ def test_unique_event_times_skips_the_tie_break_and_gives_the_same_answer(engine
         (3, 2, T0, "fresh"),
         (4, 3, T0, None),
     ]
+
+
+def test_unique_keys_joins_without_as_of_and_gives_the_same_answer(engine: Engine) -> None:
+    """A table with one row per key (static attributes, a dbt `unique` test on the entity) is joined by a
+    plain left join on the keys, with the same answer: used only when its event time is in [t - ttl, t]."""
+    spine = engine.table(
+        row_id=[1, 2, 3, 4, 5, 6],
+        k=[1, 1, 2, 3, None, 4],
+        t=pa.array([T0, at(hours=-3), T0, T0, T0, None], pa.timestamp("us", "UTC")),
+    )
+    features = engine.table(k=[1, 2, 4], ev=[at(hours=-2), at(hours=-30), at(hours=-1)], x=["one", "stale", "four"])
+    expected = [
+        (1, 1, T0, "one", at(hours=-2)),
+        (2, 1, at(hours=-3), None, None),  # the row is from after this spine time
+        (3, 2, T0, None, None),  # older than the TTL
+        (4, 3, T0, None, None),  # no row
+        (5, None, T0, None, None),  # NULL key
+        (6, 4, None, None, None),  # NULL spine time
+    ]
+    for unique_keys in (False, True):
+        sources = [source(features, ttl=DAY, unique_keys=unique_keys, matched_event_time="matched")]
+        assert engine.join(spine, sources) == expected
+    if engine.backend == "duckdb":
+        expr = point_in_time_join(spine, "t", [source(features, unique_keys=True)], method=engine.method)
+        assert "ASOF" not in ibis.to_sql(expr).upper()
