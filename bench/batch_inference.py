@@ -6,9 +6,9 @@ its TTLs and the uniqueness its dbt tests prove: hourly airport weather (TTL 3 h
 (2 days) and daily route (7 days) delay stats, plane delay stats every 6 hours (2 days), all unique per
 (entity, event time); plane attributes with string categories (no TTL, unique per plane); 41 model
 inputs; some tails NULL or unknown, so some rows are flagged). A small LightGBM model is trained through
-the project's own path (snapshot -> splits -> train_model -> registry, promoted to champion) on the first days, then the champion scores the next 25 days
-(``--rows`` spine rows, 1,000,000 by default) with ``models_ml.predict.predict_window``: the same code as
-the `batch-inference` flow.
+the project's own path (snapshot -> splits -> train_model -> registry, promoted to champion) on the first
+days, then the champion scores the next 25 days (``--rows`` spine rows, 1,000,000 by default) with
+``models_ml.predict.predict_window``: the same code as the `batch-inference` flow.
 
 Printed: rows/s end to end and the share of each stage; the spine stage is timed apart (the same spine
 query alone, to Arrow), because in the run it is part of the one point-in-time query. The first run writes

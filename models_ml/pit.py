@@ -141,8 +141,8 @@ def point_in_time_join(
     ``"asof"`` or ``"portable"`` force one (see the module docstring). ``spine_time_bounds``, the spine's
     earliest and latest time as :func:`spine_time_bounds` measured them, lets the join drop unreachable
     feature rows with constants, which the engine can push into its table scans, instead of subqueries
-    over the spine (about 15% of a DuckDB batch-inference join, bench/batch_inference.py). Raises ``ValueError`` for a missing column, a naive or
-    non-timestamp time column, or output names that clash.
+    over the spine (about 15% of a DuckDB batch-inference join, bench/batch_inference.py). Raises
+    ``ValueError`` for a missing column, a naive or non-timestamp time column, or output names that clash.
     """
     _check_spine(spine, spine_time)
     _check_sources(spine, sources)
@@ -489,7 +489,8 @@ def _finish(joined: ir.Table, keep: Sequence[str], spine_time: str, right: _Righ
 
 
 def _key_predicates(left: ir.Table, features: ir.Table, right: _Right) -> list[ir.BooleanValue]:
-    return [_cast_to(left[spine_key], features[key].type()) == features[key] for spine_key, key in right.key_map.items()]
+    return [_cast_to(left[spine_key], features[key].type()) == features[key]
+            for spine_key, key in right.key_map.items()]
 
 
 def _join_unique_keys(left: ir.Table, spine_time: str, right: _Right) -> ir.Table:
