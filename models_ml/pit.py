@@ -35,7 +35,9 @@ what the backend can do (chosen in `_plan_for`, overridable with ``method=``):
   is then joined back by equality. Only sorts, windows and equi-joins, O(n log n), no inequality join.
 
 Both plans first drop feature rows that no spine row can reach (after the latest spine time or, with a
-TTL, before the earliest spine time minus the TTL) where the backend has scalar subqueries.
+TTL, before the earliest spine time minus the TTL): with constants when the caller measured the spine's
+time bounds, else with scalar subqueries where the backend has them. Whatever the plan, a source that
+promises one row per key (``unique_keys``: static attributes) is joined by a plain left join on its keys.
 """
 
 from __future__ import annotations
