@@ -386,7 +386,13 @@ def _uniquely_tested_columns(nodes: dict[str, dict[str, Any]]) -> dict[str, list
             columns = set(kwargs["combination_of_columns"])
         else:
             continue
-        if (node.get("config") or {}).get("severity", "error").lower() == "error":
+        config = node.get("config") or {}
+        # Only a test that fails on any duplicate proves uniqueness: not a warning, not one filtered by
+        # `where`, not one that tolerates a few (`error_if`, `fail_calc`).
+        strict = (str(config.get("severity", "error")).lower() == "error" and not config.get("where")
+                  and str(config.get("error_if", "!=0")).replace(" ", "") == "!=0"
+                  and str(config.get("fail_calc", "count(*)")).replace(" ", "").lower() == "count(*)")
+        if strict:
             proven.setdefault(node["attached_node"], []).append(columns)
     return proven
 

@@ -75,7 +75,8 @@ class FeatureSource:
     tie-break comparison (about half the cost of a DuckDB as-of join). The answer is the same either way.
     ``unique_keys`` promises at most one row per key (static attributes, a dbt `unique` test on the
     entity): the join is then a plain left join on the keys, the row used when its event time lies in
-    [t - ttl, t], with no as-of machinery (a hash join instead of sorting every spine row).
+    [t - ttl, t], with no as-of machinery (a hash join instead of sorting every spine row). A broken
+    promise multiplies spine rows, which callers detect by counting (``TimeBounds.rows``).
     ``matched_event_time`` names one more output column (taken as is, no prefix): the event time of the
     row that was used, NULL when there was none within the TTL; it tells a missing entity from a found
     row whose values are NULL, without carrying a copy of the event time through the join.
@@ -377,22 +378,46 @@ def _orderable(dtype: dt.DataType) -> bool:
 
 @dataclass(frozen=True)
 class TimeBounds:
-    """The earliest and latest spine time (inclusive), as :func:`spine_time_bounds` measured them."""
+    """The earliest and latest spine time (inclusive), as :func:`spine_time_bounds` measured them, and the
+    spine's row count. Any wider range is as good; a narrower one drops feature rows a spine row needs."""
 
     earliest: datetime.datetime | None
     latest: datetime.datetime | None
+    rows: int | None = None
+
+    def __post_init__(self) -> None:
+        for value in (self.earliest, self.latest):
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"time bounds must be timezone-aware, got {value!r}")
+
+
+_MICROSECOND = datetime.timedelta(microseconds=1)
+
+
+def _whole_microseconds(value: object, round_up: bool) -> datetime.datetime | None:
+    """A bound as an aware datetime in UTC, widened to a whole microsecond (a nanosecond time, e.g. a
+    pandas Timestamp from Polars, would otherwise be truncated and narrow the range)."""
+    if value is None:
+        return None
+    nanoseconds = getattr(value, "nanosecond", 0)
+    if hasattr(value, "to_pydatetime"):
+        value = value.to_pydatetime(warn=False)
+    if value.tzinfo is None:
+        raise ValueError(f"spine time bounds came back naive ({value!r}); expected aware timestamps")
+    value = value.astimezone(datetime.timezone.utc)
+    return value + _MICROSECOND if round_up and nanoseconds else value
 
 
 def spine_time_bounds(spine: ir.Table, spine_time: str) -> TimeBounds:
     """Run one small query for the spine's earliest and latest ``spine_time`` (NULLs ignored; both None
-    for a spine without times), to pass as :func:`point_in_time_join`'s ``spine_time_bounds``."""
+    for a spine without times) and its row count, to pass as :func:`point_in_time_join`'s
+    ``spine_time_bounds``."""
     _check_spine(spine, spine_time)
-    row = spine.aggregate(earliest=spine[spine_time].min(), latest=spine[spine_time].max()).to_pyarrow()
-    earliest, latest = row["earliest"][0].as_py(), row["latest"][0].as_py()
-    for value in (earliest, latest):
-        if value is not None and value.tzinfo is None:
-            raise ValueError(f"spine time bounds came back naive ({value!r}); expected aware timestamps")
-    return TimeBounds(earliest, latest)
+    row = spine.aggregate(
+        earliest=spine[spine_time].min(), latest=spine[spine_time].max(), rows=spine.count()
+    ).to_pyarrow().to_pylist()[0]
+    return TimeBounds(_whole_microseconds(row["earliest"], round_up=False),
+                      _whole_microseconds(row["latest"], round_up=True), int(row["rows"]))
 
 
 @dataclass(frozen=True)
@@ -412,7 +437,11 @@ def _spine_time_subqueries(spine: ir.Table, spine_time: str) -> _Prune:
 def _bound(value: datetime.datetime | ir.Value | None, dtype: dt.DataType) -> ir.Value:
     if value is None:  # a spine without times: every comparison is NULL, no feature row is kept
         return ibis.null(dtype)
-    return value if isinstance(value, ir.Value) else ibis.literal(value, dtype)
+    if isinstance(value, ir.Value):
+        return value
+    # A UTC literal: in another zone, engines spell it as a local wall-clock time, which is ambiguous in
+    # the hour a daylight-saving change repeats. Comparing instants across zones is exact.
+    return ibis.literal(value.astimezone(datetime.timezone.utc), dt.Timestamp(timezone="UTC", scale=dtype.scale))
 
 
 def _prepare_source(
@@ -423,7 +452,8 @@ def _prepare_source(
     key_map = {spine_key: f"{tag}_key{j}" for j, spine_key in enumerate(source.key_map)}
     # The created time only breaks ties: with unique event times it would be dead weight in the join.
     event = f"{tag}_event"
-    created = f"{tag}_created" if source.created_time and not source.unique_event_times else None
+    unique = source.unique_event_times or source.unique_keys
+    created = f"{tag}_created" if source.created_time and not unique else None
 
     # One type on both sides of every comparison (int32 vs int64 keys, ns vs us or another zone for times):
     # some engines refuse to join unlike types, and a timestamp's zone changes its display, not its instant.

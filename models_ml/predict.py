@@ -72,7 +72,7 @@ import pyarrow.compute as pc
 from models_ml import registry
 from models_ml import snapshot as sn
 from models_ml.catalog import Catalog, CatalogError, FeatureView, load_catalog
-from models_ml.pit import FeatureSource
+from models_ml.pit import FeatureSource, TimeBounds, spine_time_bounds
 from models_ml.settings import Settings
 from models_ml.train import Model, feature_matrix
 
@@ -229,14 +229,16 @@ def inference_sources(con: ibis.BaseBackend, view: FeatureView) -> list[FeatureS
 
 
 def features_expr(
-    con: ibis.BaseBackend, view: FeatureView, window: sn.TimeRange, features: Sequence[str] | None = None
+    con: ibis.BaseBackend, view: FeatureView, window: sn.TimeRange, features: Sequence[str] | None = None,
+    bounds: TimeBounds | None = None,
 ) -> ir.Table:
     """The lazy inference table: entity keys, spine time, event time, the features, one found-marker per group.
 
-    ``features`` limits the feature columns kept (default: all of the view's), which trims the Arrow result.
+    ``features`` limits the feature columns kept (default: all of the view's), which trims the Arrow result;
+    ``bounds``: the spine's, see :func:`models_ml.snapshot.join_features`.
     """
     label = view.label
-    joined = sn.join_features(con, view, inference_spine(con, view, window), inference_sources(con, view))
+    joined = sn.join_features(con, view, inference_spine(con, view, window), inference_sources(con, view), bounds)
     keep = list(dict.fromkeys([*label.entity, label.spine_time, label.event_time,
                                *(view.feature_columns if features is None else features)]))
     return joined.select(*keep, *(_found(i) for i in range(len(view.features))))
@@ -245,8 +247,15 @@ def features_expr(
 def load_features(
     con: ibis.BaseBackend, view: FeatureView, window: sn.TimeRange, features: Sequence[str] | None = None
 ) -> pa.Table:
-    """:func:`features_expr` executed: the engine is left once, into Arrow."""
-    return features_expr(con, view, window, features).to_pyarrow()
+    """:func:`features_expr` executed: the engine is left once, into Arrow (after one small query for the
+    spine's time bounds and size, which also checks that every spine row came out exactly once)."""
+    bounds = spine_time_bounds(inference_spine(con, view, window), view.label.spine_time)
+    table = features_expr(con, view, window, features, bounds).to_pyarrow()
+    try:
+        sn.check_joined_rows(view, bounds, table.num_rows)
+    except ValueError as error:
+        raise PredictionError(str(error)) from error
+    return table
 
 
 def missing_groups(features: pa.Table, view: FeatureView) -> tuple[pa.ListArray, np.ndarray]:

@@ -46,7 +46,7 @@ import pyarrow.compute as pc
 
 from models_ml.catalog import FeatureView
 from models_ml.on_demand import add_on_demand
-from models_ml.pit import FeatureSource, point_in_time_join, spine_time_bounds
+from models_ml.pit import FeatureSource, TimeBounds, point_in_time_join, spine_time_bounds
 from models_ml.settings import Settings
 
 SCHEMA = "snapshots"
@@ -220,26 +220,42 @@ def feature_sources(con: ibis.BaseBackend, view: FeatureView) -> list[FeatureSou
 
 
 def join_features(
-    con: ibis.BaseBackend, view: FeatureView, spine: ir.Table, sources: Sequence[FeatureSource] | None = None
+    con: ibis.BaseBackend, view: FeatureView, spine: ir.Table, sources: Sequence[FeatureSource] | None = None,
+    bounds: TimeBounds | None = None,
 ) -> ir.Table:
     """Every feature of the view joined point-in-time onto ``spine`` at the label's spine time, then the
     view's on-demand features computed from the joined row (:func:`models_ml.on_demand.add_on_demand`).
 
     The one join training snapshots and batch inference share, so the two cannot skew; ``sources``
     defaults to :func:`feature_sources` (inference passes those same sources, asking for the matched event
-    times). One small query first measures the spine's time bounds, which the join turns into constant
-    filters on the feature tables (see :func:`models_ml.pit.point_in_time_join`).
+    times). The join turns the spine's time ``bounds`` into constant filters on the feature tables (see
+    :func:`models_ml.pit.point_in_time_join`); without them, one small query measures them now, so the
+    expression is lazy but fixed to the spine as it is at this moment.
     """
     sources = feature_sources(con, view) if sources is None else sources
     spine_time = view.label.spine_time
-    bounds = spine_time_bounds(spine, spine_time)
+    bounds = spine_time_bounds(spine, spine_time) if bounds is None else bounds
     return add_on_demand(point_in_time_join(spine, spine_time, sources, spine_time_bounds=bounds), view)
 
 
-def snapshot_expr(con: ibis.BaseBackend, view: FeatureView, time_range: TimeRange) -> ir.Table:
-    """The lazy snapshot: spine columns then every feature, ordered by spine time and entity keys."""
+def check_joined_rows(view: FeatureView, bounds: TimeBounds, joined_rows: int) -> None:
+    """Refuse a join that changed the number of spine rows. It cannot, unless a feature group that a dbt
+    `unique` test declares one row per entity holds duplicates (a failing test leaves the table built), and
+    its plain key join then multiplied rows."""
+    if bounds.rows is not None and joined_rows != bounds.rows:
+        unique = sorted(ref.group.name for ref in view.features if ref.group.unique_entity)
+        raise ValueError(f"the point-in-time join of view {view.name} gave {joined_rows:,} rows for "
+                         f"{bounds.rows:,} spine rows: a group declared unique per entity ({', '.join(unique)}) "
+                         f"has duplicates; run its dbt tests (`dbt test --select <group>`)")
+
+
+def snapshot_expr(
+    con: ibis.BaseBackend, view: FeatureView, time_range: TimeRange, bounds: TimeBounds | None = None
+) -> ir.Table:
+    """The snapshot's expression: spine columns then every feature, ordered by spine time and entity keys
+    (see :func:`join_features` for the spine bounds)."""
     label = view.label
-    joined = join_features(con, view, spine_expr(con, view, time_range))
+    joined = join_features(con, view, spine_expr(con, view, time_range), bounds=bounds)
     return joined.order_by([label.spine_time, *label.entity])
 
 
@@ -362,13 +378,15 @@ def build_snapshot(con: ibis.BaseBackend, view: FeatureView, time_range: TimeRan
     and registered in one transaction, so a snapshot is never visible without its registry row.
     """
     ensure_registry(con)
-    expr = snapshot_expr(con, view, time_range)
+    bounds = spine_time_bounds(spine_expr(con, view, time_range), view.label.spine_time)
+    expr = snapshot_expr(con, view, time_range, bounds)
     scratch = f"_building_{uuid.uuid4().hex[:12]}"
     con.create_table(scratch, expr, database=SCHEMA)
     try:
         stored = con.table(scratch, database=SCHEMA)
-        digest = content_hash(stored)
         row_count = int(stored.count().to_pyarrow().as_py())
+        check_joined_rows(view, bounds, row_count)
+        digest = content_hash(stored)
         definition_hash = _sha(definition(view, time_range))
         snapshot_id = f"snap_{view.name}_{_sha([definition_hash, digest])[:12]}"
         existing = _registry_rows(con, "where snapshot_id = ?", [snapshot_id])

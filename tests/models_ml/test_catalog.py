@@ -109,3 +109,9 @@ def test_a_group_is_unique_per_entity_only_when_a_dbt_test_proves_it(manifest):
         if not (node["resource_type"] == "test" and "fg_plane__attributes" in (node.get("attached_node") or ""))
     }
     assert not catalog_from_manifest(untested).group("fg_plane__attributes").unique_entity
+    for config in ({"where": "year_built > 2000"}, {"error_if": ">10"}, {"severity": "warn"}):
+        lenient = json.loads(json.dumps(manifest))
+        for node in lenient["nodes"].values():
+            if node["resource_type"] == "test" and "fg_plane__attributes" in (node.get("attached_node") or ""):
+                node["config"] = {**(node.get("config") or {}), **config}
+        assert not catalog_from_manifest(lenient).group("fg_plane__attributes").unique_entity, config

@@ -485,13 +485,37 @@ def test_the_matched_event_time_is_output_and_null_when_nothing_is_within_ttl(en
         engine.columns(spine, [source(features, matched_event_time="k")])
 
 
+def test_bounds_hold_in_the_hour_a_daylight_saving_change_repeats(engine: Engine) -> None:
+    """A spine in New York time at 01:30 EDT on 2024-11-03 (the first of two 01:30s): the measured bounds
+    must name that instant, not the later 01:30 EST, or the TTL prune drops the row it needs."""
+    new_york = pa.timestamp("us", "America/New_York")
+    first_0130 = datetime.datetime(2024, 11, 3, 5, 30, tzinfo=UTC)  # 01:30 EDT
+    spine = engine.table(row_id=[1], k=[1], t=pa.array([first_0130], new_york))
+    features = engine.table(k=[1], ev=pa.array([first_0130 - datetime.timedelta(minutes=30)], new_york), x=[42.0])
+    rows = engine.join(spine, [source(features, ttl=HOUR)])
+    assert [row[-1] for row in rows] == [42.0]
+
+
 def test_spine_time_bounds_ignore_nulls_and_are_none_without_times(engine: Engine) -> None:
     spine = engine.table(row_id=[1, 2, 3], k=[1, 2, 3], t=pa.array([at(hours=-5), None, T0], pa.timestamp("us", "UTC")))
-    assert spine_time_bounds(spine, "t") == TimeBounds(at(hours=-5), T0)
+    assert spine_time_bounds(spine, "t") == TimeBounds(at(hours=-5), T0, rows=3)
     nothing = engine.table(row_id=[1], k=[1], t=pa.array([None], pa.timestamp("us", "UTC")))
-    assert spine_time_bounds(nothing, "t") == TimeBounds(None, None)
+    assert spine_time_bounds(nothing, "t") == TimeBounds(None, None, rows=1)
     features = engine.table(k=[1], ev=[at(hours=-6)], x=["x"])
     assert engine.join(nothing, [source(features)]) == [(1, 1, None, None)]
+
+
+def test_spine_time_bounds_widen_nanoseconds_to_whole_microseconds() -> None:
+    """Polars keeps nanosecond times; the bounds must not be truncated inwards."""
+    nanos = pa.array([1_709_294_400_000_000_900, 1_709_294_400_000_000_100], pa.timestamp("ns", "UTC"))
+    engine = Engine("polars", "auto", bounds=True)
+    spine = engine.table(row_id=[1, 2], k=[1, 1], t=nanos)
+    bounds = spine_time_bounds(spine, "t")
+    assert bounds.earliest == T0 and bounds.latest == T0 + US  # [0.1 us, 0.9 us] -> [0, 1 us]
+    features = engine.table(k=[1], ev=pa.array([1_709_294_400_000_000_500], pa.timestamp("ns", "UTC")), x=[42.0])
+    assert [row[-1] for row in engine.join(spine, [source(features)])] == [42.0, None]
+    with pytest.raises(ValueError, match="timezone-aware"):
+        TimeBounds(datetime.datetime(2024, 1, 1), None)
 
 
 def test_an_empty_spine_gives_an_empty_result(engine: Engine) -> None:

@@ -389,6 +389,24 @@ def default_day(settings) -> dt.date | None:
         con.disconnect()
 
 
+def test_a_group_declared_unique_per_entity_that_is_not_is_refused(home):
+    """A dbt `unique` test on the entity lets the join skip the as-of machinery; a table that breaks that
+    promise (a failing test leaves it built) would multiply spine rows, so the run counts them and refuses."""
+    lying = dataclasses.replace(CARRIER, unique_entity=True)  # hourly rows per carrier: not unique
+    view = dataclasses.replace(toy_catalog().view("toy"), features=(
+        FeatureRef(lying, ("delayed_share",), {"carrier_code": "carrier_code"}, "carrier_"),
+    ))
+    expected = spine_count(home, DAY, "2024-01-25")
+    con = sn.connect(home)
+    try:
+        with pytest.raises(pr.PredictionError, match=r"declared unique per entity \(fg_carrier__stats\) has dup"):
+            pr.load_features(con, view, pr.day_window(DAY))
+        honest = dataclasses.replace(view, features=(dataclasses.replace(view.features[0], group=CARRIER),))
+        assert pr.load_features(con, honest, pr.day_window(DAY)).num_rows == expected > 0
+    finally:
+        con.disconnect()
+
+
 def test_default_day_starts_at_the_newest_data_then_follows_the_unscored_rows(home):
     newest = scalar(home, "select max(scheduled_at) from labels.label_toy").astimezone(UTC).date()
     assert default_day(home) == newest  # nothing scored yet: start at the newest data
