@@ -16,6 +16,7 @@ the two threads hand over quickly.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import gc
 import selectors
@@ -62,6 +63,7 @@ class _Connection:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buffer = b""
         self.scheduled: float | None = None
+        self.closed = False
 
     def take_response(self) -> int | None:
         """The status of the complete response at the head of the buffer (removed), or None if incomplete."""
@@ -79,78 +81,129 @@ class _Connection:
         return int(lines[0].split(b" ", 2)[1])
 
 
-def open_loop(port: int, path: str, bodies: list[bytes], rate: float, seconds: float, *, expect: int = 200,
-              connections: int = 32, timeout: float = 5.0) -> LoadResult:
-    """POST ``bodies`` (round robin) to ``path`` at ``rate`` requests/s for ``seconds``.
+class _Run:
+    """One run's shared state. The receiver thread owns the selector and the connections' buffers; the
+    counters and the idle queue are shared, under ``lock``; the sender only takes idle connections, sends,
+    and on a failed send shuts the socket down, which the receiver then sees and handles."""
 
-    A request gets an error when its connection fails, its status is not ``expect``, or it finds no idle
-    connection for ``timeout`` seconds or no answer within ``timeout`` seconds after the last send."""
-    requests = [(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                 f"Content-Length: {len(b)}\r\n\r\n").encode() + b for b in bodies]
-    total = int(rate * seconds)
-    selector = selectors.EpollSelector()
-    idle: collections.deque[_Connection] = collections.deque()
-    ready = threading.Condition()
-    latencies: list[float] = []
-    late: list[float] = []
-    statuses: collections.Counter = collections.Counter()
-    answered = 0
-    errors = 0
-    sending_done = threading.Event()
+    def __init__(self, port: int, total: int, expect: int, timeout: float) -> None:
+        self.port, self.total, self.expect, self.timeout = port, total, expect, timeout
+        self.selector = selectors.EpollSelector()
+        self.lock = threading.Condition()
+        self.idle: collections.deque[_Connection] = collections.deque()
+        self.latencies: list[float] = []
+        self.late: list[float] = []
+        self.statuses: collections.Counter = collections.Counter()
+        self.errors = 0
+        self.settled = 0  # requests answered or failed
+        self.sending_done = threading.Event()
+        self.aborted: BaseException | None = None
 
-    def add_connection() -> None:
-        connection = _Connection(port)
-        selector.register(connection.sock, selectors.EVENT_READ, connection)
-        with ready:
-            idle.append(connection)
-            ready.notify()
+    def add_connection(self) -> None:
+        connection = _Connection(self.port)
+        self.selector.register(connection.sock, selectors.EVENT_READ, connection)
+        with self.lock:
+            self.idle.append(connection)
+            self.lock.notify()
 
-    def fail(connection: _Connection, reason: str) -> None:
-        """Replace a broken connection; its request in flight, if any, is an error."""
-        nonlocal answered, errors
+    def count(self, status: int | str, latency_ms: float | None = None) -> None:
+        with self.lock:
+            self.statuses[status] += 1
+            self.errors += status != self.expect
+            self.settled += 1
+            if latency_ms is not None:
+                self.latencies.append(latency_ms)
+
+    def fail(self, connection: _Connection, reason: str) -> None:
+        """(Receiver only.) Replace a broken connection once; its request in flight, if any, is an error."""
+        if connection.closed:
+            return
+        connection.closed = True
         if connection.scheduled is not None:
-            statuses[reason] += 1
-            errors += 1
-            answered += 1
-        selector.unregister(connection.sock)
+            connection.scheduled = None
+            self.count(reason)
+        with self.lock:
+            if connection in self.idle:
+                self.idle.remove(connection)
+        self.selector.unregister(connection.sock)
         connection.sock.close()
-        add_connection()
+        self.add_connection()
 
-    def receive() -> None:
-        nonlocal answered, errors
+    def receive(self) -> None:
+        try:
+            self._receive()
+        except BaseException as error:  # noqa: BLE001 - stop the sender instead of hanging it
+            with self.lock:
+                self.aborted = error
+                self.lock.notify_all()
+
+    def _receive(self) -> None:
         deadline = None
-        while answered < total:
-            if sending_done.is_set() and deadline is None:
-                deadline = time.perf_counter() + timeout
+        while self.settled < self.total:
+            if self.sending_done.is_set() and deadline is None:
+                deadline = time.perf_counter() + self.timeout
             if deadline is not None and time.perf_counter() > deadline:
-                break
-            for key, _ in selector.select(0.2):
+                return
+            for key, _ in self.selector.select(0.2):
                 connection: _Connection = key.data
                 try:
                     data = connection.sock.recv(65536)
                 except OSError as error:
-                    fail(connection, type(error).__name__)
+                    self.fail(connection, type(error).__name__)
                     continue
                 arrived = time.perf_counter()
                 if not data:
-                    fail(connection, "connection closed")
+                    self.fail(connection, "connection closed")
                     continue
                 connection.buffer += data
                 status = connection.take_response()
                 if status is None or connection.scheduled is None:
                     continue
-                latencies.append((arrived - connection.scheduled) * 1000)
-                statuses[status] += 1
-                errors += status != expect
-                answered += 1
-                connection.scheduled = None
-                with ready:
-                    idle.append(connection)
-                    ready.notify()
+                scheduled, connection.scheduled = connection.scheduled, None
+                self.count(status, (arrived - scheduled) * 1000)
+                with self.lock:
+                    self.idle.append(connection)
+                    self.lock.notify()
 
+    def take_idle(self) -> _Connection | None:
+        """(Sender.) An idle, open connection; None after ``timeout`` seconds without one or an abort."""
+        with self.lock:
+            while True:
+                if self.aborted is not None:
+                    return None
+                while self.idle:
+                    connection = self.idle.popleft()
+                    if not connection.closed:
+                        return connection
+                if not self.lock.wait(self.timeout):
+                    return None
+
+    def send(self, connection: _Connection, scheduled: float, request: bytes) -> None:
+        """(Sender.) A failed send shuts the socket down: the receiver sees it and counts the error."""
+        connection.scheduled = scheduled
+        with self.lock:
+            self.late.append((time.perf_counter() - scheduled) * 1000)
+        try:
+            connection.sock.sendall(request)
+        except OSError:
+            with contextlib.suppress(OSError):
+                connection.sock.shutdown(socket.SHUT_RDWR)
+
+
+def open_loop(port: int, path: str, bodies: list[bytes], rate: float, seconds: float, *, expect: int = 200,
+              connections: int = 32, timeout: float = 5.0) -> LoadResult:
+    """POST ``bodies`` (round robin) to ``path`` at ``rate`` requests/s for ``seconds``.
+
+    A request gets an error when its connection fails, its status is not ``expect``, or it finds no idle
+    connection for ``timeout`` seconds or no answer within ``timeout`` seconds after the last send. A
+    failure of the generator itself is raised, not counted."""
+    requests = [(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {len(b)}\r\n\r\n").encode() + b for b in bodies]
+    total = int(rate * seconds)
+    run = _Run(port, total, expect, timeout)
     for _ in range(connections):
-        add_connection()
-    receiver = threading.Thread(target=receive, name="open-loop-receiver", daemon=True)
+        run.add_connection()
+    receiver = threading.Thread(target=run.receive, name="open-loop-receiver", daemon=True)
     switch_interval = sys.getswitchinterval()
     gc_was_enabled = gc.isenabled()
     sys.setswitchinterval(1e-4)
@@ -163,30 +216,26 @@ def open_loop(port: int, path: str, bodies: list[bytes], rate: float, seconds: f
             wait = scheduled - time.perf_counter()
             if wait > 0:
                 time.sleep(wait)
-            with ready:
-                if not idle and not ready.wait_for(lambda: idle, timeout):
-                    statuses["no idle connection"] += 1
-                    errors += 1
-                    answered += 1
-                    continue
-                connection = idle.popleft()
-            connection.scheduled = scheduled
-            late.append((time.perf_counter() - scheduled) * 1000)
-            try:
-                connection.sock.sendall(requests[i % len(requests)])
-            except OSError as error:
-                fail(connection, type(error).__name__)
-        sending_done.set()
+            connection = run.take_idle()
+            if run.aborted is not None:
+                break
+            if connection is None:
+                run.count("no idle connection")
+                continue
+            run.send(connection, scheduled, requests[i % len(requests)])
+        run.sending_done.set()
         receiver.join(timeout + 5)
     finally:
         sys.setswitchinterval(switch_interval)
         if gc_was_enabled:
             gc.enable()
-        for key in list(selector.get_map().values()):
+        for key in list(run.selector.get_map().values()):
             key.fileobj.close()
-        selector.close()
-    lost = total - len(latencies) - sum(n for s, n in statuses.items() if not isinstance(s, int))
+        run.selector.close()
+    if run.aborted is not None:
+        raise RuntimeError(f"the load generator failed: {run.aborted!r}") from run.aborted
+    lost = total - run.settled
     if lost > 0:
-        statuses["no answer"] += lost
-        errors += lost
-    return LoadResult(rate, seconds, total, latencies, late, errors, dict(statuses))
+        run.statuses["no answer"] += lost
+        run.errors += lost
+    return LoadResult(rate, seconds, total, run.latencies, run.late, run.errors, dict(run.statuses))

@@ -354,12 +354,15 @@ SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 def freeze_heap() -> None:
-    """Collect once, then move every live object to the collector's permanent generation.
+    """Collect, then move every live object to the collector's permanent generation.
 
     The service process holds ~100,000 long-lived objects (the model, numpy, pandas, pydantic, prometheus); a
     full collection walks them all and stops every request for ~60 ms, which is the whole p99 budget many
-    times over. Frozen objects are never walked again (they are still freed by reference counting). Called
-    after start-up and after each model swap, the only times many long-lived objects appear."""
+    times over. Frozen objects are never walked again. Frozen objects in reference cycles are never freed
+    either (a replaced model's pydantic classes, say), so each call first unfreezes: the one full collection
+    per model swap (on the watcher thread) frees what the previous swap left behind. Called after start-up
+    and after each swap, the only times many long-lived objects appear."""
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
 

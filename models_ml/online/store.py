@@ -267,11 +267,14 @@ def _columns(ref: Any) -> tuple[str, ...]:
     return tuple(getattr(ref, "columns", ref.features))
 
 
+def expired(age_seconds: float, ttl_seconds: float | None) -> bool:
+    """The TTL rule: a row exactly ``ttl`` old is still valid (``event_time >= t - ttl``)."""
+    return ttl_seconds is not None and age_seconds > ttl_seconds
+
+
 def within_ttl(row: StoredRow | None, ttl_seconds: float | None, as_of: dt.datetime) -> StoredRow | None:
-    """``row`` unless it is older than ``as_of - ttl`` (the bound itself is still valid)."""
-    if row is None or ttl_seconds is None:
-        return row
-    if (as_of - row.event_at).total_seconds() > ttl_seconds:
+    """``row`` unless it is older than ``as_of - ttl`` (see :func:`expired`)."""
+    if row is None or expired((as_of - row.event_at).total_seconds(), ttl_seconds):
         return None
     return row
 
@@ -344,7 +347,7 @@ class OnlineStore(abc.ABC):
             ttl = read.ttl_seconds
             for i, row in enumerate(rows):
                 age = None if row is None else (as_of[i] - row.event_at).total_seconds()
-                if age is None or (ttl is not None and age > ttl):
+                if age is None or expired(age, ttl):
                     features[i].update(read.missing)
                     matches[i].append(GroupMatch(read.group, False, None, None))
                 else:

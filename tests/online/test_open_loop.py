@@ -9,7 +9,9 @@ scheduled time).
 from __future__ import annotations
 
 import gc
+import http.server
 import json
+import threading
 
 import pytest
 from fti_testing import copy_home
@@ -59,6 +61,35 @@ def test_a_404_baseline_counts_no_errors_when_404_is_expected(server, bodies):
     result = open_loop(server.port, "/predict/no_such_model", bodies, rate=50, seconds=1, expect=404)
 
     assert (result.errors, result.statuses) == (0, {404: 50})
+
+
+class _ClosingHandler(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.0: every answer closes its connection, as a server shedding keep-alive connections does."""
+
+    protocol_version = "HTTP/1.0"
+
+    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_connections_the_server_closes_are_replaced_and_every_request_counted_once():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ClosingHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        result = open_loop(server.server_address[1], "/x", [b"{}"], rate=100, seconds=1, connections=4)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (result.sent, result.errors, result.statuses) == (100, 0, {200: 100})
+    assert len(result.latencies_ms) == 100
 
 
 def test_the_service_freezes_its_startup_heap(server):
