@@ -283,6 +283,19 @@ def test_rerunning_a_day_replaces_its_rows_and_leaves_other_days(home):
     assert scalar(home, f"select count(*) - count(distinct flight_id) from {TABLE}") == 0
 
 
+def test_a_flight_moved_to_another_day_keeps_only_its_new_prediction(home):
+    run(home)  # 2024-01-24
+    moved = rows(home, f"select flight_id from {TABLE} order by flight_id limit 1")[0]["flight_id"]
+    with duckdb.connect(str(home.warehouse_path)) as con:  # rescheduled by a day, as a late update would
+        con.execute("update labels.label_toy set scheduled_at = scheduled_at + interval 1 day, "
+                    "prediction_at = prediction_at + interval 1 day where flight_id = ?", [moved])
+    result = run(home, day="2024-01-25")
+    kept = rows(home, f"select flight_id, scheduled_at from {TABLE} where flight_id = '{moved}'")
+    assert len(kept) == 1 and kept[0]["scheduled_at"] >= dt.datetime(2024, 1, 25, tzinfo=UTC)
+    assert result.deleted == 1  # the old day's row of that flight, nothing else
+    assert scalar(home, f"select count(*) - count(distinct flight_id) from {TABLE}") == 0
+
+
 def test_a_new_champion_replaces_the_old_versions_scores(home):
     run(home)
     train_and_register(home, toy_catalog())  # v2, promoted
