@@ -40,7 +40,6 @@ from pathlib import Path  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import duckdb  # noqa: E402
-import numpy as np  # noqa: E402
 
 from bench._machine import describe_machine  # noqa: E402
 from models_ml import evaluate as ev  # noqa: E402

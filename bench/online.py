@@ -39,7 +39,6 @@ import multiprocessing  # noqa: E402
 import pickle  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -50,26 +49,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._machine import describe_machine  # noqa: E402
+from bench import loopback  # noqa: E402
 from bench.open_loop import HEADER, open_loop, pct  # noqa: E402
 
 UTC = dt.timezone.utc
 GROUPS, ENTITIES, FEATURES = 5, 100_000, 10
 T0 = dt.datetime(2024, 1, 1, tzinfo=UTC)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
 @contextlib.contextmanager
@@ -79,17 +64,9 @@ def redis_server():
     if binary is None:
         yield None
         return
-    directory = tempfile.mkdtemp(prefix="fti-bench-redis-")
-    port = free_port()
-    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", directory, "--save", "",
-                                "--appendonly", "no", "--daemonize", "no"], stdout=subprocess.DEVNULL)
-    try:
-        wait_for_port(port)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(10)
-        shutil.rmtree(directory, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="fti-bench-redis-") as directory:
+        with loopback.redis_server(binary, Path(directory)) as url:
+            yield url
 
 
 # ==================================================================================================
@@ -312,19 +289,15 @@ def spine_bodies(settings, model: str, n: int = 2000) -> list[bytes]:
 
 @contextlib.contextmanager
 def service(settings, env_extra: dict, model: str):
-    port = free_port()
+    port = loopback.free_port()
     env = {**os.environ, "FTI_HOME": str(settings.home), "PYTHONPATH": str(ROOT), **env_extra}
     process = subprocess.Popen([sys.executable, "-m", "models_ml.online.service", "--port", str(port),
                                 "--model", model], env=env)
     try:
-        wait_for_port(port, 120)
+        loopback.wait_for_port(port, 120)
         yield port
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        loopback.stop(process)
 
 
 def load_test(port: int, model: str, bodies: list[bytes], rate: float, seconds: float,

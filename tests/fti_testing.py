@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import math
 import shutil
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import duckdb
@@ -79,3 +81,13 @@ def latest_artifact_markdown(key: str) -> str:
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
     return max(artifacts, key=lambda a: a.created).data
+
+
+def same_value(online: Any, offline: Any) -> bool:
+    """Equal values; floats bit for bit; a missing value (None, NaN) only equals a missing value."""
+    missing = lambda v: v is None or (isinstance(v, float) and math.isnan(v))  # noqa: E731
+    if missing(online) or missing(offline):
+        return missing(online) and missing(offline)
+    if isinstance(online, float) or isinstance(offline, float):
+        return float(online).hex() == float(offline).hex()
+    return type(online) is type(offline) and online == offline

@@ -146,4 +146,4 @@ class Scorer:
         matrix = self.encoder.matrix(rows)
         if len(rows) <= FAST_PATH_MAX_ROWS:
             return self._single_row.predict(matrix)
-        return self.model.booster.predict(matrix, num_iteration=_num_iteration(self.model), num_threads=1)
+        return self.model.predict_matrix(matrix, num_threads=1)

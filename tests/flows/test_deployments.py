@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
+
+from bench.loopback import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -37,12 +38,6 @@ CLI_TIMEOUT = 120
 RUN_TIMEOUT = 300
 STOP_TIMEOUT = 15
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _tail(path: Path, lines: int = 60) -> str:
@@ -214,7 +209,7 @@ def _warehouse_rows(warehouse: Path, table: str) -> int:
 
 def test_deployments_register_and_a_worker_runs_the_feature_pipeline(tmp_path):
     home = tmp_path / "fti-home"
-    port = _free_port()
+    port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
     env.update(

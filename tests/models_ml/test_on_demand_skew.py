@@ -13,12 +13,11 @@ The vectors must be identical, value for value (floats bit for bit; NULL offline
 from __future__ import annotations
 
 import datetime as dt
-import math
 from typing import Any
 
 import pyarrow.compute as pc
 import pytest
-from fti_testing import FRAUD_CONFIG, SLICE_END
+from fti_testing import FRAUD_CONFIG, SLICE_END, same_value
 
 from models_ml import on_demand
 from models_ml import snapshot as sn
@@ -37,16 +36,6 @@ def _latest_before(con, group: FeatureGroup, keys: dict[str, Any], at: dt.dateti
     )
     row = cursor.fetchone()
     return None if row is None else dict(zip(columns, row))
-
-
-def _same(online: Any, offline: Any) -> bool:
-    """Equal values; floats bit for bit; a missing value (None, NaN) only equals a missing value."""
-    missing = lambda v: v is None or (isinstance(v, float) and math.isnan(v))  # noqa: E731
-    if missing(online) or missing(offline):
-        return missing(online) and missing(offline)
-    if isinstance(online, float) or isinstance(offline, float):
-        return float(online).hex() == float(offline).hex()
-    return type(online) is type(offline) and online == offline
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +83,7 @@ def test_online_path_gives_the_offline_feature_vector_exactly(offline):
         online = on_demand.feature_vector(view, request, stored)
         assert list(online) == view.feature_columns
         for name in view.feature_columns:
-            if not _same(online[name], row[name]):
+            if not same_value(online[name], row[name]):
                 mismatches.append((row["transaction_id"], name, online[name], row[name]))
     assert mismatches == []
 

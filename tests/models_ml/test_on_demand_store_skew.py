@@ -10,13 +10,12 @@ cards and merchants, places near and far), as a client would send them, with the
 from __future__ import annotations
 
 import datetime as dt
-import math
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pytest
-from fti_testing import FRAUD_CONFIG, copy_home, query
+from fti_testing import FRAUD_CONFIG, copy_home, query, same_value
 
 from models_ml import on_demand
 from models_ml import snapshot as sn
@@ -26,15 +25,6 @@ materialize = pytest.importorskip("models_ml.online.materialize")
 sqlite_store = pytest.importorskip("models_ml.online.sqlite_store")
 
 UTC = dt.timezone.utc
-
-
-def _same(online: Any, offline: Any) -> bool:
-    missing = lambda v: v is None or (isinstance(v, float) and math.isnan(v))  # noqa: E731
-    if missing(online) or missing(offline):
-        return missing(online) and missing(offline)
-    if isinstance(online, float) or isinstance(offline, float):
-        return float(online).hex() == float(offline).hex()
-    return type(online) is type(offline) and online == offline
 
 
 def _requests(home, n: int = 300) -> list[dict[str, Any]]:
@@ -85,7 +75,7 @@ def test_the_online_store_path_gives_the_offline_feature_vector_exactly(built_ho
 
     mismatches = [(r["transaction_id"], name, vector[name], offline_rows[r["transaction_id"]][name])
                   for r, vector in zip(requests, online) for name in view.feature_columns
-                  if not _same(vector[name], offline_rows[r["transaction_id"]][name])]
+                  if not same_value(vector[name], offline_rows[r["transaction_id"]][name])]
     assert mismatches == []
     known = [v for r, v in zip(requests, online) if r["card_id"] != "card_unknown"]
     assert sum(v["seconds_since_previous"] is not None for v in known) > 0.9 * len(known)

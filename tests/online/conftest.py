@@ -8,12 +8,13 @@ Redis cases are skipped with that reason (CI installs it: see .ci/run).
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from fti_testing import copy_home
-from online_testing import free_port, train_champion, wait_for_port
+from online_testing import train_champion
+
+from bench.loopback import redis_server as start_redis_server
 
 from models_ml.settings import Settings
 
@@ -26,22 +27,8 @@ def redis_server(tmp_path_factory):
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed on this machine (CI installs it: apt-get install redis-server)")
-    directory = tmp_path_factory.mktemp("redis")
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", "",
-         "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no", "--logfile", str(directory / "log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with start_redis_server(binary, tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 def make_store(kind: str, tmp_path: Path, request):

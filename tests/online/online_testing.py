@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import socket
 import threading
 import time
 
+from bench.loopback import free_port
 from models_ml import evaluate as ev
 from models_ml import registry
 from models_ml import snapshot as sn
@@ -19,21 +18,6 @@ UTC = dt.timezone.utc
 MODEL = "flight_delay"
 FAST = tr.TrainConfig(num_boost_round=40, early_stopping_rounds=10, num_leaves=7, min_data_in_leaf=20,
                       min_data_per_group=10, learning_rate=0.2)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
 def train_champion(settings: Settings, *, seed: int = 42) -> registry.ModelVersion:

@@ -21,9 +21,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from fti_testing import copy_home
-from online_testing import MODEL, ServerThread, free_port, spine_requests, train_champion, wait_for_port
+from online_testing import MODEL, ServerThread, spine_requests, train_champion
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.loopback import free_port, wait_for_port
 from models_ml.online.prediction_log import read_prediction_log
 from models_ml.online.publish import publish_champion, read_pointer
 from models_ml.online.service import create_app
