@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +25,7 @@ from models_ml import registry
 from models_ml import snapshot as sn
 from models_ml.catalog import FeatureView, load_catalog
 from models_ml.settings import Settings, load_settings
+from models_ml.timing import Laps
 from models_ml.train import Model
 
 
@@ -125,14 +125,7 @@ def batch_inference(
     logger = get_run_logger()
     settings = load_settings(home)
     table = pr.table_name(model, alias)
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(step: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[step] = round(now - clock, 3)
-        clock = now
+    lap = Laps(digits=3)
 
     version, loaded = resolve_model_task(settings, model, alias)
     view = check_lineage_task(settings, version)
@@ -146,7 +139,7 @@ def batch_inference(
     written = write_task(settings, table, predictions, view, window)
     lap("write")
 
-    run = pr.summarize(predictions, view, version, alias, window, written, scored_at, seconds)
+    run = pr.summarize(predictions, view, version, alias, window, written, scored_at, lap.seconds)
     logger.info("%s v%d: %s rows scored, %s flagged, mean score %s -> %s", model, version.version, f"{run.rows:,}",
                 f"{run.flagged_rows:,}", "-" if run.mean_score is None else f"{run.mean_score:.4f}", table)
     create_markdown_artifact(

@@ -8,7 +8,6 @@ summarises metrics, worst slice and the gate. Only steps that touch files or the
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,6 +23,7 @@ from models_ml import train as tr
 from models_ml.catalog import load_catalog
 from models_ml.online.publish import publish_champion
 from models_ml.settings import Settings, load_settings
+from models_ml.timing import Laps
 
 
 def _is_io_error(task: Any, task_run: Any, state: Any) -> bool:
@@ -172,14 +172,7 @@ def training(
     evaluation_config = tr.config_from_mapping(ev.EvaluationConfig, config.get("evaluation"))
     gate_config = tr.config_from_mapping(ev.GateConfig, config.get("gate"), gate_overrides)
 
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(step: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[step] = round(now - clock, 2)
-        clock = now
+    lap = Laps(digits=2)
 
     info = build_snapshot_task(settings, view, sn.TimeRange.of(start, end))
     lap("snapshot")
@@ -206,7 +199,7 @@ def training(
                      f"rows {splits.as_dict()['rows']}",
             "trees": model.best_iteration,
             "files": str(version.model_dir),
-            "seconds": seconds,
+            "seconds": lap.seconds,
         }),
         description=f"{view} v{version.version}: gate {'passed' if gate.passed else 'failed'}",
     )
@@ -226,7 +219,7 @@ def training(
         "champion_version": evaluation.champion.version if evaluation.champion else None,
         "worst_slice": worst.as_dict() if worst else None,
         "model_dir": str(version.model_dir),
-        "seconds": seconds,
+        "seconds": lap.seconds,
     }
 
 

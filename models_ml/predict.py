@@ -56,10 +56,9 @@ import dataclasses
 import datetime as dt
 import os
 import re
-import time
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -74,6 +73,7 @@ from models_ml import snapshot as sn
 from models_ml.catalog import Catalog, CatalogError, FeatureView, load_catalog
 from models_ml.pit import FeatureSource, TimeBounds, spine_time_bounds
 from models_ml.settings import Settings
+from models_ml.timing import Timings
 from models_ml.train import Model, feature_matrix
 
 SCHEMA = "predictions"
@@ -105,21 +105,6 @@ def table_name(model_name: str, alias: str = registry.CHAMPION) -> str:
     alias = str(alias)
     name = model_name if alias == registry.CHAMPION else f"{model_name}__{re.sub(r'[^0-9A-Za-z_]', '_', alias)}"
     return f'{SCHEMA}."{name}"'
-
-
-@dataclass
-class Timings:
-    """Seconds spent per stage of a run, in the order the stages ran."""
-
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    @contextlib.contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
 
 
 def _stage(timings: Timings | None, name: str) -> contextlib.AbstractContextManager[None]:
