@@ -57,11 +57,7 @@ windowed as (
     from per_moment
     window
         {%- for days in windows_days %}
-        w{{ days }} as (
-            partition by {{ keys }}
-            order by event_at
-            range between (interval '{{ days }} days' - interval '1 microsecond') preceding and current row
-        ){{ "," if not loop.last }}
+        w{{ days }} as {{ trailing_window(keys, days ~ ' days') }}{{ "," if not loop.last }}
         {%- endfor %}
 ),
 

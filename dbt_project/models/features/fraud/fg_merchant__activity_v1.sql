@@ -68,14 +68,10 @@ windowed as (
         max(loaded_at) over w30d as loaded_at
     from per_moment
     window
-        w1h as (partition by merchant_id order by event_at
-                range between (interval '1 hour' - interval '1 microsecond') preceding and current row),
-        w1d as (partition by merchant_id order by event_at
-                range between (interval '24 hours' - interval '1 microsecond') preceding and current row),
-        w7d as (partition by merchant_id order by event_at
-                range between (interval '168 hours' - interval '1 microsecond') preceding and current row),
-        w30d as (partition by merchant_id order by event_at
-                 range between (interval '720 hours' - interval '1 microsecond') preceding and current row)
+        w1h as {{ trailing_window('merchant_id', '1 hour') }},
+        w1d as {{ trailing_window('merchant_id', '24 hours') }},
+        w7d as {{ trailing_window('merchant_id', '168 hours') }},
+        w30d as {{ trailing_window('merchant_id', '720 hours') }}
 ),
 
 final as (
