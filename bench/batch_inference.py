@@ -8,7 +8,7 @@ its TTLs and the uniqueness its dbt tests prove: hourly airport weather (TTL 3 h
 inputs; some tails NULL or unknown, so some rows are flagged). A small LightGBM model is trained through
 the project's own path (snapshot -> splits -> train_model -> registry, promoted to champion) on the first
 days, then the champion scores the next 25 days (``--rows`` spine rows, 1,000,000 by default) with
-``models_ml.predict.predict_window``: the same code as the `batch-inference` flow.
+``models_ml.inference.batch.predict.predict_window``: the same code as the `batch-inference` flow.
 
 Printed: rows/s end to end and the share of each stage; the spine stage is timed apart (the same spine
 query alone, to Arrow), because in the run it is part of the one point-in-time query. The first run writes
@@ -47,8 +47,18 @@ from models_ml import predict as pr  # noqa: E402
 from models_ml import registry  # noqa: E402
 from models_ml import snapshot as sn  # noqa: E402
 from models_ml import train as tr  # noqa: E402
-from models_ml.catalog import Catalog, Feature, FeatureGroup, FeatureRef, FeatureView, LabelSpec  # noqa: E402
-from models_ml.settings import Settings, load_settings  # noqa: E402
+from models_ml.core.settings import Settings, load_settings  # noqa: E402
+from models_ml.core.time import TimeRange, day_window
+from models_ml.definitions.catalog import (  # noqa: E402
+    Catalog,
+    Feature,
+    FeatureGroup,
+    FeatureRef,
+    FeatureView,
+    LabelSpec,
+)
+from models_ml.offline import retrieval
+from models_ml.training.splits import TimeSplit, load_splits
 
 MODEL = "bench_delay"
 TRAIN_START, SCORE_START = dt.date(2024, 1, 1), dt.date(2024, 1, 5)
@@ -200,8 +210,8 @@ def train_champion(settings: Settings, catalog: Catalog, trees: int, threads: in
     view = catalog.view(MODEL)
     con = sn.connect(settings)
     try:
-        info = sn.build_snapshot(con, view, sn.TimeRange.of(TRAIN_START, SCORE_START))
-        splits = sn.load_splits(con, info, sn.TimeSplit(fractions=(0.7, 0.15, 0.15)))
+        info = sn.build_snapshot(con, view, TimeRange.of(TRAIN_START, SCORE_START))
+        splits = load_splits(con, info, TimeSplit(fractions=(0.7, 0.15, 0.15)))
     finally:
         con.disconnect()
     config = tr.TrainConfig(num_boost_round=trees, early_stopping_rounds=trees, num_leaves=31, min_data_in_leaf=100,
@@ -233,20 +243,20 @@ STAGES = [  # (printed name, key in PredictionRun.seconds)
 ]
 
 
-def spine_alone(settings: Settings, catalog: Catalog, window: sn.TimeRange) -> tuple[float, int]:
+def spine_alone(settings: Settings, catalog: Catalog, window: TimeRange) -> tuple[float, int]:
     """The spine query by itself, to Arrow: how much of the PIT stage is the spine."""
     con = sn.connect(settings)
     try:
         view = catalog.view(MODEL)
-        pr.inference_spine(con, view, window).to_pyarrow()  # warm
+        retrieval.inference_spine(con, view, window).to_pyarrow()  # warm
         started = time.perf_counter()
-        rows = pr.inference_spine(con, view, window).to_pyarrow().num_rows
+        rows = retrieval.inference_spine(con, view, window).to_pyarrow().num_rows
         return time.perf_counter() - started, rows
     finally:
         con.disconnect()
 
 
-def hand_written_sql(view: FeatureView, window: sn.TimeRange) -> str:
+def hand_written_sql(view: FeatureView, window: TimeRange) -> str:
     """The baseline of the features stage: one DuckDB query with a plain ASOF LEFT JOIN per group and the
     TTL as a CASE, as one would write it knowing (keys, event time) is unique here: no tie-break, no flags."""
     label = view.label
@@ -269,7 +279,7 @@ def hand_written_sql(view: FeatureView, window: sn.TimeRange) -> str:
 
 
 def baselines(
-    settings: Settings, catalog: Catalog, model: tr.Model, window: sn.TimeRange, threads: int
+    settings: Settings, catalog: Catalog, model: tr.Model, window: TimeRange, threads: int
 ) -> dict[str, float]:
     """Hand-written floors: the features query in plain SQL, and the trees alone on a ready float matrix."""
     view = catalog.view(MODEL)
@@ -330,8 +340,8 @@ def main() -> int:
               + ", ".join(f"{t.split('.')[1]} {n:,}" for t, n in counts.items()), flush=True)
         _, model = train_champion(settings, catalog, args.trees, args.threads)
 
-        window = pr.day_window(SCORE_START, SCORE_DAYS)
-        pr.predict_window(settings, MODEL, pr.day_window(TRAIN_START), catalog=catalog, num_threads=args.threads)
+        window = day_window(SCORE_START, SCORE_DAYS)
+        pr.predict_window(settings, MODEL, day_window(TRAIN_START), catalog=catalog, num_threads=args.threads)
         spine_seconds, spine_rows = spine_alone(settings, catalog, window)
         first = pr.predict_window(settings, MODEL, window, catalog=catalog, num_threads=args.threads)
         assert first.rows == spine_rows, (first.rows, spine_rows)

@@ -22,10 +22,14 @@ import duckdb  # noqa: E402
 
 from bench._machine import describe_machine  # noqa: E402
 from examples.flights.loader import LAST_DAY, land_flights  # noqa: E402
-from models_ml.catalog import load_catalog  # noqa: E402
-from models_ml.dbt_runner import DbtRun, build  # noqa: E402
-from models_ml.feature_pipeline import published_relations, quarantine_counts, relation_row_counts  # noqa: E402
-from models_ml.settings import Settings, load_settings  # noqa: E402
+from models_ml.core.settings import Settings, load_settings  # noqa: E402
+from models_ml.definitions.catalog import load_catalog  # noqa: E402
+from models_ml.features.dbt_runner import DbtRun, build  # noqa: E402
+from models_ml.features.pipeline import (  # noqa: E402
+    published_relations,
+    quarantine_counts,
+    relation_row_counts,
+)
 
 ELEVEN_MONTHS = dt.date(2013, 11, 30)
 

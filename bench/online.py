@@ -7,7 +7,7 @@ default), an in-process dict snapshot loaded from a pickle file (swapped whole o
 refresh of 50,000 entities commits from another process: its p99/max lookup latency during the refresh,
 and whether any lookup saw a torn refresh (values of two refresh generations in one read).
 
-Part 2, ``service``: the real service (``python -m models_ml.online.service``) in a separate process on
+Part 2, ``service``: the real service (``python -m models_ml.inference.online.service``) in a separate process on
 loopback, once with the SQLite store and once with Redis. An open-loop generator (``bench/open_loop.py``:
 raw HTTP/1.1 on keep-alive connections, a sender and a receiver thread) sends single-transaction requests
 on a fixed schedule; each latency is measured from the request's *scheduled* send time, so queueing in the
@@ -48,8 +48,8 @@ from pathlib import Path  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._machine import describe_machine  # noqa: E402
 from bench import loopback  # noqa: E402
+from bench._machine import describe_machine  # noqa: E402
 from bench.open_loop import HEADER, open_loop, pct  # noqa: E402
 
 UTC = dt.timezone.utc
@@ -74,7 +74,7 @@ def redis_server():
 
 
 def _schemas():
-    from models_ml.online.store import GroupSchema
+    from models_ml.inference.online.store import GroupSchema
 
     return [GroupSchema(f"fg_bench_{g}", 1, ("key",), tuple((f"f{j}", "float") for j in range(FEATURES)), None)
             for g in range(GROUPS)]
@@ -83,8 +83,8 @@ def _schemas():
 def _refresh(schema, generation: int, keys: range):
     import pyarrow as pa
 
-    from models_ml.online.materialize import to_refresh
-    from models_ml.online.store import GroupRefresh, to_us
+    from models_ml.inference.online.materialize import to_refresh
+    from models_ml.inference.online.store import GroupRefresh, to_us
 
     n = len(keys)
     columns = {"key": [f"k{i}" for i in keys],
@@ -98,10 +98,10 @@ def _refresh(schema, generation: int, keys: range):
 
 def _open(kind: str, where: str):
     if kind == "sqlite":
-        from models_ml.online.sqlite_store import SqliteStore
+        from models_ml.inference.online.sqlite_store import SqliteStore
 
         return SqliteStore(Path(where))
-    from models_ml.online.redis_store import RedisStore
+    from models_ml.inference.online.redis_store import RedisStore
 
     return RedisStore(where, prefix="bench")
 
@@ -128,7 +128,7 @@ def _lookups(read, n: int) -> list[float]:
 
 def bench_store(kind: str, where: str, lookups: int) -> dict:
     """Lookup latency of a real store, then during a 50,000-entity refresh from another process."""
-    from models_ml.online.store import RowsRequest
+    from models_ml.inference.online.store import RowsRequest
 
     store = _open(kind, where)
     schemas = _schemas()
@@ -257,7 +257,7 @@ def run_stores(lookups: int) -> list[dict]:
               f"| {r['during_lookups']:,} | {r['torn']} |")
     print("\n(dict snapshot: a refresh of any size rewrites and reloads the whole file, in every service process. "
           "redis: the refresh writes 5 x 50,000 entities in transactions of 2,000 (max_transaction_rows), so a "
-          "lookup spanning two of them can see both generations: see models_ml/online/redis_store.py.)")
+          "lookup spanning two of them can see both generations: see models_ml/inference/online/redis_store.py.)")
     return results
 
 
@@ -269,7 +269,7 @@ def spine_bodies(settings, model: str, n: int = 2000) -> list[bytes]:
     """The newest spine rows of the model's label table, as request bodies (only the published fields)."""
     import duckdb
 
-    from models_ml.online.publish import read_pointer
+    from models_ml.inference.online.publish import read_pointer
 
     pointer = read_pointer(settings, model)
     label = pointer.view.label
@@ -291,7 +291,7 @@ def spine_bodies(settings, model: str, n: int = 2000) -> list[bytes]:
 def service(settings, env_extra: dict, model: str):
     port = loopback.free_port()
     env = {**os.environ, "FTI_HOME": str(settings.home), "PYTHONPATH": str(ROOT), **env_extra}
-    process = subprocess.Popen([sys.executable, "-m", "models_ml.online.service", "--port", str(port),
+    process = subprocess.Popen([sys.executable, "-m", "models_ml.inference.online.service", "--port", str(port),
                                 "--model", model], env=env)
     try:
         loopback.wait_for_port(port, 120)
@@ -324,9 +324,9 @@ def load_test(port: int, model: str, bodies: list[bytes], rate: float, seconds: 
 
 
 def run_service(settings, model: str, rate: float, seconds: float, steps: list[float], step_seconds: float) -> None:
-    from models_ml.online.materialize import materialize
-    from models_ml.online.publish import publish_champion
-    from models_ml.online.store import open_store
+    from models_ml.inference.online.materialize import materialize
+    from models_ml.inference.online.publish import publish_champion
+    from models_ml.inference.online.store import open_store
 
     pointer = publish_champion(settings, model)
     print(f"\n## Service: {model} v{pointer.version} (feature view {pointer.view.name} v{pointer.view.version}, "
@@ -370,8 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.part in ("all", "stores"):
         run_stores(args.lookups)
     if args.part in ("all", "service"):
-        from models_ml import registry
-        from models_ml.settings import load_settings
+        from models_ml.core.settings import load_settings
+        from models_ml.training import registry
 
         settings = load_settings(args.home)
         model = args.model

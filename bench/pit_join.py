@@ -3,7 +3,7 @@
 A seeded synthetic spine (1M rows) is joined with two feature tables (5M rows each, 100k entities), once
 without and once with a TTL, by three methods:
 
-* ``project``    -- ``models_ml.pit.point_in_time_join`` executed with ``.to_pyarrow()``;
+* ``project``    -- ``models_ml.offline.pit.point_in_time_join`` executed with ``.to_pyarrow()``;
 * ``duckdb_sql`` -- hand-written DuckDB SQL as an expert would write it: ``QUALIFY ROW_NUMBER()`` keeps
                     the latest created row per (entity, event time), then ``ASOF LEFT JOIN``, the TTL
                     as a ``CASE``; to Arrow. The baseline every ratio is taken against;
@@ -102,7 +102,7 @@ def run_project(path: str, ttl: bool):
 
     import ibis
 
-    from models_ml.pit import FeatureSource, point_in_time_join
+    from models_ml.offline.pit import FeatureSource, point_in_time_join
 
     con = ibis.duckdb.connect(path, read_only=True)
     sources = [

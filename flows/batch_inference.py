@@ -1,6 +1,6 @@
 """Prefect flow of batch inference: resolve the champion -> check its lineage -> features as of time -> score -> write.
 
-Thin wiring of models_ml.predict (whose docstring states the rules: the window, the missing-features rule,
+Thin wiring of models_ml.inference.batch.predict (whose docstring states the rules: the window, the missing-features rule,
 the idempotent write and the default day). Only steps that read or write the warehouse or model files
 retry, and only on I/O errors; a refused model (a trained-on feature group version not in the catalog or
 not built) fails at once with the reason. A markdown artifact reports rows scored, rows flagged, the mean
@@ -20,13 +20,14 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from models_ml import predict as pr
-from models_ml import registry
-from models_ml import snapshot as sn
-from models_ml.catalog import FeatureView, load_catalog
-from models_ml.settings import Settings, load_settings
-from models_ml.timing import Laps
-from models_ml.train import Model
+from models_ml.core.settings import Settings, load_settings
+from models_ml.core.time import TimeRange, day_window
+from models_ml.core.timing import Laps
+from models_ml.definitions.catalog import FeatureView, load_catalog
+from models_ml.inference.batch import predict as pr
+from models_ml.training import registry
+from models_ml.training import snapshot as sn
+from models_ml.training.train import Model
 
 
 def _is_io_error(task: Any, task_run: Any, state: Any) -> bool:
@@ -64,7 +65,7 @@ def check_lineage_task(settings: Settings, version: registry.ModelVersion) -> Fe
 
 
 @task(name="choose-window", **_IO)
-def choose_window_task(settings: Settings, view: FeatureView, table: str, day: str | None, days: int) -> sn.TimeRange:
+def choose_window_task(settings: Settings, view: FeatureView, table: str, day: str | None, days: int) -> TimeRange:
     if day is None:
         con = sn.connect(settings)
         try:
@@ -76,11 +77,11 @@ def choose_window_task(settings: Settings, view: FeatureView, table: str, day: s
                              f"run the feature pipeline first")
         get_run_logger().info("no day given: %s is the first day with unscored rows", chosen)
         day = chosen.isoformat()
-    return pr.day_window(day, days)
+    return day_window(day, days)
 
 
 @task(name="load-features", **_IO)
-def load_features_task(settings: Settings, view: FeatureView, window: sn.TimeRange,
+def load_features_task(settings: Settings, view: FeatureView, window: TimeRange,
                        features: Sequence[str]) -> pa.Table:
     con = sn.connect(settings)
     try:
@@ -99,7 +100,7 @@ def score_task(model: Model, version: registry.ModelVersion, view: FeatureView, 
 
 @task(name="write-predictions", **_IO)
 def write_task(settings: Settings, table: str, predictions: pa.Table, view: FeatureView,
-               window: sn.TimeRange) -> pr.WriteResult:
+               window: TimeRange) -> pr.WriteResult:
     con = sn.connect(settings)
     try:
         written = pr.write_predictions(con.con, table, predictions, view, window)
@@ -119,7 +120,7 @@ def batch_inference(
 ) -> dict[str, Any]:
     """Score the spine rows of ``days`` UTC days from ``day`` (on the label's event time) into predictions.<model>.
 
-    ``day`` defaults to the first day with unscored rows (see models_ml.predict.default_day): after the
+    ``day`` defaults to the first day with unscored rows (see models_ml.inference.batch.predict.default_day): after the
     daily feature pipeline, that is the day it just landed.
     """
     logger = get_run_logger()

@@ -12,10 +12,10 @@ import datetime as dt
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from models_ml import feature_pipeline as fp
-from models_ml.catalog import load_catalog
-from models_ml.dbt_runner import DbtBuildError
-from models_ml.settings import Settings, load_settings
+from models_ml.core.settings import Settings, load_settings
+from models_ml.definitions.catalog import load_catalog
+from models_ml.features import pipeline as fp
+from models_ml.features.dbt_runner import DbtBuildError
 
 
 @task(name="land-raw-data", retries=2, retry_delay_seconds=5)

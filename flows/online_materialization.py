@@ -1,6 +1,6 @@
 """Prefect flow of online materialization: refresh the online store from the warehouse, publish champions.
 
-Thin wiring of models_ml.online (the rules are in ``materialize``'s and ``store``'s docstrings): run it
+Thin wiring of models_ml.inference.online (the rules are in ``materialize``'s and ``store``'s docstrings): run it
 after each feature-pipeline run. It reads only rows loaded since each group's watermark, merges them into
 the store in one atomic step (latest event wins; a late older event never overwrites a newer one),
 records each group's freshness, and (re)publishes every model's champion pointer for the inference
@@ -19,11 +19,11 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from models_ml.catalog import load_catalog
-from models_ml.online import materialize as mt
-from models_ml.online import publish
-from models_ml.online.store import open_store
-from models_ml.settings import Settings, load_settings
+from models_ml.core.settings import Settings, load_settings
+from models_ml.definitions.catalog import load_catalog
+from models_ml.inference.online import materialize as mt
+from models_ml.inference.online import publish
+from models_ml.inference.online.store import open_store
 
 
 def _is_io_error(task: Any, task_run: Any, state: Any) -> bool:

@@ -16,14 +16,16 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from models_ml import evaluate as ev
-from models_ml import registry
-from models_ml import snapshot as sn
-from models_ml import train as tr
-from models_ml.catalog import load_catalog
-from models_ml.online.publish import publish_champion
-from models_ml.settings import Settings, load_settings
-from models_ml.timing import Laps
+from models_ml.core.settings import Settings, load_settings
+from models_ml.core.time import TimeRange
+from models_ml.core.timing import Laps
+from models_ml.definitions.catalog import load_catalog
+from models_ml.inference.online.publish import publish_champion
+from models_ml.training import evaluate as ev
+from models_ml.training import registry
+from models_ml.training import snapshot as sn
+from models_ml.training import train as tr
+from models_ml.training.splits import Splits, TimeSplit, load_splits
 
 
 def _is_io_error(task: Any, task_run: Any, state: Any) -> bool:
@@ -43,7 +45,7 @@ _CPU = {"cache_policy": NO_CACHE}
 
 
 @task(name="build-snapshot", **_IO)
-def build_snapshot_task(settings: Settings, view: str, time_range: sn.TimeRange) -> sn.SnapshotInfo:
+def build_snapshot_task(settings: Settings, view: str, time_range: TimeRange) -> sn.SnapshotInfo:
     feature_view = load_catalog(settings).view(view)
     con = sn.connect(settings)
     try:
@@ -56,10 +58,10 @@ def build_snapshot_task(settings: Settings, view: str, time_range: sn.TimeRange)
 
 
 @task(name="load-splits", **_IO)
-def load_splits_task(settings: Settings, info: sn.SnapshotInfo, split: sn.TimeSplit) -> sn.Splits:
+def load_splits_task(settings: Settings, info: sn.SnapshotInfo, split: TimeSplit) -> Splits:
     con = sn.connect(settings)
     try:
-        splits = sn.load_splits(con, info, split)
+        splits = load_splits(con, info, split)
     finally:
         con.disconnect()
     get_run_logger().info("splits: %s", splits.as_dict())
@@ -67,7 +69,7 @@ def load_splits_task(settings: Settings, info: sn.SnapshotInfo, split: sn.TimeSp
 
 
 @task(name="train", **_CPU)
-def train_task(splits: sn.Splits, config: tr.TrainConfig) -> tr.Model:
+def train_task(splits: Splits, config: tr.TrainConfig) -> tr.Model:
     info = splits.snapshot
     model = tr.train_model(
         splits.train, splits.validation, features=info.feature_columns, target=info.target, config=config,
@@ -87,7 +89,7 @@ def load_champion_task(settings: Settings, model_name: str) -> tuple[int, tr.Mod
 
 
 @task(name="evaluate", **_CPU)
-def evaluate_task(model: tr.Model, splits: sn.Splits, config: ev.EvaluationConfig,
+def evaluate_task(model: tr.Model, splits: Splits, config: ev.EvaluationConfig,
                   champion: tuple[int, tr.Model] | None) -> tuple[ev.Evaluation, ev.Metrics]:
     validation = ev.compute_metrics(tr.target_array(splits.validation, model.spec.target),
                                     model.predict(splits.validation), config.calibration_bins)
@@ -105,7 +107,7 @@ def evaluate_task(model: tr.Model, splits: sn.Splits, config: ev.EvaluationConfi
 
 @task(name="register", **_IO)
 def register_task(settings: Settings, model_name: str, model: tr.Model, evaluation: ev.Evaluation,
-                  gate: ev.GateResult, splits: sn.Splits, config: tr.TrainConfig,
+                  gate: ev.GateResult, splits: Splits, config: tr.TrainConfig,
                   validation: ev.Metrics) -> registry.ModelVersion:
     info = splits.snapshot
     lineage = registry.Lineage(
@@ -162,19 +164,19 @@ def training(
     if not (start and end):
         raise ValueError(f"no time range for {view}: pass start and end or set [split] in its config")
     if fractions:
-        split = sn.TimeSplit(fractions=tuple(fractions))
+        split = TimeSplit(fractions=tuple(fractions))
     else:
         validation_start = validation_start or split_config.get("validation_start")
         test_start = test_start or split_config.get("test_start")
-        split = (sn.TimeSplit(validation_start, test_start) if validation_start and test_start
-                 else sn.TimeSplit(fractions=tuple(split_config.get("fractions", (0.7, 0.15, 0.15)))))
+        split = (TimeSplit(validation_start, test_start) if validation_start and test_start
+                 else TimeSplit(fractions=tuple(split_config.get("fractions", (0.7, 0.15, 0.15)))))
     train_config = tr.config_from_mapping(tr.TrainConfig, config.get("train"), overrides)
     evaluation_config = tr.config_from_mapping(ev.EvaluationConfig, config.get("evaluation"))
     gate_config = tr.config_from_mapping(ev.GateConfig, config.get("gate"), gate_overrides)
 
     lap = Laps(digits=2)
 
-    info = build_snapshot_task(settings, view, sn.TimeRange.of(start, end))
+    info = build_snapshot_task(settings, view, TimeRange.of(start, end))
     lap("snapshot")
     splits = load_splits_task(settings, info, split)
     lap("splits")

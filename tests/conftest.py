@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-
 import tempfile  # noqa: E402
 
 # Settings for every test process, before prefect/lightgbm are imported anywhere. Prefect gets a
@@ -15,13 +14,13 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 
-import pytest  # noqa: E402
 import datetime as dt  # noqa: E402
 
+import pytest  # noqa: E402
 from fti_testing import SLICE_END, copy_home, land, land_fraud, ticking_clock  # noqa: E402
 
-from models_ml.dbt_runner import build  # noqa: E402
-from models_ml.settings import Settings, load_settings  # noqa: E402
+from models_ml.core.settings import Settings, load_settings  # noqa: E402
+from models_ml.features.dbt_runner import build  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -7,15 +7,15 @@ import itertools
 import math
 import shutil
 from collections.abc import Callable
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
 from examples.flights.loader import land_flights
 from examples.fraud.generator import FraudConfig
 from examples.fraud.loader import land_fraud as land_fraud_batches
-from models_ml.settings import Settings, load_settings
+from models_ml.core.settings import Settings, load_settings
 
 SLICE_START = dt.date(2013, 1, 1)
 SLICE_END = dt.date(2013, 1, 10)

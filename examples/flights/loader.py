@@ -15,7 +15,13 @@ from pathlib import Path
 
 import duckdb
 
-from models_ml.landing import Clock, LandingReport, land_batch, landed_batch_ids, utc_now
+from models_ml.features.landing import (
+    Clock,
+    LandingReport,
+    land_batch,
+    landed_batch_ids,
+    utc_now,
+)
 
 FIRST_DAY = dt.date(2013, 1, 1)
 LAST_DAY = dt.date(2013, 12, 31)
@@ -113,7 +119,7 @@ def land_flights(
     return report
 
 
-# The feature pipeline's interface to an example (see models_ml/feature_pipeline.py).
+# The feature pipeline's interface to an example (see models_ml/features/pipeline.py).
 
 # The dbt selection this example's data feeds; None builds the whole project, as the flights pipeline always has.
 DBT_SELECTION: str | None = None

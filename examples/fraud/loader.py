@@ -6,7 +6,7 @@
   reported, days to weeks after its transaction, so periods continue `label_maturity_days` past the last
   transaction.
 
-Every batch goes through `models_ml.landing.land_batch`, so landing a period twice is a no-op. The generator's
+Every batch goes through `models_ml.features.landing.land_batch`, so landing a period twice is a no-op. The generator's
 ground truth (`is_fraud`, `fraud_pattern`, `dirty_kind`) never lands: a bank only learns of fraud through
 chargebacks. Columns land typed, as the (generated) event stream carries them; staging still validates.
 
@@ -29,7 +29,14 @@ import duckdb
 import pyarrow.parquet as pq
 
 from examples.fraud.generator import UTC, FraudConfig, generate
-from models_ml.landing import RAW_SCHEMA, Clock, LandingReport, land_batch, landed_batch_ids, utc_now
+from models_ml.features.landing import (
+    RAW_SCHEMA,
+    Clock,
+    LandingReport,
+    land_batch,
+    landed_batch_ids,
+    utc_now,
+)
 
 RAW_TABLES = {
     "cards": "fraud_cards",
@@ -161,7 +168,7 @@ def land_fraud(
     return report
 
 
-# The feature pipeline's interface to an example (see models_ml/feature_pipeline.py).
+# The feature pipeline's interface to an example (see models_ml/features/pipeline.py).
 
 
 def next_unlanded_day(con: duckdb.DuckDBPyConnection) -> dt.date:

@@ -6,8 +6,8 @@ import duckdb
 import pytest
 from fti_testing import land, query, ticking_clock
 
-from models_ml.dbt_runner import build
-from models_ml.settings import load_settings
+from models_ml.core.settings import load_settings
+from models_ml.features.dbt_runner import build
 
 UTC = dt.timezone.utc
 

@@ -2,8 +2,8 @@
 
 from fti_testing import query
 
-from models_ml.catalog import load_catalog
-from models_ml.feature_pipeline import published_relations
+from models_ml.definitions.catalog import load_catalog
+from models_ml.features.pipeline import published_relations
 
 
 def test_every_feature_group_and_label_is_built_with_rows(built_home):

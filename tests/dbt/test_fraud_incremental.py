@@ -10,9 +10,9 @@ from fti_testing import land_fraud, table_differences, ticking_clock
 
 from examples.fraud.generator import FraudConfig
 from examples.fraud.loader import DBT_SELECTION
-from models_ml.catalog import load_catalog
-from models_ml.dbt_runner import build
-from models_ml.settings import load_settings
+from models_ml.core.settings import load_settings
+from models_ml.definitions.catalog import load_catalog
+from models_ml.features.dbt_runner import build
 
 UTC = dt.timezone.utc
 # Three-day maturity (generator and label model agree), so 10 days of data already have final labels.

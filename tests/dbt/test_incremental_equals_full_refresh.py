@@ -5,10 +5,10 @@ import datetime as dt
 import pytest
 from fti_testing import land, land_fraud, table_differences, ticking_clock
 
-from models_ml.catalog import load_catalog
-from models_ml.dbt_runner import build
-from models_ml.feature_pipeline import published_relations
-from models_ml.settings import load_settings
+from models_ml.core.settings import load_settings
+from models_ml.definitions.catalog import load_catalog
+from models_ml.features.dbt_runner import build
+from models_ml.features.pipeline import published_relations
 
 MONTH_START = dt.date(2013, 1, 1)
 MONTH_END = dt.date(2013, 1, 31)

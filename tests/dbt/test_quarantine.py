@@ -5,10 +5,10 @@ import datetime as dt
 import duckdb
 from fti_testing import query
 
-from models_ml.catalog import load_catalog
-from models_ml.dbt_runner import build
-from models_ml.feature_pipeline import published_relations
-from models_ml.landing import land_batch
+from models_ml.definitions.catalog import load_catalog
+from models_ml.features.dbt_runner import build
+from models_ml.features.landing import land_batch
+from models_ml.features.pipeline import published_relations
 
 GOOD_FLIGHT = {
     "year": "2013", "month": "1", "day": "5", "dep_time": "900", "sched_dep_time": "900", "dep_delay": "0",

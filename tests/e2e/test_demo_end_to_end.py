@@ -4,9 +4,9 @@ report, twice in a row (the second run changes nothing but the new runs)."""
 import pytest
 from fti_testing import query
 
-from models_ml import registry
-from models_ml.demo import run_demo
-from models_ml.settings import load_settings
+from fti.demo import run_demo
+from models_ml.core.settings import load_settings
+from models_ml.training import registry
 
 SLICE_TRAINING = {
     "start": "2013-01-01",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fti_testing import latest_artifact_markdown, query
 
-from models_ml import registry
+from models_ml.training import registry
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +56,7 @@ def test_flow_scores_days_idempotently_and_reports(prefect_harness, scratch_home
 def test_flow_refuses_a_model_whose_feature_versions_are_not_built(prefect_harness, scratch_home):
     from flows.batch_inference import batch_inference
     from flows.training_pipeline import training
-    from models_ml.predict import PredictionError
+    from models_ml.inference.batch.predict import PredictionError
 
     home = str(scratch_home.home)
     training(view="flight_delay", start="2013-01-01", end="2013-01-08", fractions=[0.6, 0.2, 0.2],

@@ -7,8 +7,8 @@ import pytest
 from fti_testing import latest_artifact_markdown, query
 
 from flows.feature_pipeline import feature_pipeline
-from models_ml.dbt_runner import DbtBuildError
-from models_ml.landing import land_batch
+from models_ml.features.dbt_runner import DbtBuildError
+from models_ml.features.landing import land_batch
 
 
 def test_flow_lands_the_next_day_builds_and_records_the_run(prefect_harness, scratch_home):

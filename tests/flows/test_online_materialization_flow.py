@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fti_testing import latest_artifact_markdown, query
 
-from models_ml.online.store import open_store
+from models_ml.inference.online.store import open_store
 
 pytestmark = pytest.mark.slow
 

@@ -7,9 +7,16 @@ import datetime as dt
 import duckdb
 import pytest
 
-from models_ml import registry
-from models_ml.catalog import Catalog, Feature, FeatureGroup, FeatureRef, FeatureView, LabelSpec
-from models_ml.settings import load_settings
+from models_ml.core.settings import load_settings
+from models_ml.definitions.catalog import (
+    Catalog,
+    Feature,
+    FeatureGroup,
+    FeatureRef,
+    FeatureView,
+    LabelSpec,
+)
+from models_ml.training import registry
 
 pytestmark = pytest.mark.slow
 

@@ -5,8 +5,13 @@ import json
 
 import pytest
 
-from models_ml.catalog import CatalogError, catalog_from_manifest, load_catalog, parse_ttl
-from models_ml.cli import main
+from fti.cli import main
+from models_ml.definitions.catalog import (
+    CatalogError,
+    catalog_from_manifest,
+    load_catalog,
+    parse_ttl,
+)
 
 
 @pytest.fixture(scope="module")

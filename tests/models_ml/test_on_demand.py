@@ -13,8 +13,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from models_ml import on_demand
-from models_ml.catalog import CatalogError, catalog_from_manifest, load_catalog
+from models_ml.definitions import on_demand
+from models_ml.definitions.catalog import (
+    CatalogError,
+    catalog_from_manifest,
+    load_catalog,
+)
+from models_ml.inference.online import on_demand as online_on_demand
+from models_ml.offline import on_demand as offline_on_demand
 
 UTC = dt.timezone.utc
 
@@ -121,29 +127,29 @@ def test_compute_online_from_a_request_and_stored_values(view):
     stored = _stored(view, card_last_latitude=34.0522, card_last_longitude=-118.2437,
                      card_last_transaction_at=dt.datetime(2024, 2, 1, 12, 0, tzinfo=UTC),
                      card_home_latitude=40.7128, card_home_longitude=-74.0060, card_amount_mean_30d=40.0)
-    values = on_demand.compute_online(view, request, stored)
+    values = online_on_demand.compute_online(view, request, stored)
     assert values["seconds_since_previous"] == 600.0
     assert values["distance_from_previous_km"] == pytest.approx(3936, abs=5)
     assert values["speed_from_previous_kmh"] == pytest.approx(3936 * 6, rel=1e-3)
     assert values["distance_from_home_km"] == 0.0
     assert values["amount_to_card_mean_ratio"] == 3.0
 
-    first_seen = on_demand.compute_online(view, request, _stored(view))  # a card without history
+    first_seen = online_on_demand.compute_online(view, request, _stored(view))  # a card without history
     assert first_seen["seconds_since_previous"] is None and first_seen["amount_to_card_mean_ratio"] is None
 
 
 def test_compute_online_names_what_is_missing(view):
     with pytest.raises(KeyError, match="transaction_at"):
-        on_demand.compute_online(view, {"amount": 1.0, "latitude": 1.0, "longitude": 1.0}, _stored(view))
+        online_on_demand.compute_online(view, {"amount": 1.0, "latitude": 1.0, "longitude": 1.0}, _stored(view))
     stored = _stored(view)
     del stored["card_last_latitude"]
     with pytest.raises(KeyError, match="card_last_latitude"):
-        on_demand.compute_online(view, {"amount": 1.0, "latitude": 1.0, "longitude": 1.0,
+        online_on_demand.compute_online(view, {"amount": 1.0, "latitude": 1.0, "longitude": 1.0,
                                         "transaction_at": "2024-01-01T00:00:00+00:00"}, stored)
 
 
 def test_online_lookups_name_every_group_key_and_column(view):
-    lookups = {lookup.group.name: lookup for lookup in on_demand.online_lookups(view)}
+    lookups = {lookup.group.name: lookup for lookup in online_on_demand.online_lookups(view)}
     assert lookups["fg_card__activity"].keys == {"card_id": "card_id"}
     assert "last_transaction_at" in lookups["fg_card__activity"].columns
     assert lookups["fg_card__profile"].output_names == {"home_latitude": "card_home_latitude",
@@ -161,8 +167,8 @@ def test_add_on_demand_appends_the_features_in_the_engine(view):
     schema = {name: "float64" for name in rows}
     schema.update({"transaction_at": "timestamp('UTC')", "card_last_transaction_at": "timestamp('UTC')"})
     table = ibis.memtable(pa.table(rows), schema=schema)
-    result = on_demand.add_on_demand(table, view).to_pyarrow().to_pylist()
+    result = offline_on_demand.add_on_demand(table, view).to_pyarrow().to_pylist()
     assert result[0]["seconds_since_previous"] == 30.0 and result[0]["distance_from_previous_km"] == 0.0
     assert result[0]["amount_to_card_mean_ratio"] == 2.5
     assert result[1]["seconds_since_previous"] is None and result[1]["distance_from_home_km"] is None
-    assert on_demand.add_on_demand(table, dataclasses.replace(view, on_demand=())) is table
+    assert offline_on_demand.add_on_demand(table, dataclasses.replace(view, on_demand=())) is table

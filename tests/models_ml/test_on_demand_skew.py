@@ -4,7 +4,7 @@ Offline: the training snapshot of `card_fraud` (point-in-time join at the transa
 microsecond, then the on-demand features as DuckDB vectorised UDFs over Arrow chunks).
 Online: what the serving app does per request, emulated without a store server: for each feature group, the
 latest stored row of the entity strictly before the transaction (a plain keyed query, as an online store
-refreshed up to then would hold), then `on_demand.feature_vector` (request features + stored features +
+refreshed up to then would hold), then `online_on_demand.feature_vector` (request features + stored features +
 `compute_online` on one-row arrays). Requests carry JSON-like values (the time as an ISO string).
 
 The vectors must be identical, value for value (floats bit for bit; NULL offline = None online).
@@ -19,9 +19,10 @@ import pyarrow.compute as pc
 import pytest
 from fti_testing import FRAUD_CONFIG, SLICE_END, same_value
 
-from models_ml import on_demand
-from models_ml import snapshot as sn
-from models_ml.catalog import FeatureGroup, load_catalog
+from models_ml.core.time import TimeRange
+from models_ml.definitions.catalog import FeatureGroup, load_catalog
+from models_ml.inference.online import on_demand as online_on_demand
+from models_ml.training import snapshot as sn
 
 
 def _latest_before(con, group: FeatureGroup, keys: dict[str, Any], at: dt.datetime,
@@ -46,7 +47,7 @@ def offline(built_home, tmp_path_factory):
     home = copy_home(built_home, tmp_path_factory.mktemp("skew") / "home")
     view = load_catalog(home).view("card_fraud")
     con = sn.connect(home)
-    info = sn.build_snapshot(con, view, sn.TimeRange.of(FRAUD_CONFIG.start, SLICE_END))
+    info = sn.build_snapshot(con, view, TimeRange.of(FRAUD_CONFIG.start, SLICE_END))
     table = info.table(con).to_pyarrow()
     yield view, con, table
     con.disconnect()
@@ -69,7 +70,7 @@ def test_online_path_gives_the_offline_feature_vector_exactly(offline):
     assert sum(r["is_fraud"] for r in rows) >= 20
     assert sum(r["seconds_since_previous"] is None for r in rows) >= 50  # first transactions of cards
 
-    lookups = on_demand.online_lookups(view)
+    lookups = online_on_demand.online_lookups(view)
     mismatches = []
     for row in rows:
         request = {column: row[column] for column in ["transaction_id", "card_id", "merchant_id", *view.request_columns]}
@@ -80,7 +81,7 @@ def test_online_path_gives_the_offline_feature_vector_exactly(offline):
             found = _latest_before(con.con, lookup.group, keys, row["transaction_at"], lookup.columns)
             stored.update({output: None if found is None else found[column]
                            for column, output in lookup.output_names.items()})
-        online = on_demand.feature_vector(view, request, stored)
+        online = online_on_demand.feature_vector(view, request, stored)
         assert list(online) == view.feature_columns
         for name in view.feature_columns:
             if not same_value(online[name], row[name]):

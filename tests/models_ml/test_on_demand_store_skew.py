@@ -1,5 +1,5 @@
 """Skew test through the real online store: the embedded store, materialized from the warehouse, looked up the
-way the service does, then `on_demand.feature_vector`, gives exactly the offline point-in-time join (with its
+way the service does, then `online_on_demand.feature_vector`, gives exactly the offline point-in-time join (with its
 on-demand UDFs) for the same new requests.
 
 New requests arrive just after the data in the warehouse ends, so the latest stored row of each entity is
@@ -17,12 +17,13 @@ import pyarrow as pa
 import pytest
 from fti_testing import FRAUD_CONFIG, copy_home, query, same_value
 
-from models_ml import on_demand
-from models_ml import snapshot as sn
-from models_ml.catalog import load_catalog
+from models_ml.definitions.catalog import load_catalog
+from models_ml.inference.online import on_demand as online_on_demand
+from models_ml.offline import retrieval
+from models_ml.training import snapshot as sn
 
-materialize = pytest.importorskip("models_ml.online.materialize")
-sqlite_store = pytest.importorskip("models_ml.online.sqlite_store")
+materialize = pytest.importorskip("models_ml.inference.online.materialize")
+sqlite_store = pytest.importorskip("models_ml.inference.online.sqlite_store")
 
 UTC = dt.timezone.utc
 
@@ -57,7 +58,7 @@ def test_the_online_store_path_gives_the_offline_feature_vector_exactly(built_ho
     materialize.materialize(home, store)
     as_of = [dt.datetime.fromisoformat(r["transaction_at"]) for r in requests]
     found = store.lookup(view, requests, as_of)
-    online = [on_demand.feature_vector(view, request, stored) for request, stored in zip(requests, found.features)]
+    online = [online_on_demand.feature_vector(view, request, stored) for request, stored in zip(requests, found.features)]
 
     con = sn.connect(home)
     try:
@@ -68,7 +69,7 @@ def test_the_online_store_path_gives_the_offline_feature_vector_exactly(built_ho
             "prediction_at": pa.array([t - dt.timedelta(microseconds=1) for t in as_of], pa.timestamp("us", tz="UTC")),
         })
         con.create_table("skew_requests", spine, temp=True)
-        offline = sn.join_features(con, view, con.table("skew_requests")).order_by("transaction_id").to_pyarrow()
+        offline = retrieval.join_features(con, view, con.table("skew_requests")).order_by("transaction_id").to_pyarrow()
     finally:
         con.disconnect()
     offline_rows = {row["transaction_id"]: row for row in offline.to_pylist()}

@@ -16,7 +16,12 @@ import ibis.expr.types as ir
 import pyarrow as pa
 import pytest
 
-from models_ml.pit import FeatureSource, TimeBounds, point_in_time_join, spine_time_bounds
+from models_ml.offline.pit import (
+    FeatureSource,
+    TimeBounds,
+    point_in_time_join,
+    spine_time_bounds,
+)
 
 # Polars cannot check that `join_asof` inputs are sorted by time within key groups; the join sorts them.
 pytestmark = pytest.mark.filterwarnings("ignore:Sortedness of columns cannot be checked:UserWarning")

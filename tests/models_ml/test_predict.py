@@ -20,13 +20,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from models_ml import evaluate as ev
-from models_ml import predict as pr
-from models_ml import registry
-from models_ml import snapshot as sn
-from models_ml import train as tr
-from models_ml.catalog import Catalog, Feature, FeatureGroup, FeatureRef, FeatureView, LabelSpec, load_catalog
-from models_ml.settings import load_settings
+from models_ml.core.settings import load_settings
+from models_ml.core.time import TimeRange, day_window
+from models_ml.definitions.catalog import (
+    Catalog,
+    Feature,
+    FeatureGroup,
+    FeatureRef,
+    FeatureView,
+    LabelSpec,
+    load_catalog,
+)
+from models_ml.inference.batch import predict as pr
+from models_ml.offline import retrieval
+from models_ml.training import evaluate as ev
+from models_ml.training import registry
+from models_ml.training import snapshot as sn
+from models_ml.training import train as tr
+from models_ml.training.splits import TimeSplit, load_splits
 
 UTC = dt.timezone.utc
 DAY = "2024-01-24"  # Y's weather has a gap this day; the model was trained before it
@@ -110,8 +121,8 @@ def train_and_register(settings, catalog: Catalog, *, promote=True, lineage_vers
     view = catalog.view("toy")
     con = sn.connect(settings)
     try:
-        info = sn.build_snapshot(con, view, sn.TimeRange.of("2024-01-01", "2024-01-20"))
-        splits = sn.load_splits(con, info, sn.TimeSplit(fractions=(0.6, 0.2, 0.2)))
+        info = sn.build_snapshot(con, view, TimeRange.of("2024-01-01", "2024-01-20"))
+        splits = load_splits(con, info, TimeSplit(fractions=(0.6, 0.2, 0.2)))
     finally:
         con.disconnect()
     model = tr.train_model(splits.train, splits.validation, features=info.feature_columns, target=info.target,
@@ -151,7 +162,7 @@ def home(template, tmp_path):
 
 
 def run(settings, day=DAY, days=1, catalog=None, **kwargs) -> pr.PredictionRun:
-    return pr.predict_window(settings, "toy", pr.day_window(day, days), catalog=catalog or toy_catalog(),
+    return pr.predict_window(settings, "toy", day_window(day, days), catalog=catalog or toy_catalog(),
                              num_threads=1, **kwargs)
 
 
@@ -177,10 +188,10 @@ def spine_count(settings, start=DAY, end="2024-01-25") -> int:
 
 
 def test_day_window_is_half_open_utc_and_table_names():
-    window = pr.day_window("2013-12-01", 2)
+    window = day_window("2013-12-01", 2)
     assert (window.start, window.end) == (dt.datetime(2013, 12, 1, tzinfo=UTC), dt.datetime(2013, 12, 3, tzinfo=UTC))
     with pytest.raises(ValueError):
-        pr.day_window("2013-12-01", 0)
+        day_window("2013-12-01", 0)
     assert pr.table_name("flight_delay") == 'predictions."flight_delay"'
     assert pr.table_name("flight_delay", "challenger") == 'predictions."flight_delay__challenger"'
 
@@ -208,7 +219,7 @@ def test_scores_equal_the_registered_model_on_the_same_features(home):
     con = sn.connect(home)
     try:
         view = pr.inference_view(con, toy_catalog(), version)
-        features = pr.load_features(con, view, pr.day_window(DAY))
+        features = pr.load_features(con, view, day_window(DAY))
     finally:
         con.disconnect()
     assert np.array_equal(pr.score(model, features, num_threads=2), model.predict(features))
@@ -383,7 +394,7 @@ def test_a_model_keeps_reading_the_group_version_it_was_trained_on(home):
         view = pr.inference_view(con, catalog, version)
         assert {ref.group.name: ref.group.version for ref in view.features} == {
             "fg_carrier__stats": 1, "fg_airport__weather": 1}
-        features = pr.load_features(con, view, pr.day_window(DAY))
+        features = pr.load_features(con, view, day_window(DAY))
     finally:
         con.disconnect()
     assert pc.max(features["origin_temperature_f"]).as_py() < 100
@@ -413,9 +424,9 @@ def test_a_group_declared_unique_per_entity_that_is_not_is_refused(home):
     con = sn.connect(home)
     try:
         with pytest.raises(pr.PredictionError, match=r"declared unique per entity \(fg_carrier__stats\) has dup"):
-            pr.load_features(con, view, pr.day_window(DAY))
+            pr.load_features(con, view, day_window(DAY))
         honest = dataclasses.replace(view, features=(dataclasses.replace(view.features[0], group=CARRIER),))
-        assert pr.load_features(con, honest, pr.day_window(DAY)).num_rows == expected > 0
+        assert pr.load_features(con, honest, day_window(DAY)).num_rows == expected > 0
     finally:
         con.disconnect()
 
@@ -439,11 +450,11 @@ def test_inference_features_equal_the_training_snapshot_on_real_flights(scratch_
     view = catalog.view("flight_delay")
     con = sn.connect(scratch_home)
     try:
-        info = sn.build_snapshot(con, view, sn.TimeRange.of("2013-01-02", "2013-01-10"))
+        info = sn.build_snapshot(con, view, TimeRange.of("2013-01-02", "2013-01-10"))
         snapshot = info.table(con).to_pyarrow()
-        window = pr.day_window("2013-01-04", 3)
+        window = day_window("2013-01-04", 3)
         inference = pr.load_features(con, view, window)
-        spine_rows = int(pr.inference_spine(con, view, window).count().to_pyarrow().as_py())
+        spine_rows = int(retrieval.inference_spine(con, view, window).count().to_pyarrow().as_py())
     finally:
         con.disconnect()
     assert inference.num_rows == spine_rows > 1000

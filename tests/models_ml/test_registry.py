@@ -9,10 +9,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from models_ml import evaluate as ev
-from models_ml import registry
-from models_ml import train as tr
-from models_ml.settings import load_settings
+from models_ml.core.settings import load_settings
+from models_ml.training import evaluate as ev
+from models_ml.training import registry
+from models_ml.training import train as tr
 
 
 def toy(n: int, seed: int) -> pa.Table:

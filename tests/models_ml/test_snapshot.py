@@ -7,8 +7,16 @@ import datetime as dt
 import duckdb
 import pytest
 
-from models_ml import snapshot as sn
-from models_ml.catalog import Feature, FeatureGroup, FeatureRef, FeatureView, LabelSpec
+from models_ml.core.time import TimeRange
+from models_ml.definitions.catalog import (
+    Feature,
+    FeatureGroup,
+    FeatureRef,
+    FeatureView,
+    LabelSpec,
+)
+from models_ml.training import snapshot as sn
+from models_ml.training.splits import SPLIT_NAMES, TimeSplit, load_splits
 
 UTC = dt.timezone.utc
 
@@ -92,7 +100,7 @@ def con(tmp_path):
     backend.disconnect()
 
 
-WINDOW = sn.TimeRange.of("2024-01-01", "2024-01-04")
+WINDOW = TimeRange.of("2024-01-01", "2024-01-04")
 
 
 def rows_by_id(con, info) -> dict[str, dict]:
@@ -158,7 +166,7 @@ def test_changed_data_gives_a_new_snapshot_and_leaves_the_old_one_intact(con):
 
 def test_a_different_window_is_a_different_snapshot(con):
     first = sn.build_snapshot(con, toy_view(), WINDOW)
-    wider = sn.build_snapshot(con, toy_view(), sn.TimeRange.of("2024-01-01", "2024-01-05"))
+    wider = sn.build_snapshot(con, toy_view(), TimeRange.of("2024-01-01", "2024-01-05"))
     assert wider.snapshot_id != first.snapshot_id and wider.row_count == 6
 
 
@@ -174,30 +182,30 @@ def test_registry_row_records_the_definition(con):
 
 def test_explicit_time_splits_are_ordered_and_disjoint(con):
     info = sn.build_snapshot(con, toy_view(), WINDOW)
-    splits = sn.load_splits(con, info, sn.TimeSplit(validation_start="2024-01-02", test_start="2024-01-03"))
-    ids = {name: splits.__getattribute__(name)["flight_id"].to_pylist() for name in sn.SPLIT_NAMES}
+    splits = load_splits(con, info, TimeSplit(validation_start="2024-01-02", test_start="2024-01-03"))
+    ids = {name: splits.__getattribute__(name)["flight_id"].to_pylist() for name in SPLIT_NAMES}
     assert ids == {"train": ["f1", "f2"], "validation": ["f3", "f4"], "test": ["f5"]}
-    times = {name: getattr(splits, name)["prediction_at"].to_pylist() for name in sn.SPLIT_NAMES}
+    times = {name: getattr(splits, name)["prediction_at"].to_pylist() for name in SPLIT_NAMES}
     assert max(times["train"]) < splits.validation_start <= min(times["validation"])
     assert max(times["validation"]) < splits.test_start <= min(times["test"])
 
 
 def test_fraction_splits_keep_equal_times_together(con):
     info = sn.build_snapshot(con, toy_view(), WINDOW)
-    splits = sn.load_splits(con, info, sn.TimeSplit(fractions=(0.2, 0.4, 0.4)))
-    ids = [getattr(splits, name)["flight_id"].to_pylist() for name in sn.SPLIT_NAMES]
+    splits = load_splits(con, info, TimeSplit(fractions=(0.2, 0.4, 0.4)))
+    ids = [getattr(splits, name)["flight_id"].to_pylist() for name in SPLIT_NAMES]
     assert ids == [["f1"], ["f2"], ["f3", "f4", "f5"]]  # f3 and f4 share a time: same split
     assert sum(map(len, ids)) == info.row_count and len({i for part in ids for i in part}) == info.row_count
     with pytest.raises(ValueError, match="empty"):
-        sn.load_splits(con, info, sn.TimeSplit(fractions=(0.4, 0.2, 0.4)))  # both cuts land on the tie
+        load_splits(con, info, TimeSplit(fractions=(0.4, 0.2, 0.4)))  # both cuts land on the tie
 
 
 def test_naive_times_and_bad_splits_are_rejected():
     with pytest.raises(ValueError, match="naive"):
-        sn.TimeRange(dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 2))
+        TimeRange(dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 2))
     with pytest.raises(ValueError, match="empty time range"):
-        sn.TimeRange.of("2024-01-02", "2024-01-01")
+        TimeRange.of("2024-01-02", "2024-01-01")
     with pytest.raises(ValueError):
-        sn.TimeSplit(validation_start="2024-01-03", test_start="2024-01-02")
+        TimeSplit(validation_start="2024-01-03", test_start="2024-01-02")
     with pytest.raises(ValueError):
-        sn.TimeSplit(fractions=(0.5, 0.5, 0.5))
+        TimeSplit(fractions=(0.5, 0.5, 0.5))

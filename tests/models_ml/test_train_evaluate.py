@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from models_ml import evaluate as ev
-from models_ml import train as tr
+from models_ml.training import evaluate as ev
+from models_ml.training import train as tr
 
 FEATURES = ["x", "hour", "carrier", "is_weekend"]
 FAST = tr.TrainConfig(num_boost_round=40, early_stopping_rounds=10, num_leaves=7, min_data_in_leaf=20,
@@ -119,8 +119,7 @@ def test_the_scoring_matrix_gives_the_bits_of_lightgbms_own_frame_conversion(dat
 
 @pytest.mark.parametrize("chunk_rows", [1, 7, 64, 10_000])
 def test_batch_scoring_in_chunks_gives_the_same_scores(data, monkeypatch, chunk_rows):
-    from models_ml import predict as pr
-
+    from models_ml.inference.batch import predict as pr
     train, validation, test = data
     model = fit(train, validation)
     monkeypatch.setattr(pr, "SCORE_CHUNK_ROWS", chunk_rows)

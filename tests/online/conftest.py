@@ -15,8 +15,7 @@ from fti_testing import copy_home
 from online_testing import train_champion
 
 from bench.loopback import redis_server as start_redis_server
-
-from models_ml.settings import Settings
+from models_ml.core.settings import Settings
 
 STORES = ["sqlite", "redis"]
 
@@ -33,10 +32,10 @@ def redis_server(tmp_path_factory):
 
 def make_store(kind: str, tmp_path: Path, request):
     if kind == "sqlite":
-        from models_ml.online.sqlite_store import SqliteStore
+        from models_ml.inference.online.sqlite_store import SqliteStore
 
         return SqliteStore(tmp_path / "online" / "online_store.sqlite")
-    from models_ml.online.redis_store import RedisStore
+    from models_ml.inference.online.redis_store import RedisStore
 
     url = request.getfixturevalue("redis_server")
     store = RedisStore(url, prefix="fti-test")
@@ -56,9 +55,9 @@ def store(request, tmp_path):
 def served_home(built_home, tmp_path_factory) -> Settings:
     """The ten-day flights slice with a flight_delay champion, its online store (SQLite) materialized and
     its champion published. Do not modify: copy it (``copy_home``)."""
-    from models_ml.online.materialize import materialize
-    from models_ml.online.publish import publish_all
-    from models_ml.online.store import open_store
+    from models_ml.inference.online.materialize import materialize
+    from models_ml.inference.online.publish import publish_all
+    from models_ml.inference.online.store import open_store
 
     settings = copy_home(built_home, tmp_path_factory.mktemp("served") / "home")
     train_champion(settings)

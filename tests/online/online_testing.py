@@ -7,12 +7,14 @@ import threading
 import time
 
 from bench.loopback import free_port
-from models_ml import evaluate as ev
-from models_ml import registry
-from models_ml import snapshot as sn
-from models_ml import train as tr
-from models_ml.catalog import load_catalog
-from models_ml.settings import Settings
+from models_ml.core.settings import Settings
+from models_ml.core.time import TimeRange
+from models_ml.definitions.catalog import load_catalog
+from models_ml.training import evaluate as ev
+from models_ml.training import registry
+from models_ml.training import snapshot as sn
+from models_ml.training import train as tr
+from models_ml.training.splits import TimeSplit, load_splits
 
 UTC = dt.timezone.utc
 MODEL = "flight_delay"
@@ -26,8 +28,8 @@ def train_champion(settings: Settings, *, seed: int = 42) -> registry.ModelVersi
     view = catalog.view(MODEL)
     con = sn.connect(settings)
     try:
-        info = sn.build_snapshot(con, view, sn.TimeRange.of("2013-01-01", "2013-01-09"))
-        splits = sn.load_splits(con, info, sn.TimeSplit(fractions=(0.6, 0.2, 0.2)))
+        info = sn.build_snapshot(con, view, TimeRange.of("2013-01-01", "2013-01-09"))
+        splits = load_splits(con, info, TimeSplit(fractions=(0.6, 0.2, 0.2)))
     finally:
         con.disconnect()
     config = tr.TrainConfig(**{**FAST.as_dict(), "seed": seed, "categorical_features": ()})

@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from models_ml import train as tr
-from models_ml.online import encode
-from models_ml.online.encode import FAST_PATH_MAX_ROWS, Encoder, Scorer
+from models_ml.inference.online import encode
+from models_ml.inference.online.encode import FAST_PATH_MAX_ROWS, Encoder, Scorer
+from models_ml.training import train as tr
 
 
 def _table(n: int, seed: int) -> pa.Table:

@@ -18,7 +18,7 @@ from fti_testing import copy_home
 from online_testing import MODEL, ServerThread, spine_requests
 
 from bench.open_loop import open_loop
-from models_ml.online.service import create_app
+from models_ml.inference.online.service import create_app
 
 pytestmark = pytest.mark.slow
 

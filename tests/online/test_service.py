@@ -25,12 +25,12 @@ from online_testing import MODEL, ServerThread, spine_requests, train_champion
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.loopback import free_port, wait_for_port
-from models_ml.online.prediction_log import read_prediction_log
-from models_ml.online.publish import publish_champion, read_pointer
-from models_ml.online.service import create_app
-from models_ml.online.store import UTC, open_store
-from models_ml.settings import PROJECT_ROOT
-from models_ml.train import load_model
+from models_ml.core.settings import PROJECT_ROOT
+from models_ml.inference.online.prediction_log import read_prediction_log
+from models_ml.inference.online.publish import publish_champion, read_pointer
+from models_ml.inference.online.service import create_app
+from models_ml.inference.online.store import UTC, open_store
+from models_ml.training.train import load_model
 
 pytestmark = pytest.mark.slow
 GROUPS = {"fg_airport__weather", "fg_carrier__delay_stats", "fg_route__delay_stats", "fg_plane__delay_stats",
@@ -241,7 +241,7 @@ def test_a_newly_promoted_champion_is_swapped_in_without_failed_requests(home, r
 def test_the_redis_store_serves_the_same_scores(home, requests_, redis_server):
     import dataclasses
 
-    from models_ml.online.materialize import materialize
+    from models_ml.inference.online.materialize import materialize
 
     redis_home = dataclasses.replace(home, online_store="redis", redis_url=redis_server, redis_prefix="fti-service")
     with open_store(redis_home) as store:
@@ -265,7 +265,7 @@ def test_the_service_never_opens_the_warehouse(home, requests_, tmp_path):
     (isolated.home / "dbt").exists() and shutil.rmtree(isolated.home / "dbt")  # no manifest to parse either
     port = free_port()
     env = {**os.environ, "FTI_HOME": str(isolated.home), "PYTHONPATH": str(PROJECT_ROOT)}
-    process = subprocess.Popen([sys.executable, "-m", "models_ml.online.service", "--port", str(port)], env=env,
+    process = subprocess.Popen([sys.executable, "-m", "models_ml.inference.online.service", "--port", str(port)], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, timeout=90)

@@ -13,10 +13,17 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from models_ml.catalog import Catalog, Feature, FeatureGroup, FeatureRef, FeatureView, LabelSpec
-from models_ml.online.materialize import materialize, to_refresh
-from models_ml.online.store import GroupSchema, RowsRequest, to_us
-from models_ml.settings import load_settings
+from models_ml.core.settings import load_settings
+from models_ml.definitions.catalog import (
+    Catalog,
+    Feature,
+    FeatureGroup,
+    FeatureRef,
+    FeatureView,
+    LabelSpec,
+)
+from models_ml.inference.online.materialize import materialize, to_refresh
+from models_ml.inference.online.store import GroupSchema, RowsRequest, to_us
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
@@ -217,7 +224,7 @@ def _refresh(schema: GroupSchema, generation: int, n: int):
         "__created_at": pa.array([LOAD + minutes(generation)] * n, pa.timestamp("us", tz="UTC")),
         "value": pa.array([float(generation)] * n),
     })
-    from models_ml.online.store import GroupRefresh
+    from models_ml.inference.online.store import GroupRefresh
 
     return GroupRefresh(schema, to_refresh(table, schema), to_us(LOAD + minutes(generation)),
                         to_us(T0 + minutes(generation)), n)

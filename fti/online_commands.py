@@ -1,0 +1,94 @@
+"""`fti online materialize`, `fti online publish` and `fti serve`: the online store and the inference service.
+
+Registered on the main parser by :func:`register`; each command sets ``handler`` (``args -> exit code``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+
+
+def _when(value: dt.datetime | None) -> str:
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def materialize(args: argparse.Namespace) -> int:
+    from flows.online_materialization import online_materialization
+
+    result = online_materialization(store=args.store, groups=args.group, full_refresh=args.full_refresh,
+                                    publish_champions=not args.no_publish, home=getattr(args, "home", None))
+    print(f"online store ({result['store']}) refreshed at {result['materialized_at'][:19]} UTC")
+    header = f"  {'group':<32}{'mode':<13}{'rows read':>10}{'written':>9}{'entities':>10}  latest event (UTC)"
+    print(header)
+    for g in result["groups"]:
+        f = g["freshness"] or {}
+        print(f"  {g['group']:<32}{g['mode']:<13}{g['source_rows']:>10,}{g['rows_written']:>9,}"
+              f"{f.get('entities', 0):>10,}  {(f.get('latest_event_at') or '-')[:19]}")
+    for p in result["published"]:
+        print(f"  published {p['model']} champion v{p['version']} -> {p['pointer']}")
+    return 0
+
+
+def publish(args: argparse.Namespace) -> int:
+    from models_ml.core.settings import load_settings
+    from models_ml.inference.online.publish import publish_all, publish_champion
+    from models_ml.training.registry import RegistryError
+
+    settings = load_settings(getattr(args, "home", None))
+    try:
+        pointers = [publish_champion(settings, args.model)] if args.model else publish_all(settings)
+    except RegistryError as error:
+        print(f"fti: {error}", file=sys.stderr)
+        return 2
+    for p in pointers:
+        print(f"published {p.model_name} champion v{p.version} -> {p.path}")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    import dataclasses
+    import logging
+
+    from models_ml.core.settings import load_settings
+    from models_ml.inference.online.service import serve as run
+
+    settings = load_settings(getattr(args, "home", None))
+    if args.store:
+        settings = dataclasses.replace(settings, online_store=args.store)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host, port = args.host or settings.serve_host, args.port or settings.serve_port
+    print(f"fti serve: {settings.online_store} store, models under {settings.models_dir}, "
+          f"http://{host}:{port} (Ctrl-C to stop)", flush=True)
+    run(settings, host=host, port=port, models=args.model, log_level=args.log_level)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `fti online ...` and `fti serve` to the main parser's subcommands."""
+    online = subparsers.add_parser("online", help="the online store").add_subparsers(
+        dest="online_command", required=True)
+    run = online.add_parser(
+        "materialize", help="refresh the online store from the warehouse (online-materialization flow)",
+        description="Read the rows loaded since each online feature group's watermark, keep the latest per entity, "
+                    "merge them into the online store and record freshness; then publish the champion pointers.")
+    run.add_argument("--store", choices=["sqlite", "redis"], help="default: $FTI_ONLINE_STORE or sqlite")
+    run.add_argument("--group", action="append", help="only this group (name or name:vN; repeatable)")
+    run.add_argument("--full-refresh", action="store_true", help="re-read every row, not only new ones")
+    run.add_argument("--no-publish", action="store_true", help="do not publish the champion pointers")
+    run.set_defaults(handler=materialize)
+    pub = online.add_parser("publish", help="publish the champion pointer(s) the inference service reads")
+    pub.add_argument("--model", help="only this model (default: every model with a champion)")
+    pub.set_defaults(handler=publish)
+
+    srv = subparsers.add_parser(
+        "serve", help="the online inference service (HTTP, uvicorn)",
+        description="Serve POST /predict/<model>, /predict/<model>/batch, GET /health and /metrics from the online "
+                    "store and the published champions. Never opens the warehouse.")
+    srv.add_argument("--host", help="address to bind (default: $FTI_SERVE_HOST or 127.0.0.1)")
+    srv.add_argument("--port", type=int, help="port (default: $FTI_SERVE_PORT or 8000)")
+    srv.add_argument("--store", choices=["sqlite", "redis"], help="default: $FTI_ONLINE_STORE or sqlite")
+    srv.add_argument("--model", action="append", help="serve only this model (repeatable; default all published)")
+    srv.add_argument("--log-level", default="warning")
+    srv.set_defaults(handler=serve)

@@ -1,0 +1,442 @@
+"""Typed feature groups and feature views, read from dbt's manifest.
+
+The dbt project is the single source of truth: feature groups are models under `models/features/` with
+`config.meta.fti`, feature views are `ml` exposures with `config.meta.fti`. Python never hard-codes a
+table or column name; it asks the catalog.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import json
+import re
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from models_ml.core.settings import Settings
+
+_TTL_PATTERN = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day|week)s?\s*$")
+
+
+class CatalogError(ValueError):
+    """The dbt project declares something the catalog cannot use; the message names it."""
+
+
+def parse_ttl(text: str | None, where: str) -> dt.timedelta | None:
+    """'3 hours', '2 days', ... -> timedelta; None or empty means no TTL."""
+    if text in (None, ""):
+        return None
+    match = _TTL_PATTERN.match(str(text))
+    if not match:
+        raise CatalogError(f"{where}: ttl {text!r} is not like '3 hours' or '2 days'")
+    amount, unit = int(match.group(1)), match.group(2)
+    return dt.timedelta(**{f"{unit}s": amount})
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    data_type: str
+    description: str
+
+
+@dataclass(frozen=True)
+class FeatureGroup:
+    """One versioned feature group: a dbt incremental model with `meta.fti`."""
+
+    name: str
+    version: int | None
+    latest_version: int | None
+    schema: str
+    relation: str
+    entity: tuple[str, ...]
+    event_time: str
+    created_time: str | None
+    ttl: dt.timedelta | None
+    online: bool
+    description: str
+    columns: tuple[Feature, ...]
+    unique_id: str
+    unique_grain: bool = False  # a dbt test proves one row per (entity, event time) at most
+    unique_entity: bool = False  # a dbt test proves one row per entity at most (static attributes)
+
+    @property
+    def qualified_relation(self) -> str:
+        return f"{self.schema}.{self.relation}"
+
+    @property
+    def features(self) -> tuple[Feature, ...]:
+        """Columns that are features: not keys, event time or created time."""
+        bookkeeping = {*self.entity, self.event_time, self.created_time}
+        return tuple(c for c in self.columns if c.name not in bookkeeping)
+
+    def feature(self, name: str) -> Feature:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise CatalogError(f"feature group {self.name} v{self.version} has no column {name!r}")
+
+
+@dataclass(frozen=True)
+class FeatureRef:
+    """A selection of features of one group inside a feature view.
+
+    ``on_demand_inputs`` are further columns of the group that are joined (offline) and looked up (online)
+    only as inputs of the view's on-demand features, not given to the model (e.g. a timestamp).
+    """
+
+    group: FeatureGroup
+    features: tuple[str, ...]
+    join_keys: dict[str, str]  # spine column -> group column
+    prefix: str
+    on_demand_inputs: tuple[str, ...] = ()
+
+    def output_name(self, feature: str) -> str:
+        return f"{self.prefix}{feature}"
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every column taken from the group: the model's features, then the on-demand inputs."""
+        return (*self.features, *self.on_demand_inputs)
+
+
+@dataclass(frozen=True)
+class OnDemandFeature:
+    """A feature computed from the request and stored features by a function of models_ml/definitions/on_demand.py.
+
+    ``inputs`` maps each parameter of the function to a column of the view: a label (request) column or the
+    output name of a joined column (``prefix + column``).
+    """
+
+    name: str
+    function: str
+    inputs: dict[str, str]
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """The label model: the spine of training snapshots, with its target and request features."""
+
+    model: str
+    schema: str
+    relation: str
+    entity: tuple[str, ...]
+    spine_time: str
+    target: str
+    event_time: str
+    request_features: tuple[str, ...]
+    slices: tuple[str, ...]
+
+    @property
+    def qualified_relation(self) -> str:
+        return f"{self.schema}.{self.relation}"
+
+
+@dataclass(frozen=True)
+class FeatureView:
+    """The input schema of one ML model: a label spine plus versioned feature selections."""
+
+    name: str
+    version: int
+    description: str
+    label: LabelSpec
+    features: tuple[FeatureRef, ...]
+    on_demand: tuple[OnDemandFeature, ...] = ()
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """Every model input, in a fixed order: request features, each group's features, on-demand features."""
+        names = list(self.label.request_features)
+        for ref in self.features:
+            names += [ref.output_name(f) for f in ref.features]
+        names += [f.name for f in self.on_demand]
+        return names
+
+    @property
+    def joined_columns(self) -> list[str]:
+        """Output names of every column the point-in-time join (or the online lookup) brings in."""
+        return [ref.output_name(c) for ref in self.features for c in ref.columns]
+
+    @property
+    def on_demand_request_inputs(self) -> list[str]:
+        """Label (request) columns the on-demand features read: the spine and a request must carry them."""
+        joined = set(self.joined_columns)
+        return list(dict.fromkeys(c for f in self.on_demand for c in f.inputs.values() if c not in joined))
+
+    @property
+    def request_columns(self) -> list[str]:
+        """What an online request must carry besides the join keys: request features and on-demand inputs."""
+        return list(dict.fromkeys([*self.label.request_features, *self.on_demand_request_inputs]))
+
+    def group_versions(self) -> dict[str, int | None]:
+        return {ref.group.name: ref.group.version for ref in self.features}
+
+    @property
+    def group_labels(self) -> list[str]:
+        """The name each feature selection is reported under (missing groups, freshness): its group's name,
+        with the prefix when the view selects the same group twice."""
+        names = [ref.group.name for ref in self.features]
+        return [f"{ref.group.name}[{ref.prefix}]" if names.count(ref.group.name) > 1 else ref.group.name
+                for ref in self.features]
+
+
+_Derived = TypeVar("_Derived")
+_UNSET: Any = object()
+
+
+def per_view(derive: Callable[[FeatureView], _Derived]) -> Callable[[FeatureView], _Derived]:
+    """Memoize ``derive(view)`` per view object, for what the online path derives from a view on every request.
+
+    Views are immutable but unhashable (they hold dicts), so the memo is keyed by identity; an entry goes when
+    its view is collected, before its id can be reused."""
+    derived: dict[int, _Derived] = {}
+
+    @functools.wraps(derive)
+    def memoized(view: FeatureView) -> _Derived:
+        value = derived.get(id(view), _UNSET)
+        if value is _UNSET:
+            value = derived[id(view)] = derive(view)
+            weakref.finalize(view, derived.pop, id(view), None)
+        return value
+
+    return memoized
+
+
+@dataclass
+class Catalog:
+    groups: dict[tuple[str, int | None], FeatureGroup] = field(default_factory=dict)
+    views: dict[str, FeatureView] = field(default_factory=dict)
+
+    def group(self, name: str, version: int | None = None) -> FeatureGroup:
+        candidates = [g for (n, _), g in self.groups.items() if n == name]
+        if not candidates:
+            known = ", ".join(sorted({n for n, _ in self.groups})) or "none"
+            raise CatalogError(f"no feature group {name!r} (known: {known})")
+        if version is None:
+            latest = candidates[0].latest_version
+            version = latest if latest is not None else max(g.version or 0 for g in candidates)
+        for candidate in candidates:
+            if candidate.version == version or (version == 0 and candidate.version is None):
+                return candidate
+        raise CatalogError(
+            f"feature group {name!r} has no version {version} "
+            f"(versions: {sorted(g.version for g in candidates if g.version is not None)})"
+        )
+
+    def view(self, name: str) -> FeatureView:
+        if name not in self.views:
+            raise CatalogError(f"no feature view {name!r} (known: {', '.join(sorted(self.views)) or 'none'})")
+        return self.views[name]
+
+
+def _fti_meta(node: dict[str, Any]) -> dict[str, Any] | None:
+    config_meta = (node.get("config") or {}).get("meta") or {}
+    meta = config_meta.get("fti") or (node.get("meta") or {}).get("fti")
+    return meta
+
+
+def _columns(node: dict[str, Any]) -> tuple[Feature, ...]:
+    return tuple(
+        Feature(name=c["name"], data_type=(c.get("data_type") or "").lower(), description=c.get("description") or "")
+        for c in node.get("columns", {}).values()
+    )
+
+
+def _as_tuple(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
+
+
+def _group(node: dict[str, Any], meta: dict[str, Any]) -> FeatureGroup:
+    where = f"feature group {node['name']}"
+    for required in ("entity", "event_time"):
+        if not meta.get(required):
+            raise CatalogError(f"{where}: meta.fti.{required} is missing")
+    columns = _columns(node)
+    names = {c.name for c in columns}
+    entity = _as_tuple(meta["entity"])
+    for column in (*entity, meta["event_time"]):
+        if names and column not in names:
+            raise CatalogError(f"{where}: meta.fti names column {column!r}, which the model does not declare")
+    version = node.get("version")
+    return FeatureGroup(
+        name=node["name"],
+        version=int(version) if version is not None else None,
+        latest_version=int(node["latest_version"]) if node.get("latest_version") is not None else None,
+        schema=node["schema"],
+        relation=node.get("alias") or node["name"],
+        entity=entity,
+        event_time=meta["event_time"],
+        created_time=meta.get("created_time"),
+        ttl=parse_ttl(meta.get("ttl"), where),
+        online=bool(meta.get("online", False)),
+        description=(node.get("description") or "").strip(),
+        columns=columns,
+        unique_id=node["unique_id"],
+    )
+
+
+def _label(nodes: dict[str, dict[str, Any]], spec: dict[str, Any], where: str) -> LabelSpec:
+    model = spec.get("model")
+    matches = [n for n in nodes.values() if n.get("resource_type") == "model" and n["name"] == model]
+    if not matches:
+        raise CatalogError(f"{where}: label model {model!r} not found")
+    node = matches[0]
+    for required in ("entity", "spine_time", "target"):
+        if not spec.get(required):
+            raise CatalogError(f"{where}: meta.fti.label.{required} is missing")
+    return LabelSpec(
+        model=model,
+        schema=node["schema"],
+        relation=node.get("alias") or node["name"],
+        entity=_as_tuple(spec["entity"]),
+        spine_time=spec["spine_time"],
+        target=spec["target"],
+        event_time=spec.get("event_time") or spec["spine_time"],
+        request_features=_as_tuple(spec.get("request_features")),
+        slices=_as_tuple(spec.get("slices")),
+    )
+
+
+def _view(exposure: dict[str, Any], meta: dict[str, Any], catalog: Catalog, nodes: dict[str, Any]) -> FeatureView:
+    where = f"feature view {exposure['name']}"
+    refs = []
+    for i, entry in enumerate(meta.get("features") or []):
+        group = catalog.group(entry["group"], entry.get("version"))
+        inputs = _as_tuple(entry.get("on_demand_inputs"))
+        features = _as_tuple(entry.get("features"))
+        if not features and not ("features" in entry and inputs):  # an explicit [] with inputs: inputs only
+            features = tuple(f.name for f in group.features if f.name not in inputs)
+        for feature in (*features, *inputs):
+            group.feature(feature)
+        join_keys = dict(entry.get("join_keys") or {k: k for k in group.entity})
+        if sorted(join_keys.values()) != sorted(group.entity):
+            raise CatalogError(
+                f"{where}: features[{i}] join_keys {join_keys} must map onto the entity {list(group.entity)}"
+            )
+        refs.append(FeatureRef(group, features, join_keys, entry.get("prefix", ""), inputs))
+    label = _label(nodes, meta.get("label") or {}, where)
+    view = FeatureView(
+        name=exposure["name"],
+        version=int(meta.get("version", 1)),
+        description=(exposure.get("description") or "").strip(),
+        label=label,
+        features=tuple(refs),
+        on_demand=_on_demand(meta.get("on_demand") or [], where),
+    )
+    columns = [*view.feature_columns, *(c for ref in view.features for c in map(ref.output_name, ref.on_demand_inputs))]
+    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicated:
+        raise CatalogError(f"{where}: output feature names clash: {duplicated}; give the groups a prefix")
+    _check_on_demand_inputs(view, nodes, where)
+    return view
+
+
+def _on_demand(entries: list[dict[str, Any]], where: str) -> tuple[OnDemandFeature, ...]:
+    """The view's on-demand features; each names a function of models_ml/definitions/on_demand.py and binds every
+    parameter of it to a view column."""
+    if not entries:
+        return ()
+    from models_ml.definitions.on_demand import (
+        FUNCTIONS,  # imported here: on_demand imports this module
+    )
+
+    features = []
+    for i, entry in enumerate(entries):
+        name, function = entry.get("name"), entry.get("function")
+        if not name or not function:
+            raise CatalogError(f"{where}: on_demand[{i}] needs a name and a function")
+        if function not in FUNCTIONS:
+            raise CatalogError(f"{where}: on_demand {name!r} uses unknown function {function!r} "
+                               f"(known: {', '.join(sorted(FUNCTIONS))})")
+        inputs = dict(entry.get("inputs") or {})
+        expected = list(FUNCTIONS[function].parameters)
+        if sorted(inputs) != sorted(expected):
+            raise CatalogError(f"{where}: on_demand {name!r} must bind exactly the parameters {expected} of "
+                               f"{function}, got {sorted(inputs)}")
+        features.append(OnDemandFeature(name, function, {p: inputs[p] for p in expected}))
+    return tuple(features)
+
+
+def _check_on_demand_inputs(view: FeatureView, nodes: dict[str, Any], where: str) -> None:
+    """Every on-demand input is a joined column or a column the label model declares."""
+    if not view.on_demand:
+        return
+    label_node = next((n for n in nodes.values()
+                       if n.get("resource_type") == "model" and n["name"] == view.label.model), {})
+    label_columns = set((label_node.get("columns") or {}).keys())
+    for column in view.on_demand_request_inputs:
+        if label_columns and column not in label_columns:
+            raise CatalogError(f"{where}: on-demand input {column!r} is neither a joined feature column nor a "
+                               f"column of label model {view.label.model}")
+    if label_columns & {f.name for f in view.on_demand}:
+        raise CatalogError(f"{where}: on-demand feature names clash with label columns: "
+                           f"{sorted(label_columns & {f.name for f in view.on_demand})}")
+
+
+def _uniquely_tested_columns(nodes: dict[str, dict[str, Any]]) -> dict[str, list[set[str]]]:
+    """model unique_id -> the column sets a `unique` or `unique_combination_of_columns` test proves unique."""
+    proven: dict[str, list[set[str]]] = {}
+    for node in nodes.values():
+        test = node.get("test_metadata") or {}
+        kwargs = test.get("kwargs") or {}
+        if node.get("resource_type") != "test" or not node.get("attached_node"):
+            continue
+        if test.get("name") == "unique" and kwargs.get("column_name"):
+            columns = {kwargs["column_name"]}
+        elif test.get("name") == "unique_combination_of_columns" and kwargs.get("combination_of_columns"):
+            columns = set(kwargs["combination_of_columns"])
+        else:
+            continue
+        config = node.get("config") or {}
+        # Only a test that fails on any duplicate proves uniqueness: not a warning, not one filtered by
+        # `where`, not one that tolerates a few (`error_if`, `fail_calc`).
+        strict = (str(config.get("severity", "error")).lower() == "error" and not config.get("where")
+                  and str(config.get("error_if", "!=0")).replace(" ", "") == "!=0"
+                  and str(config.get("fail_calc", "count(*)")).replace(" ", "").lower() == "count(*)")
+        if strict:
+            proven.setdefault(node["attached_node"], []).append(columns)
+    return proven
+
+
+def catalog_from_manifest(manifest: dict[str, Any]) -> Catalog:
+    """Build the catalog from a parsed manifest.json."""
+    catalog = Catalog()
+    nodes = manifest.get("nodes", {})
+    unique = _uniquely_tested_columns(nodes)
+    for node in nodes.values():
+        if node.get("resource_type") != "model":
+            continue
+        meta = _fti_meta(node)
+        if meta and "entity" in meta:
+            group = _group(node, meta)
+            grain, proven = {*group.entity, group.event_time}, unique.get(group.unique_id, [])
+            if any(columns <= grain for columns in proven):
+                group = dataclasses.replace(group, unique_grain=True)
+            if any(columns <= set(group.entity) for columns in proven):
+                group = dataclasses.replace(group, unique_entity=True)
+            catalog.groups[(group.name, group.version)] = group
+    for exposure in manifest.get("exposures", {}).values():
+        meta = _fti_meta(exposure)
+        if exposure.get("type") == "ml" and meta:
+            view = _view(exposure, meta, catalog, nodes)
+            catalog.views[view.name] = view
+    return catalog
+
+
+def load_catalog(settings: Settings, refresh: bool = False) -> Catalog:
+    """The catalog of the project in `settings`; parses the dbt project first if it has no manifest."""
+    path: Path = settings.manifest_path
+    if refresh or not path.exists():
+        from models_ml.features.dbt_runner import build
+
+        build(settings, ["parse"])
+    return catalog_from_manifest(json.loads(path.read_text()))

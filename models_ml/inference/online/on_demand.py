@@ -1,0 +1,176 @@
+"""On-demand features online: one request at a time (or a few), from the request and the values looked up
+in the online store, with the same registered functions the snapshot ran (see
+:mod:`models_ml.definitions.on_demand` for why the two agree bit for bit)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models_ml.definitions.catalog import FeatureGroup, FeatureView, per_view
+from models_ml.definitions.on_demand import FUNCTIONS, Kind, _python_floats
+
+
+@dataclass(frozen=True)
+class OnlineLookup:
+    """What the serving side fetches from the online store for one feature selection of a view: the
+    latest row of ``group`` for the entity whose key columns (``keys``: request field -> group column) the
+    request names, and its ``columns`` under the names ``prefix + column``, which are the names
+    :func:`compute_online` and the model expect in ``stored_features``."""
+
+    group: FeatureGroup
+    keys: dict[str, str]
+    columns: tuple[str, ...]
+    prefix: str
+
+    @property
+    def output_names(self) -> dict[str, str]:
+        return {column: f"{self.prefix}{column}" for column in self.columns}
+
+
+def online_lookups(view: FeatureView) -> list[OnlineLookup]:
+    """Every lookup a request of ``view`` needs: model features and on-demand inputs of each group."""
+    return [OnlineLookup(ref.group, dict(ref.join_keys), ref.columns, ref.prefix) for ref in view.features]
+
+
+def _resolve_view(view: FeatureView | str) -> FeatureView:
+    if isinstance(view, str):
+        from models_ml.core.settings import load_settings
+        from models_ml.definitions.catalog import load_catalog
+
+        return load_catalog(load_settings()).view(view)
+    return view
+
+
+@dataclass(frozen=True)
+class _OnlineInput:
+    """A column the view's on-demand features read: read once per request however many features use it."""
+
+    column: str
+    kind: Kind
+    stored: bool  # a looked-up (joined) column, else a request field
+    feature: str  # the first feature that reads it (named when it is missing)
+
+
+@dataclass(frozen=True)
+class _OnlineCall:
+    """One numpy call of a function for every feature of the view that uses it, their inputs laid end to end:
+    the arithmetic is element-wise, so no element's bits depend on the others, and a request pays the
+    per-call overhead of the (tiny) arrays once per function instead of once per feature."""
+
+    compute: Callable[..., np.ndarray]
+    features: tuple[str, ...]
+    inputs: tuple[tuple[int, ...], ...]  # per parameter: each feature's input (a position in the plan's inputs)
+
+    def run(self, floats: list[list[float]], out: list[dict[str, float | None]]) -> None:
+        arrays = [np.array([x for i in parameter for x in floats[i]], dtype=np.float64) for parameter in self.inputs]
+        results = np.asarray(self.compute(*arrays), dtype=np.float64).tolist()
+        n = len(out)
+        for j, name in enumerate(self.features):
+            for row, value in zip(out, results[j * n:(j + 1) * n]):
+                row[name] = value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class _OnlinePlan:
+    """A view's on-demand features resolved once (functions, input columns and where they come from), so a
+    request pays only for reading its values and the numpy arithmetic."""
+
+    view: str
+    features: tuple[str, ...]  # in the view's order
+    inputs: tuple[_OnlineInput, ...]
+    calls: tuple[_OnlineCall, ...]
+
+    def compute(self, requests: Sequence[Mapping[str, Any]],
+                stored_features: Sequence[Mapping[str, Any]]) -> list[dict[str, float | None]]:
+        floats = [_python_floats(self._values(source, requests, stored_features), source.kind)
+                  for source in self.inputs]
+        out: list[dict[str, float | None]] = [dict.fromkeys(self.features) for _ in requests]
+        with np.errstate(all="ignore"):  # once for all features: NaN and infinity become None
+            for call in self.calls:
+                call.run(floats, out)
+        return out
+
+    def _values(self, source: _OnlineInput, requests: Sequence[Mapping[str, Any]],
+                stored_features: Sequence[Mapping[str, Any]]) -> list[Any]:
+        column = source.column
+        try:
+            if source.stored:
+                return [stored[column] for stored in stored_features]
+            return [request[column] for request in requests]
+        except KeyError:
+            raise self._missing(source, requests, stored_features) from None
+
+    def _missing(self, source: _OnlineInput, requests: Sequence[Mapping[str, Any]],
+                 stored_features: Sequence[Mapping[str, Any]]) -> KeyError:
+        if source.stored:  # a lookup that skipped the column would silently skew: say so instead
+            absent = next(i for i, stored in enumerate(stored_features) if source.column not in stored)
+            return KeyError(f"on-demand feature {source.feature} of view {self.view} needs stored column "
+                            f"{source.column!r} (None when missing), which stored_features #{absent} lacks; "
+                            f"look up every column of online_lookups(view)")
+        absent = next(i for i, request in enumerate(requests) if source.column not in request)
+        return KeyError(f"on-demand feature {source.feature} of view {self.view} needs request field "
+                        f"{source.column!r}, which request #{absent} lacks")
+
+
+@per_view
+def _online_plan(view: FeatureView) -> _OnlinePlan:
+    """The view's features grouped by function; their inputs once each, in the order the features read them
+    (so a missing input is reported for the same feature as when each feature checked its own)."""
+    joined = set(view.joined_columns)
+    inputs: dict[tuple[str, str], _OnlineInput] = {}
+    by_function: dict[str, list[str]] = {}
+    for feature in view.on_demand:
+        kinds = FUNCTIONS[feature.function].parameters
+        for parameter, column in feature.inputs.items():
+            kind = kinds[parameter]
+            inputs.setdefault((column, kind), _OnlineInput(column, kind, column in joined, feature.name))
+        by_function.setdefault(feature.function, []).append(feature.name)
+    position = {key: i for i, key in enumerate(inputs)}
+    features = {feature.name: feature for feature in view.on_demand}
+    calls = []
+    for function, names in by_function.items():
+        fn = FUNCTIONS[function]
+        calls.append(_OnlineCall(fn.compute, tuple(names), tuple(
+            tuple(position[(features[name].inputs[parameter], kind)] for name in names)
+            for parameter, kind in fn.parameters.items()
+        )))
+    return _OnlinePlan(view.name, tuple(features), tuple(inputs.values()), tuple(calls))
+
+
+def compute_many(view: FeatureView | str, requests: Sequence[Mapping[str, Any]],
+                 stored_features: Sequence[Mapping[str, Any]]) -> list[dict[str, float | None]]:
+    """:func:`compute_online` for several requests at once (one numpy call per function, not per request)."""
+    if len(requests) != len(stored_features):
+        raise ValueError("give one stored_features mapping per request")
+    return _online_plan(_resolve_view(view)).compute(requests, stored_features)
+
+
+def compute_online(view: FeatureView | str, request: Mapping[str, Any],
+                   stored_features: Mapping[str, Any]) -> dict[str, float | None]:
+    """The view's on-demand features for one request: ``{name: value}``, None when missing.
+
+    ``request`` holds the request's fields by label column name (for card_fraud: amount, latitude, longitude,
+    transaction_at as an aware datetime or ISO string); ``stored_features`` the values looked up in the
+    online store by output name (``prefix + column``, see :func:`online_lookups`), None for a missing
+    entity or value; timestamps as aware datetimes (or microseconds since the epoch). ``view`` is the
+    catalog's FeatureView (or its name, which loads the catalog: slower, for scripts).
+    """
+    return compute_many(view, [request], [stored_features])[0]
+
+
+def feature_vector(view: FeatureView | str, request: Mapping[str, Any],
+                   stored_features: Mapping[str, Any]) -> dict[str, Any]:
+    """The full model input of one request, in ``view.feature_columns`` order: request features, stored
+    features, on-demand features. What the offline snapshot row holds for the same transaction."""
+    view = _resolve_view(view)
+    values: dict[str, Any] = {name: request.get(name) for name in view.label.request_features}
+    for ref in view.features:
+        for feature in ref.features:
+            values[ref.output_name(feature)] = stored_features.get(ref.output_name(feature))
+    values.update(compute_online(view, request, stored_features))
+    return {name: values[name] for name in view.feature_columns}

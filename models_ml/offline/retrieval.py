@@ -1,0 +1,142 @@
+"""Feature retrieval: a view's spine joined point-in-time to its feature groups, described by the catalog.
+
+The one place training snapshots and batch inference get their rows from, so the two cannot skew. The
+spine is the view's label model restricted to a window; every feature selection of the view is one
+:class:`~models_ml.offline.pit.FeatureSource`; the view's on-demand features are computed from the
+joined row. Everything here is a lazy Ibis expression over any backend.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+
+import ibis
+import ibis.expr.datatypes as idt
+import ibis.expr.types as ir
+
+from models_ml.core.time import TimeRange
+from models_ml.definitions.catalog import FeatureView
+from models_ml.offline.on_demand import add_on_demand
+from models_ml.offline.pit import (
+    FeatureSource,
+    TimeBounds,
+    point_in_time_join,
+    spine_time_bounds,
+)
+
+FOUND_PREFIX = "__fti_found_"  # internal column: the matched row's event time of feature source i
+
+
+def _unique(names: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(names))
+
+
+def spine_columns(view: FeatureView, *, with_target: bool = True) -> list[str]:
+    """The label model columns a snapshot keeps, in a fixed order; inference leaves out the target."""
+    label = view.label
+    join_keys = [spine_col for ref in view.features for spine_col in ref.join_keys]
+    return _unique([
+        *label.entity, label.spine_time, label.event_time, *([label.target] if with_target else []),
+        *label.request_features, *label.slices, *join_keys, *view.on_demand_request_inputs,
+    ])
+
+
+def utc_literal(value: dt.datetime) -> ir.TimestampScalar:
+    return ibis.literal(value, type=idt.Timestamp(timezone="UTC"))
+
+
+def spine_expr(
+    con: ibis.BaseBackend, view: FeatureView, time_range: TimeRange, *, on: str | None = None,
+    with_target: bool = True,
+) -> ir.Table:
+    """The label rows whose spine time (or the ``on`` column) lies in ``[start, end)``, with the columns the
+    snapshot keeps. Batch inference selects by the label's event time and without the target."""
+    label = view.label
+    table = con.table(label.relation, database=label.schema)
+    columns = spine_columns(view, with_target=with_target)
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"label model {label.qualified_relation} lacks columns {missing} that view {view.name} needs")
+    t = table[on or label.spine_time]
+    return table.filter(t >= utc_literal(time_range.start), t < utc_literal(time_range.end)).select(*columns)
+
+
+def feature_sources(con: ibis.BaseBackend, view: FeatureView) -> list[FeatureSource]:
+    """One point-in-time source per feature selection of the view, described entirely by the catalog."""
+    return [
+        FeatureSource(
+            table=con.table(ref.group.relation, database=ref.group.schema),
+            keys=dict(ref.join_keys),
+            event_time=ref.group.event_time,
+            features=list(ref.columns),  # the model's features, then the on-demand features' inputs
+            created_time=ref.group.created_time,
+            ttl=ref.group.ttl,
+            prefix=ref.prefix,
+            unique_event_times=ref.group.unique_grain,
+            unique_keys=ref.group.unique_entity,
+        )
+        for ref in view.features
+    ]
+
+
+def join_features(
+    con: ibis.BaseBackend, view: FeatureView, spine: ir.Table, sources: Sequence[FeatureSource] | None = None,
+    bounds: TimeBounds | None = None,
+) -> ir.Table:
+    """Every feature of the view joined point-in-time onto ``spine`` at the label's spine time, then the
+    view's on-demand features computed from the joined row (:func:`models_ml.definitions.models_ml.offline.on_demand.add_on_demand`).
+
+    The one join training snapshots and batch inference share, so the two cannot skew; ``sources``
+    defaults to :func:`feature_sources` (inference passes those same sources, asking for the matched event
+    times). The join turns the spine's time ``bounds`` into constant filters on the feature tables (see
+    :func:`models_ml.offline.pit.point_in_time_join`); without them, one small query measures them now, so the
+    expression is lazy but fixed to the spine as it is at this moment.
+    """
+    sources = feature_sources(con, view) if sources is None else sources
+    spine_time = view.label.spine_time
+    bounds = spine_time_bounds(spine, spine_time) if bounds is None else bounds
+    return add_on_demand(point_in_time_join(spine, spine_time, sources, spine_time_bounds=bounds), view)
+
+
+def check_joined_rows(view: FeatureView, bounds: TimeBounds, joined_rows: int) -> None:
+    """Refuse a join that changed the number of spine rows. It cannot, unless a feature group that a dbt
+    `unique` test declares one row per entity holds duplicates (a failing test leaves the table built), and
+    its plain key join then multiplied rows."""
+    if bounds.rows is not None and joined_rows != bounds.rows:
+        unique = sorted(ref.group.name for ref in view.features if ref.group.unique_entity)
+        raise ValueError(f"the point-in-time join of view {view.name} gave {joined_rows:,} rows for "
+                         f"{bounds.rows:,} spine rows: a group declared unique per entity ({', '.join(unique)}) "
+                         f"has duplicates; run its dbt tests (`dbt test --select <group>`)")
+
+
+def found_column(index: int) -> str:
+    return f"{FOUND_PREFIX}{index}"
+
+
+def inference_spine(con: ibis.BaseBackend, view: FeatureView, window: TimeRange) -> ir.Table:
+    """The label rows whose event time lies in the window, with the training spine's columns but the target."""
+    return spine_expr(con, view, window, on=view.label.event_time, with_target=False)
+
+
+def inference_sources(con: ibis.BaseBackend, view: FeatureView) -> list[FeatureSource]:
+    """Training's feature sources, each also giving the matched row's event time (NULL: none within TTL)."""
+    return [dataclasses.replace(source, matched_event_time=found_column(index))
+            for index, source in enumerate(feature_sources(con, view))]
+
+
+def features_expr(
+    con: ibis.BaseBackend, view: FeatureView, window: TimeRange, features: Sequence[str] | None = None,
+    bounds: TimeBounds | None = None,
+) -> ir.Table:
+    """The lazy inference table: entity keys, spine time, event time, the features, one found-marker per group.
+
+    ``features`` limits the feature columns kept (default: all of the view's), which trims the Arrow result;
+    ``bounds``: the spine's, see :func:`models_ml.training.join_features`.
+    """
+    label = view.label
+    joined = join_features(con, view, inference_spine(con, view, window), inference_sources(con, view), bounds)
+    keep = list(dict.fromkeys([*label.entity, label.spine_time, label.event_time,
+                               *(view.feature_columns if features is None else features)]))
+    return joined.select(*keep, *(found_column(i) for i in range(len(view.features))))

@@ -1,0 +1,494 @@
+"""The model registry: SQL tables in the warehouse (schema `registry`) plus model files under FTI_HOME.
+
+Tables (all queryable with plain SQL):
+
+* ``registry.model_versions``: one row per (model_name, version): where its files are, its parameters,
+  lineage (feature view and version, feature group versions, snapshot id and hash, split, code version)
+  and the gate result at registration;
+* ``registry.model_metrics``: (model_name, version, dataset, metric, value), e.g. dataset ``test``,
+  ``validation``, ``champion_on_test`` (the then-champion on the same rows);
+* ``registry.model_slice_metrics``: (model_name, version, dataset, slice_column, slice_value, metric, value);
+* ``registry.model_aliases``: the current version behind each alias (``champion``, ``challenger``);
+* ``registry.alias_history``: every alias change in order (promote, rollback, remove).
+
+Files: ``FTI_HOME/models/<name>/<version>/`` holds ``model.txt``, ``model_spec.json`` (features and
+encodings), ``evaluation.json`` and the plots. Registering is atomic: the files are written to a staging
+directory, the rows inserted in one transaction, and the directory renamed to the version before commit;
+on any failure both are undone.
+
+Rollback replays the champion's alias history as a stack (a promotion pushes, a rollback pops) and moves
+the champion to the version below the top, so repeated rollbacks walk back through earlier champions
+instead of toggling between the last two.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+import models_ml
+from models_ml.core.settings import PROJECT_ROOT, Settings
+from models_ml.training.evaluate import Evaluation, GateResult
+from models_ml.training.train import Model, load_model, save_model
+
+SCHEMA = "registry"
+CHAMPION, CHALLENGER = "champion", "challenger"
+_UTC = dt.timezone.utc
+
+_DDL = [
+    f"create schema if not exists {SCHEMA}",
+    f"""create table if not exists {SCHEMA}.model_versions (
+        model_name varchar not null,
+        version integer not null,
+        created_at timestamptz not null,
+        model_dir varchar not null,
+        feature_view varchar not null,
+        feature_view_version integer not null,
+        feature_group_versions json not null,
+        snapshot_id varchar not null,
+        snapshot_hash varchar,
+        split json,
+        code_version varchar not null,
+        params json not null,
+        train_config json,
+        features json not null,
+        best_iteration integer,
+        training_seconds double,
+        gate_passed boolean,
+        gate json,
+        description varchar,
+        primary key (model_name, version)
+    )""",
+    f"""create table if not exists {SCHEMA}.model_metrics (
+        model_name varchar not null,
+        version integer not null,
+        dataset varchar not null,
+        metric varchar not null,
+        value double,
+        primary key (model_name, version, dataset, metric)
+    )""",
+    f"""create table if not exists {SCHEMA}.model_slice_metrics (
+        model_name varchar not null,
+        version integer not null,
+        dataset varchar not null,
+        slice_column varchar not null,
+        slice_value varchar not null,
+        metric varchar not null,
+        value double,
+        primary key (model_name, version, dataset, slice_column, slice_value, metric)
+    )""",
+    f"""create table if not exists {SCHEMA}.model_aliases (
+        model_name varchar not null,
+        alias varchar not null,
+        version integer not null,
+        updated_at timestamptz not null,
+        primary key (model_name, alias)
+    )""",
+    f"create sequence if not exists {SCHEMA}.alias_history_seq",
+    f"""create table if not exists {SCHEMA}.alias_history (
+        event_id bigint primary key default nextval('{SCHEMA}.alias_history_seq'),
+        model_name varchar not null,
+        alias varchar not null,
+        version integer,
+        previous_version integer,
+        action varchar not null,
+        reason varchar,
+        changed_at timestamptz not null
+    )""",
+]
+
+_METRICS = ("rows", "positives", "positive_rate", "mean_score", "roc_auc", "pr_auc", "log_loss", "brier", "ece")
+
+
+class RegistryError(ValueError):
+    """A registry request that cannot be honoured (unknown model, version or alias; nothing to roll back)."""
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a model version came from: enough to rebuild its snapshot and re-train it bit for bit."""
+
+    feature_view: str
+    feature_view_version: int
+    feature_group_versions: Mapping[str, int | None]
+    snapshot_id: str
+    snapshot_hash: str | None = None
+    split: Mapping[str, Any] = field(default_factory=dict)
+    code_version: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    model_name: str
+    version: int
+    created_at: dt.datetime
+    model_dir: Path
+    feature_view: str
+    feature_view_version: int
+    feature_group_versions: dict[str, int | None]
+    snapshot_id: str
+    snapshot_hash: str | None
+    split: dict[str, Any]
+    code_version: str
+    params: dict[str, Any]
+    train_config: dict[str, Any]
+    features: list[str]
+    best_iteration: int | None
+    training_seconds: float | None
+    gate_passed: bool | None
+    gate: dict[str, Any]
+    description: str | None
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AliasChange:
+    model_name: str
+    alias: str
+    version: int | None
+    previous_version: int | None
+    action: str
+
+
+# --------------------------------------------------------------------------------------------------
+# Plumbing
+
+
+@contextlib.contextmanager
+def connect(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A warehouse connection with the registry tables present, closed on exit."""
+    settings.ensure_home()
+    con = duckdb.connect(str(settings.warehouse_path))
+    try:
+        for statement in _DDL:
+            con.execute(statement)
+        yield con
+    finally:
+        con.close()
+
+
+@contextlib.contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    con.execute("begin transaction")
+    try:
+        yield con
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    cursor = con.execute(sql, params or [])
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def model_dir(settings: Settings, model_name: str, version: int) -> Path:
+    return settings.models_dir / model_name / str(version)
+
+
+def code_version() -> str:
+    """The git commit of the checkout (``+dirty`` with uncommitted changes), else the package version."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=PROJECT_ROOT,
+                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        return f"{commit}+dirty" if status else commit
+    except (OSError, subprocess.SubprocessError):
+        return f"fti {models_ml.__version__}"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+# --------------------------------------------------------------------------------------------------
+# Registering
+
+
+def register_model(
+    settings: Settings,
+    model_name: str,
+    model: Model,
+    evaluation: Evaluation,
+    gate: GateResult,
+    lineage: Lineage,
+    *,
+    train_config: Mapping[str, Any] | None = None,
+    validation_metrics: Mapping[str, float] | None = None,
+    description: str | None = None,
+    write_artifacts: Callable[[Path, int], Mapping[str, Path]] | None = None,
+) -> ModelVersion:
+    """Record a new version of ``model_name`` (always, gate passed or not) and write its files.
+
+    ``write_artifacts(directory, version)`` may add files (plots) once the version number is known; they
+    are written into the staging directory and so share the registration's all-or-nothing fate.
+    """
+    staging = settings.models_dir / model_name / f".staging-{uuid.uuid4().hex[:12]}"
+    final: Path | None = None
+    try:
+        save_model(model, staging)
+        (staging / "evaluation.json").write_text(_json({"evaluation": evaluation.as_dict(), "gate": gate.as_dict()}))
+        with connect(settings) as con, _transaction(con):
+            version = int(con.execute(
+                f"select coalesce(max(version), 0) + 1 from {SCHEMA}.model_versions where model_name = ?",
+                [model_name],
+            ).fetchone()[0])
+            if write_artifacts is not None:
+                write_artifacts(staging, version)
+            final = model_dir(settings, model_name, version)
+            now = dt.datetime.now(_UTC)
+            con.execute(
+                f"insert into {SCHEMA}.model_versions values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    model_name, version, now, str(final), lineage.feature_view, lineage.feature_view_version,
+                    _json(dict(lineage.feature_group_versions)), lineage.snapshot_id, lineage.snapshot_hash,
+                    _json(dict(lineage.split)), lineage.code_version or code_version(), _json(model.params),
+                    _json(dict(train_config or {})), _json(model.spec.features), model.best_iteration,
+                    model.training_seconds, gate.passed, _json(gate.as_dict()), description,
+                ],
+            )
+            metric_rows = [
+                (model_name, version, evaluation.dataset, name, evaluation.metrics.get(name)) for name in _METRICS
+            ]
+            if evaluation.champion is not None and evaluation.champion.metrics is not None:
+                metric_rows += [
+                    (model_name, version, f"champion_on_{evaluation.dataset}", name,
+                     evaluation.champion.metrics.get(name)) for name in _METRICS
+                ]
+            metric_rows += [(model_name, version, "validation", k, v) for k, v in (validation_metrics or {}).items()]
+            con.executemany(f"insert into {SCHEMA}.model_metrics values (?, ?, ?, ?, ?)", metric_rows)
+            slice_rows = [
+                (model_name, version, evaluation.dataset, s.column, s.value, name, s.metrics.get(name))
+                for s in evaluation.slices for name in _METRICS
+            ]
+            if slice_rows:
+                con.executemany(f"insert into {SCHEMA}.model_slice_metrics values (?, ?, ?, ?, ?, ?, ?)", slice_rows)
+            if final.exists():  # left over from a registration whose transaction never committed
+                shutil.rmtree(final)
+            staging.rename(final)
+        return get_version(settings, model_name, version)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if final is not None and final.exists() and not _version_exists(settings, model_name, final):
+            shutil.rmtree(final, ignore_errors=True)
+        raise
+
+
+def _version_exists(settings: Settings, model_name: str, directory: Path) -> bool:
+    try:
+        with connect(settings) as con:
+            return bool(con.execute(
+                f"select count(*) from {SCHEMA}.model_versions where model_name = ? and model_dir = ?",
+                [model_name, str(directory)],
+            ).fetchone()[0])
+    except duckdb.Error:
+        return True  # when unsure, keep the files
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+
+
+def _version_from_row(row: Mapping[str, Any], aliases: tuple[str, ...]) -> ModelVersion:
+    return ModelVersion(
+        model_name=row["model_name"],
+        version=int(row["version"]),
+        created_at=row["created_at"].astimezone(_UTC),
+        model_dir=Path(row["model_dir"]),
+        feature_view=row["feature_view"],
+        feature_view_version=int(row["feature_view_version"]),
+        feature_group_versions=json.loads(row["feature_group_versions"]),
+        snapshot_id=row["snapshot_id"],
+        snapshot_hash=row["snapshot_hash"],
+        split=json.loads(row["split"] or "{}"),
+        code_version=row["code_version"],
+        params=json.loads(row["params"]),
+        train_config=json.loads(row["train_config"] or "{}"),
+        features=json.loads(row["features"]),
+        best_iteration=row["best_iteration"],
+        training_seconds=row["training_seconds"],
+        gate_passed=row["gate_passed"],
+        gate=json.loads(row["gate"] or "{}"),
+        description=row["description"],
+        aliases=aliases,
+    )
+
+
+def _aliases(con: duckdb.DuckDBPyConnection, model_name: str | None = None) -> dict[tuple[str, int], list[str]]:
+    where, params = ("where model_name = ?", [model_name]) if model_name else ("", [])
+    found: dict[tuple[str, int], list[str]] = {}
+    for row in _rows(con, f"select * from {SCHEMA}.model_aliases {where} order by alias", params):
+        found.setdefault((row["model_name"], int(row["version"])), []).append(row["alias"])
+    return found
+
+
+def list_versions(settings: Settings, model_name: str | None = None) -> list[ModelVersion]:
+    """Every registered version (of one model, or of all), oldest first, with their current aliases."""
+    where, params = ("where model_name = ?", [model_name]) if model_name else ("", [])
+    with connect(settings) as con:
+        rows = _rows(con, f"select * from {SCHEMA}.model_versions {where} order by model_name, version", params)
+        aliases = _aliases(con, model_name)
+    return [_version_from_row(r, tuple(aliases.get((r["model_name"], int(r["version"])), ()))) for r in rows]
+
+
+def list_models(settings: Settings) -> list[str]:
+    with connect(settings) as con:
+        return [r[0] for r in con.execute(f"select distinct model_name from {SCHEMA}.model_versions order by 1").fetchall()]
+
+
+def get_version(settings: Settings, model_name: str, version: int | None = None) -> ModelVersion:
+    """One version (the latest when ``version`` is None)."""
+    versions = list_versions(settings, model_name)
+    if not versions:
+        raise RegistryError(f"no model {model_name!r} in the registry")
+    if version is None:
+        return versions[-1]
+    for candidate in versions:
+        if candidate.version == version:
+            return candidate
+    raise RegistryError(f"model {model_name!r} has no version {version} (versions: {[v.version for v in versions]})")
+
+
+def get_metrics(settings: Settings, model_name: str, version: int) -> dict[str, dict[str, float | None]]:
+    """dataset -> metric -> value."""
+    with connect(settings) as con:
+        rows = _rows(con, f"select dataset, metric, value from {SCHEMA}.model_metrics "
+                          f"where model_name = ? and version = ? order by dataset, metric", [model_name, version])
+    metrics: dict[str, dict[str, float | None]] = {}
+    for row in rows:
+        metrics.setdefault(row["dataset"], {})[row["metric"]] = row["value"]
+    return metrics
+
+
+def get_slice_metrics(settings: Settings, model_name: str, version: int, dataset: str = "test") -> list[dict[str, Any]]:
+    """One dict per slice (column, value, and each metric), worst ROC-AUC first."""
+    columns = ",\n".join(f"max(value) filter (where metric = '{name}') as {name}" for name in _METRICS)
+    with connect(settings) as con:
+        rows = _rows(con, f"""
+            select slice_column, slice_value, {columns}
+            from {SCHEMA}.model_slice_metrics
+            where model_name = ? and version = ? and dataset = ?
+            group by slice_column, slice_value
+            order by roc_auc nulls last, slice_column, slice_value""", [model_name, version, dataset])
+    return rows
+
+
+def get_aliases(settings: Settings, model_name: str) -> dict[str, int]:
+    with connect(settings) as con:
+        rows = _rows(con, f"select alias, version from {SCHEMA}.model_aliases where model_name = ?", [model_name])
+    return {r["alias"]: int(r["version"]) for r in rows}
+
+
+def alias_history(settings: Settings, model_name: str, alias: str | None = None) -> list[dict[str, Any]]:
+    where, params = "where model_name = ?", [model_name]
+    if alias:
+        where, params = where + " and alias = ?", params + [alias]
+    with connect(settings) as con:
+        return _rows(con, f"select * from {SCHEMA}.alias_history {where} order by event_id", params)
+
+
+def resolve(settings: Settings, model_name: str, ref: str | int = CHAMPION) -> ModelVersion:
+    """A version from an alias (``champion``), a version number, ``latest`` or ``"3"``/``"v3"``."""
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.lstrip("v").isdigit()):
+        return get_version(settings, model_name, int(str(ref).lstrip("v")))
+    if ref == "latest":
+        return get_version(settings, model_name)
+    aliases = get_aliases(settings, model_name)
+    if ref not in aliases:
+        raise RegistryError(f"model {model_name!r} has no {ref!r} alias (aliases: {aliases or 'none'})")
+    return get_version(settings, model_name, aliases[ref])
+
+
+def load(settings: Settings, model_name: str, ref: str | int = CHAMPION) -> tuple[ModelVersion, Model]:
+    """Resolve ``ref`` and load that version's model with its input contract."""
+    version = resolve(settings, model_name, ref)
+    return version, load_model(version.model_dir)
+
+
+# --------------------------------------------------------------------------------------------------
+# Aliases
+
+
+def _set_alias(con: duckdb.DuckDBPyConnection, model_name: str, alias: str, version: int | None,
+               action: str, reason: str) -> AliasChange:
+    current = con.execute(f"select version from {SCHEMA}.model_aliases where model_name = ? and alias = ?",
+                          [model_name, alias]).fetchone()
+    previous = int(current[0]) if current else None
+    now = dt.datetime.now(_UTC)
+    con.execute(f"delete from {SCHEMA}.model_aliases where model_name = ? and alias = ?", [model_name, alias])
+    if version is not None:
+        con.execute(f"insert into {SCHEMA}.model_aliases values (?, ?, ?, ?)", [model_name, alias, version, now])
+    con.execute(
+        f"insert into {SCHEMA}.alias_history (model_name, alias, version, previous_version, action, reason, changed_at) "
+        f"values (?, ?, ?, ?, ?, ?, ?)", [model_name, alias, version, previous, action, reason, now],
+    )
+    return AliasChange(model_name, alias, version, previous, action)
+
+
+def _require_version(con: duckdb.DuckDBPyConnection, model_name: str, version: int) -> None:
+    found = con.execute(f"select count(*) from {SCHEMA}.model_versions where model_name = ? and version = ?",
+                        [model_name, version]).fetchone()[0]
+    if not found:
+        raise RegistryError(f"model {model_name!r} has no version {version}")
+
+
+def set_alias(settings: Settings, model_name: str, alias: str, version: int, reason: str = "") -> AliasChange:
+    """Point ``alias`` at ``version`` (e.g. ``challenger`` for a candidate that failed the gate)."""
+    with connect(settings) as con, _transaction(con):
+        _require_version(con, model_name, version)
+        return _set_alias(con, model_name, alias, version, "set", reason)
+
+
+def promote(settings: Settings, model_name: str, version: int, alias: str = CHAMPION, reason: str = "") -> AliasChange:
+    """Make ``version`` the ``alias`` (champion by default). Gate checks are the caller's job.
+
+    A version promoted to champion stops being challenger.
+    """
+    with connect(settings) as con, _transaction(con):
+        _require_version(con, model_name, version)
+        change = _set_alias(con, model_name, alias, version, "promote", reason)
+        if alias == CHAMPION:
+            challenger = con.execute(f"select version from {SCHEMA}.model_aliases where model_name = ? and alias = ?",
+                                     [model_name, CHALLENGER]).fetchone()
+            if challenger and int(challenger[0]) == version:
+                _set_alias(con, model_name, CHALLENGER, None, "remove", f"v{version} promoted to {alias}")
+        return change
+
+
+def _alias_stack(con: duckdb.DuckDBPyConnection, model_name: str, alias: str) -> list[int]:
+    """The alias's versions as a stack: promotions (and sets) push, rollbacks pop, removals clear."""
+    stack: list[int] = []
+    for row in _rows(con, f"select version, action from {SCHEMA}.alias_history where model_name = ? and alias = ? "
+                          f"order by event_id", [model_name, alias]):
+        if row["action"] == "rollback":
+            if stack:
+                stack.pop()
+        elif row["action"] == "remove" or row["version"] is None:
+            stack.clear()
+        elif not stack or stack[-1] != row["version"]:
+            stack.append(int(row["version"]))
+    return stack
+
+
+def rollback(settings: Settings, model_name: str, alias: str = CHAMPION, reason: str = "") -> AliasChange:
+    """Move ``alias`` back to the version it pointed at before the current one."""
+    with connect(settings) as con, _transaction(con):
+        stack = _alias_stack(con, model_name, alias)
+        if len(stack) < 2:
+            raise RegistryError(
+                f"model {model_name!r} has no earlier {alias} to roll back to (history: {stack or 'empty'})"
+            )
+        return _set_alias(con, model_name, alias, stack[-2], "rollback", reason or f"rollback from v{stack[-1]}")

@@ -1,0 +1,325 @@
+"""Training snapshots: a feature view's spine joined point-in-time to its features, frozen under an id.
+
+A snapshot is what makes a model version re-trainable bit for bit: the training pipeline never reads the
+live feature tables directly, it reads an immutable table `snapshots.<snapshot_id>` whose content hash and
+definition are recorded in `snapshots.snapshot_registry`.
+
+How a snapshot is built (one Ibis expression, executed inside the engine):
+
+* the **spine** is the feature view's label model restricted to ``start <= spine_time < end`` (half-open,
+  UTC). It carries the entity keys, the spine time, the label's event time, the target, the request
+  features, the slice columns and every spine-side join key of the feature groups;
+* the spine time is the label's ``spine_time`` (``prediction_at`` for flight_delay: scheduled departure
+  minus the lead time). It is the as-of time of the point-in-time join, so every feature value is one that
+  was known when the prediction would have been made; the target itself is of course known only later,
+  which is what a label is;
+* every feature selection of the view is joined through :func:`models_ml.offline.pit.point_in_time_join` with its
+  group's keys, event time, created (loaded) time, TTL and output prefix.
+
+The **content hash** is computed in the engine and does not depend on row order: each row is rendered to
+a canonical text (NULLs marked, timestamps as epoch seconds + microseconds, so the session time zone does
+not matter), hashed with MD5, and the sorted row hashes are hashed again together with the column names
+and types. The **snapshot id** hashes the definition (view, versions, features, time range) together with
+the content hash: building the same definition on the same data gives the same id and reuses the stored
+table; new or corrected data under the same definition gives a new snapshot instead of mutating one.
+
+**Splits** are by time, never random: rows before ``validation_start`` train, rows before
+``test_start`` validate, the rest test. Cut times can be given or derived from fractions of rows; rows
+sharing a spine time always land in the same split.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+
+from models_ml.core.settings import Settings
+from models_ml.core.time import TimeRange
+from models_ml.definitions.catalog import FeatureView
+from models_ml.offline.pit import (
+    TimeBounds,
+    spine_time_bounds,
+)
+from models_ml.offline.retrieval import (
+    check_joined_rows,
+    join_features,
+    spine_columns,
+    spine_expr,
+)
+
+SCHEMA = "snapshots"
+REGISTRY = f"{SCHEMA}.snapshot_registry"
+_UTC = dt.timezone.utc
+_NULL = "\\N"
+_SEP = "\x1f"  # unit separator: cannot appear by accident between rendered values
+
+_REGISTRY_DDL = f"""
+create table if not exists {REGISTRY} (
+    snapshot_id varchar primary key,
+    feature_view varchar not null,
+    feature_view_version integer not null,
+    feature_group_versions json not null,
+    spine_model varchar not null,
+    spine_relation varchar not null,
+    spine_time varchar not null,
+    start_at timestamptz not null,
+    end_at timestamptz not null,
+    entity_keys json not null,
+    target varchar not null,
+    feature_columns json not null,
+    slice_columns json not null,
+    row_count bigint not null,
+    content_hash varchar not null,
+    definition_hash varchar not null,
+    query_sql varchar not null,
+    created_at timestamptz not null
+)
+"""
+
+
+def connect(settings: Settings) -> ibis.BaseBackend:
+    """An Ibis DuckDB connection to the warehouse (session time zone UTC, set by Ibis)."""
+    settings.ensure_home()
+    return ibis.duckdb.connect(str(settings.warehouse_path))
+
+
+
+
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """One stored snapshot: where it is, what it was built from, and what it contains."""
+
+    snapshot_id: str
+    feature_view: str
+    feature_view_version: int
+    feature_group_versions: dict[str, int | None]
+    spine_model: str
+    spine_time: str
+    time_range: TimeRange
+    entity: tuple[str, ...]
+    target: str
+    feature_columns: tuple[str, ...]
+    slices: tuple[str, ...]
+    row_count: int
+    content_hash: str
+    created_at: dt.datetime
+    reused: bool = False
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{SCHEMA}.{self.snapshot_id}"
+
+    def table(self, con: ibis.BaseBackend) -> ir.Table:
+        return con.table(self.snapshot_id, database=SCHEMA)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "snapshot_id": self.snapshot_id,
+            "feature_view": self.feature_view,
+            "feature_view_version": self.feature_view_version,
+            "feature_group_versions": self.feature_group_versions,
+            "spine_model": self.spine_model,
+            "spine_time": self.spine_time,
+            "start_at": self.time_range.start.isoformat(),
+            "end_at": self.time_range.end.isoformat(),
+            "row_count": self.row_count,
+            "content_hash": self.content_hash,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+# --------------------------------------------------------------------------------------------------
+# The expression
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+def snapshot_expr(
+    con: ibis.BaseBackend, view: FeatureView, time_range: TimeRange, bounds: TimeBounds | None = None
+) -> ir.Table:
+    """The snapshot's expression: spine columns then every feature, ordered by spine time and entity keys
+    (see :func:`join_features` for the spine bounds)."""
+    label = view.label
+    joined = join_features(con, view, spine_expr(con, view, time_range), bounds=bounds)
+    return joined.order_by([label.spine_time, *label.entity])
+
+
+# --------------------------------------------------------------------------------------------------
+# Content hash
+
+
+def _render(column: ir.Column) -> ir.StringValue:
+    """A canonical, time-zone-independent text of one value; NULL is a marker, not an empty string."""
+    dtype = column.type()
+    if dtype.is_timestamp():
+        text = column.epoch_seconds().cast("int64").cast("string").concat(
+            ".", column.microsecond().cast("string").lpad(6, "0")
+        )
+    elif dtype.is_string():
+        text = column
+    else:
+        text = column.cast("string")
+    return text.fill_null(_NULL)
+
+
+def content_hash(table: ir.Table) -> str:
+    """An order-independent hash of a table's rows and schema, computed in the engine."""
+    row = ibis.literal(_SEP).join([_render(table[c]) for c in table.columns])
+    hashes = table.select(row_hash=row.hexdigest("md5"))
+    digest = hashes.aggregate(
+        digest=hashes.row_hash.group_concat(sep="", order_by=hashes.row_hash).hexdigest("md5"),
+    ).to_pyarrow()["digest"][0].as_py()
+    schema = json.dumps([[name, str(dtype)] for name, dtype in table.schema().items()])
+    return hashlib.sha256(f"{schema}\n{digest or ''}".encode()).hexdigest()
+
+
+def definition(view: FeatureView, time_range: TimeRange) -> dict[str, Any]:
+    """Everything that decides what a snapshot contains, apart from the data itself."""
+    label = view.label
+    result = {
+        "feature_view": view.name,
+        "feature_view_version": view.version,
+        "spine": {"relation": label.qualified_relation, "time": label.spine_time, "columns": spine_columns(view)},
+        "range": [time_range.start.isoformat(), time_range.end.isoformat()],
+        "features": [
+            {
+                "relation": ref.group.qualified_relation,
+                "version": ref.group.version,
+                "keys": ref.join_keys,
+                "event_time": ref.group.event_time,
+                "created_time": ref.group.created_time,
+                "ttl_seconds": ref.group.ttl.total_seconds() if ref.group.ttl else None,
+                "features": list(ref.features),
+                "prefix": ref.prefix,
+                # only when present, so views without on-demand features keep their definition hashes
+                **({"on_demand_inputs": list(ref.on_demand_inputs)} if ref.on_demand_inputs else {}),
+            }
+            for ref in view.features
+        ],
+    }
+    if view.on_demand:
+        result["on_demand"] = [{"name": f.name, "function": f.function, "inputs": f.inputs} for f in view.on_demand]
+    return result
+
+
+def _sha(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------
+# Storing and reading snapshots
+
+
+def ensure_registry(con: ibis.BaseBackend) -> None:
+    con.raw_sql(f"create schema if not exists {SCHEMA}")
+    con.raw_sql(_REGISTRY_DDL)
+
+
+def _info_from_row(row: dict[str, Any], reused: bool = False) -> SnapshotInfo:
+    return SnapshotInfo(
+        snapshot_id=row["snapshot_id"],
+        feature_view=row["feature_view"],
+        feature_view_version=int(row["feature_view_version"]),
+        feature_group_versions=json.loads(row["feature_group_versions"]),
+        spine_model=row["spine_model"],
+        spine_time=row["spine_time"],
+        time_range=TimeRange(row["start_at"], row["end_at"]),
+        entity=tuple(json.loads(row["entity_keys"])),
+        target=row["target"],
+        feature_columns=tuple(json.loads(row["feature_columns"])),
+        slices=tuple(json.loads(row["slice_columns"])),
+        row_count=int(row["row_count"]),
+        content_hash=row["content_hash"],
+        created_at=row["created_at"].astimezone(_UTC),
+        reused=reused,
+    )
+
+
+def _registry_rows(con: ibis.BaseBackend, where: str = "", params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    ensure_registry(con)
+    cursor = con.con.execute(f"select * from {REGISTRY} {where} order by created_at, snapshot_id", list(params))
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def get_snapshot(con: ibis.BaseBackend, snapshot_id: str) -> SnapshotInfo:
+    rows = _registry_rows(con, "where snapshot_id = ?", [snapshot_id])
+    if not rows:
+        raise KeyError(f"no snapshot {snapshot_id!r} in {REGISTRY}")
+    return _info_from_row(rows[0])
+
+
+def list_snapshots(con: ibis.BaseBackend, feature_view: str | None = None) -> list[SnapshotInfo]:
+    if feature_view is None:
+        return [_info_from_row(r) for r in _registry_rows(con)]
+    return [_info_from_row(r) for r in _registry_rows(con, "where feature_view = ?", [feature_view])]
+
+
+def build_snapshot(con: ibis.BaseBackend, view: FeatureView, time_range: TimeRange) -> SnapshotInfo:
+    """Materialise the view's snapshot for ``time_range`` (or reuse the identical one already stored).
+
+    The join runs once, into a scratch table; its hash decides the id. If that id exists the scratch table
+    is dropped and the stored snapshot returned (``reused=True``); otherwise the scratch table is renamed
+    and registered in one transaction, so a snapshot is never visible without its registry row.
+    """
+    ensure_registry(con)
+    bounds = spine_time_bounds(spine_expr(con, view, time_range), view.label.spine_time)
+    expr = snapshot_expr(con, view, time_range, bounds)
+    scratch = f"_building_{uuid.uuid4().hex[:12]}"
+    con.create_table(scratch, expr, database=SCHEMA)
+    try:
+        stored = con.table(scratch, database=SCHEMA)
+        row_count = int(stored.count().to_pyarrow().as_py())
+        check_joined_rows(view, bounds, row_count)
+        digest = content_hash(stored)
+        definition_hash = _sha(definition(view, time_range))
+        snapshot_id = f"snap_{view.name}_{_sha([definition_hash, digest])[:12]}"
+        existing = _registry_rows(con, "where snapshot_id = ?", [snapshot_id])
+        if existing:
+            return _info_from_row(existing[0], reused=True)
+        label = view.label
+        now = dt.datetime.now(_UTC)
+        raw = con.con
+        raw.execute("begin transaction")
+        try:
+            raw.execute(f'alter table {SCHEMA}."{scratch}" rename to "{snapshot_id}"')
+            raw.execute(
+                f"insert into {REGISTRY} values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    snapshot_id, view.name, view.version, json.dumps(view.group_versions()), label.model,
+                    label.qualified_relation, label.spine_time, time_range.start, time_range.end,
+                    json.dumps(list(label.entity)), label.target, json.dumps(view.feature_columns),
+                    json.dumps(list(label.slices)), row_count, digest, definition_hash, ibis.to_sql(expr), now,
+                ],
+            )
+            raw.execute("commit")
+        except Exception:
+            raw.execute("rollback")
+            raise
+        scratch = None
+        return get_snapshot(con, snapshot_id)
+    finally:
+        if scratch is not None:
+            con.raw_sql(f'drop table if exists {SCHEMA}."{scratch}"')
