@@ -17,6 +17,8 @@ class Settings:
     dbt_project_dir: Path
     dbt_profiles_dir: Path
     dbt_target: str = "dev"
+    # The engine behind the offline store (models_ml.offline.store.BACKENDS): "duckdb", the embedded default.
+    offline_store: str = "duckdb"
     # Online serving (issue 5). The online store: "sqlite" (embedded, a file under online/) or "redis".
     online_store: str = "sqlite"
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -79,6 +81,7 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         dbt_project_dir=root / "dbt_project",
         dbt_profiles_dir=root,
         dbt_target=env.get("FTI_DBT_TARGET", "dev"),
+        offline_store=env.get("FTI_OFFLINE_STORE", "duckdb"),
         online_store=env.get("FTI_ONLINE_STORE", "sqlite"),
         redis_url=env.get("FTI_REDIS_URL", "redis://127.0.0.1:6379/0"),
         redis_prefix=env.get("FTI_REDIS_PREFIX", "fti"),

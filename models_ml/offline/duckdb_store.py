@@ -1,0 +1,179 @@
+"""The embedded offline store: one DuckDB file under ``FTI_HOME`` (the only library module that imports duckdb).
+
+A DuckDB file admits one writing process at a time; a second writer gets ``duckdb.IOException`` ("Could not
+set lock"), which is this engine's transient error: orchestration retries it, everything else fails at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+import duckdb
+import ibis
+import ibis.expr.types as ir
+import pyarrow as pa
+
+from models_ml.core.settings import Settings
+from models_ml.core.time import TimeRange
+from models_ml.offline.store import OfflineStore, OfflineStoreError, WindowReplaced
+
+
+def ident(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qualified(schema: str, name: str) -> str:
+    return f"{ident(schema)}.{ident(name)}"
+
+
+class DuckDBStore(OfflineStore):
+    name: ClassVar[str] = "duckdb"
+    transient: ClassVar[tuple[type[BaseException], ...]] = (duckdb.IOException,)
+
+    def __init__(self, backend: ibis.BaseBackend) -> None:
+        self._backend = backend
+        self._raw: duckdb.DuckDBPyConnection = backend.con
+        self._depth = 0  # nested transaction() calls join the outermost one
+
+    @classmethod
+    def open(cls, settings: Settings, *, read_only: bool = False) -> DuckDBStore:
+        path = settings.warehouse_path
+        if read_only and not path.exists():
+            raise OfflineStoreError(f"no warehouse at {path}: run the feature pipeline (`fti features run`) first")
+        if not read_only:
+            settings.ensure_home()
+        return cls(ibis.duckdb.connect(str(path), read_only=read_only))
+
+    @classmethod
+    def in_memory(cls) -> DuckDBStore:
+        """A throwaway store (tests, benchmarks)."""
+        return cls(ibis.duckdb.connect())
+
+    @property
+    def ibis(self) -> ibis.BaseBackend:
+        return self._backend
+
+    # -- what exists --------------------------------------------------------------------------------
+
+    def relations(self) -> set[tuple[str, str]]:
+        rows = self._raw.execute("select table_schema, table_name from information_schema.tables").fetchall()
+        return {(schema, name) for schema, name in rows}
+
+    def columns(self, schema: str, name: str) -> list[str] | None:
+        rows = self._raw.execute(
+            "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
+            "order by ordinal_position", [schema, name],
+        ).fetchall()
+        return [r[0] for r in rows] or None
+
+    def arrow_schema(self, schema: str, name: str) -> pa.Schema:
+        if not self.exists(schema, name):
+            raise OfflineStoreError(f"no relation {schema}.{name} in the warehouse: run the feature pipeline first")
+        return self._raw.execute(f"select * from {qualified(schema, name)} limit 0").arrow().schema
+
+    # -- atomic writes ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _registered(self, rows: pa.Table) -> Iterator[str]:
+        view = f"__fti_rows_{uuid.uuid4().hex[:12]}"
+        self._raw.register(view, rows)
+        try:
+            yield view
+        finally:
+            self._raw.unregister(view)
+
+    def create_table(self, schema: str, name: str, source: ir.Table | pa.Table, *, overwrite: bool = False) -> None:
+        self._raw.execute(f"create schema if not exists {ident(schema)}")
+        if isinstance(source, pa.Table):
+            verb = "create or replace table" if overwrite else "create table"
+            with self._registered(source) as view:  # one statement: the table appears whole or not at all
+                self._raw.execute(f"{verb} {qualified(schema, name)} as select * from {view}")
+        else:
+            self._backend.create_table(name, source, database=schema, overwrite=overwrite)
+
+    def _insert_rows(self, target: str, view: str) -> None:
+        """The insert step of a replace (its own method so a test can make it fail half-way)."""
+        self._raw.execute(f"insert into {target} by name select * from {view}")
+
+    def replace_window(self, schema: str, name: str, rows: pa.Table, *, time_column: str, window: TimeRange,
+                       keys: Sequence[str]) -> WindowReplaced:
+        target = qualified(schema, name)
+        existing = self.columns(schema, name)
+        if existing is not None and sorted(existing) != sorted(rows.column_names):
+            raise OfflineStoreError(
+                f"{schema}.{name} has columns {existing}, but this run writes {rows.column_names}: the entity "
+                f"keys or times changed; rename or drop the old table"
+            )
+        event = ident(time_column)
+        with self._registered(rows) as view, self.transaction():
+            self._raw.execute(f"create schema if not exists {ident(schema)}")
+            self._raw.execute(f"create table if not exists {target} as select * from {view} limit 0")
+            deleted = self._raw.execute(f"delete from {target} where {event} >= ? and {event} < ?",
+                                        [window.start, window.end]).fetchone()[0]
+            if rows.num_rows:
+                # Rows outside the window of the entities being written (their time moved). Probing with
+                # those rows only, not the whole table, halves the cost of this step.
+                columns = ", ".join(ident(k) for k in keys)
+                match = " and ".join(f"o.{ident(k)} = {view}.{ident(k)}" for k in keys)
+                outside = f"{event} is null or {event} < ? or {event} >= ?"
+                deleted += self._raw.execute(
+                    f"delete from {target} where rowid in (select o.rowid from (select rowid, {columns} from "
+                    f"{target} where {outside}) o semi join {view} on {match})", [window.start, window.end],
+                ).fetchone()[0]
+            self._insert_rows(target, view)
+        return WindowReplaced(f"{schema}.{name}", int(deleted), rows.num_rows)
+
+    def insert(self, schema: str, name: str, rows: pa.Table, *, create: bool = True) -> int:
+        target = qualified(schema, name)
+        with self._registered(rows) as view, self.transaction():
+            if create:
+                self._raw.execute(f"create schema if not exists {ident(schema)}")
+                self._raw.execute(f"create table if not exists {target} as select * from {view} limit 0")
+            self._insert_rows(target, view)
+        return rows.num_rows
+
+    def rename_table(self, schema: str, name: str, new_name: str) -> None:
+        self._raw.execute(f"alter table {qualified(schema, name)} rename to {ident(new_name)}")
+
+    def drop_table(self, schema: str, name: str) -> None:
+        self._raw.execute(f"drop table if exists {qualified(schema, name)}")
+
+    # -- the stateful layer's own tables -----------------------------------------------------------
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cursor = self._raw.execute(sql, list(params))
+        return cursor.fetchall() if cursor.description else []
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._raw.executemany(sql, [list(r) for r in rows])
+
+    def _described(self, sql: str, params: Sequence[Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+        cursor = self._raw.execute(sql, list(params))
+        return [d[0] for d in cursor.description], cursor.fetchall()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[DuckDBStore]:
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+            return
+        self._raw.execute("begin transaction")
+        self._depth = 1
+        try:
+            yield self
+        except BaseException:
+            self._depth = 0
+            self._raw.execute("rollback")
+            raise
+        self._depth = 0
+        self._raw.execute("commit")
+
+    def close(self) -> None:
+        self._backend.disconnect()

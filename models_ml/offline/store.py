@@ -1,0 +1,203 @@
+"""The offline store: the one door between the library and the engine that holds the warehouse.
+
+Library code speaks Ibis expressions (lazy, backend-neutral) or this small interface; the SQL dialect and
+the connection live behind it, in one implementation module per engine. An implementation is chosen by
+name from ``Settings.offline_store`` (``duckdb``, the embedded default); the name maps to a ``module:Class``
+path that is imported only when asked for, so this module imports no engine and no engine imports it
+back. Adding an engine is one new module, one line in :data:`BACKENDS` and one entry in the store contract
+tests' parameter list (``tests/offline/test_store_contract.py``).
+
+What an implementation provides, and the rules each method keeps:
+
+* :attr:`OfflineStore.ibis`: the Ibis backend, for lazy expressions over the warehouse's relations;
+* reads: :meth:`table`, :meth:`to_arrow`, :meth:`relations`, :meth:`columns`, :meth:`arrow_schema`;
+* atomic writes: :meth:`create_table` (a table appears whole or not at all), :meth:`replace_window` (a
+  time window of a table is replaced in one transaction: readers see the old rows or the new ones),
+  :meth:`insert`, :meth:`rename_table`, :meth:`drop_table`;
+* the stateful layer's own small tables (model registry, ledgers, run records): :meth:`execute` and
+  :meth:`query` with portable SQL and ``?`` parameters, inside :meth:`transaction` when several
+  statements must commit together.
+
+Errors a retry can fix (another process holding the warehouse, a file system hiccup) are raised as the
+types in :func:`transient_errors`, so orchestration retries those and nothing else.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import importlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import ibis
+    import ibis.expr.types as ir
+    import pyarrow as pa
+
+    from models_ml.core.settings import Settings
+    from models_ml.core.time import TimeRange
+
+# name -> "module:Class"; imported on first use (see the module docstring)
+BACKENDS: dict[str, str] = {
+    "duckdb": "models_ml.offline.duckdb_store:DuckDBStore",
+}
+
+
+class OfflineStoreError(RuntimeError):
+    """The offline store refused an operation; the message names the relation or setting and the fix."""
+
+
+@dataclass(frozen=True)
+class WindowReplaced:
+    """What :meth:`OfflineStore.replace_window` did to a table."""
+
+    table: str
+    deleted: int
+    inserted: int
+
+
+class OfflineStore(abc.ABC):
+    """One open warehouse. Use it as a context manager; :meth:`close` releases the engine's locks."""
+
+    name: ClassVar[str]
+    #: exception types of this engine that a retry can fix (lock conflicts, I/O)
+    transient: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    @classmethod
+    @abc.abstractmethod
+    def open(cls, settings: Settings, *, read_only: bool = False) -> OfflineStore:
+        """Connect to the warehouse of ``settings`` (creating an empty one when writable and missing)."""
+
+    # -- the engine, for lazy expressions ----------------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def ibis(self) -> ibis.BaseBackend:
+        """The Ibis backend over the warehouse (session time zone UTC)."""
+
+    def table(self, schema: str, name: str) -> ir.Table:
+        return self.ibis.table(name, database=schema)
+
+    def to_arrow(self, expr: ir.Table) -> pa.Table:
+        """Execute a lazy expression and leave the engine once, into Arrow."""
+        return expr.to_pyarrow()
+
+    # -- what exists --------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def relations(self) -> set[tuple[str, str]]:
+        """Every (schema, name) of a table or view in the warehouse."""
+
+    @abc.abstractmethod
+    def columns(self, schema: str, name: str) -> list[str] | None:
+        """The relation's column names in order; None when it does not exist."""
+
+    @abc.abstractmethod
+    def arrow_schema(self, schema: str, name: str) -> pa.Schema:
+        """The relation's columns as an Arrow schema (the types a read returns)."""
+
+    def exists(self, schema: str, name: str) -> bool:
+        return self.columns(schema, name) is not None
+
+    # -- atomic writes ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create_table(self, schema: str, name: str, source: ir.Table | pa.Table, *, overwrite: bool = False) -> None:
+        """Create ``schema.name`` from a lazy expression (run inside the engine) or an Arrow table, whole or
+        not at all; the schema is created when missing. Refuses an existing table unless ``overwrite``."""
+
+    @abc.abstractmethod
+    def replace_window(self, schema: str, name: str, rows: pa.Table, *, time_column: str, window: TimeRange,
+                       keys: Sequence[str]) -> WindowReplaced:
+        """In one transaction: delete the rows of ``schema.name`` whose ``time_column`` lies in ``window``
+        and any other row of an entity (``keys``) being written, then insert ``rows``. The table is created
+        from ``rows`` when missing; a table with other columns is refused (OfflineStoreError)."""
+
+    @abc.abstractmethod
+    def insert(self, schema: str, name: str, rows: pa.Table, *, create: bool = True) -> int:
+        """Append ``rows`` by column name (creating the table from their schema when missing and ``create``)."""
+
+    @abc.abstractmethod
+    def rename_table(self, schema: str, name: str, new_name: str) -> None: ...
+
+    @abc.abstractmethod
+    def drop_table(self, schema: str, name: str) -> None:
+        """Drop the table if it exists."""
+
+    # -- the stateful layer's own tables -----------------------------------------------------------
+
+    @abc.abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement (portable SQL, ``?`` parameters) and return its rows (empty for DDL/DML
+        without a result); an ``insert``/``delete``/``update`` returns ``[(affected_rows,)]``."""
+
+    @abc.abstractmethod
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Rows of a query as dicts by column name."""
+        names, rows = self._described(sql, params)
+        return [dict(zip(names, row)) for row in rows]
+
+    @abc.abstractmethod
+    def _described(self, sql: str, params: Sequence[Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and rows of a query."""
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of the first row (None when there is no row)."""
+        rows = self.execute(sql, params)
+        return rows[0][0] if rows else None
+
+    @abc.abstractmethod
+    def transaction(self) -> contextlib.AbstractContextManager[OfflineStore]:
+        """Commit the statements inside together, or none of them on an exception."""
+
+    # -- lifetime -----------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> OfflineStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def backend_class(name: str) -> type[OfflineStore]:
+    """The implementation registered under ``name`` (or given as ``module:Class``)."""
+    path = BACKENDS.get(name, name if ":" in name else None)
+    if path is None:
+        raise OfflineStoreError(f"unknown offline store {name!r}: choose one of {sorted(BACKENDS)} "
+                                f"(FTI_OFFLINE_STORE) or give a 'module:Class' path")
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def open_offline_store(settings: Settings, *, read_only: bool = False) -> OfflineStore:
+    """Open the warehouse of ``settings`` with the engine it names (``settings.offline_store``)."""
+    return backend_class(settings.offline_store).open(settings, read_only=read_only)
+
+
+@contextlib.contextmanager
+def opened(settings: Settings, *, read_only: bool = False) -> Iterator[OfflineStore]:
+    """:func:`open_offline_store` as a context manager that always closes."""
+    store = open_offline_store(settings, read_only=read_only)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def transient_errors(names: Sequence[str] | None = None) -> tuple[type[BaseException], ...]:
+    """The exception types a retry can fix, for the named engines (default: every registered one that
+    imports here): what orchestration's retry policy retries on, besides OSError."""
+    found: list[type[BaseException]] = [OSError]
+    for name in names if names is not None else BACKENDS:
+        try:
+            found += backend_class(name).transient
+        except ImportError:  # an optional engine that is not installed cannot raise its errors either
+            continue
+    return tuple(dict.fromkeys(found))
