@@ -269,7 +269,7 @@ def spine_bodies(settings, model: str, n: int = 2000) -> list[bytes]:
     """The newest spine rows of the model's label table, as request bodies (only the published fields)."""
     import duckdb
 
-    from models_ml.inference.online.publish import read_pointer
+    from models_ml.training.champion_pointer import read_pointer
 
     pointer = read_pointer(settings, model)
     label = pointer.view.label
@@ -325,7 +325,7 @@ def load_test(port: int, model: str, bodies: list[bytes], rate: float, seconds: 
 
 def run_service(settings, model: str, rate: float, seconds: float, steps: list[float], step_seconds: float) -> None:
     from models_ml.inference.online.materialize import materialize
-    from models_ml.inference.online.publish import publish_champion
+    from models_ml.training.registry import publish_champion
     from models_ml.inference.online.store import open_store
 
     pointer = publish_champion(settings, model)

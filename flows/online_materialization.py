@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from models_ml.core.settings import Settings, load_settings
 from models_ml.definitions.catalog import load_catalog
 from models_ml.inference.online import materialize as mt
-from models_ml.inference.online import publish
+from models_ml.training import registry
 from models_ml.inference.online.store import open_store
 
 
@@ -58,7 +58,7 @@ def materialize_task(settings: Settings, store_kind: str | None, groups: Sequenc
 
 @task(name="publish-champions", **_IO)
 def publish_task(settings: Settings) -> list[dict[str, Any]]:
-    pointers = publish.publish_all(settings)
+    pointers = registry.publish_champions(settings)
     for p in pointers:
         get_run_logger().info("published %s champion v%d -> %s", p.model_name, p.version, p.path)
     return [{"model": p.model_name, "version": p.version, "pointer": str(p.path)} for p in pointers]

@@ -20,7 +20,6 @@ from models_ml.core.settings import Settings, load_settings
 from models_ml.core.time import TimeRange
 from models_ml.core.timing import Laps
 from models_ml.definitions.catalog import load_catalog
-from models_ml.inference.online.publish import publish_champion
 from models_ml.training import evaluate as ev
 from models_ml.training import registry
 from models_ml.training import snapshot as sn
@@ -129,9 +128,8 @@ def register_task(settings: Settings, model_name: str, model: tr.Model, evaluati
 @task(name="set-alias", **_IO)
 def alias_task(settings: Settings, model_name: str, version: int, gate: ev.GateResult, promote: bool) -> str:
     if gate.passed and promote:
-        registry.promote(settings, model_name, version, registry.CHAMPION, reason="gate passed")
-        # the online service follows the champion through a file, never opening the warehouse
-        publish_champion(settings, model_name, catalog=load_catalog(settings))
+        registry.promote(settings, model_name, version, registry.CHAMPION, reason="gate passed",
+                         catalog=load_catalog(settings))
         return registry.CHAMPION
     registry.set_alias(settings, model_name, registry.CHALLENGER, version, reason=gate.summary())
     return registry.CHALLENGER

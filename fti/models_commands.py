@@ -122,24 +122,24 @@ def models_promote(args: argparse.Namespace) -> int:
     change = registry.promote(settings, args.name, args.version, args.alias,
                               reason="manual promotion" + (" (forced past a failed gate)" if not version.gate_passed else ""))
     print(f"{args.name}: {args.alias} v{change.previous_version or '-'} -> v{change.version}")
-    _publish_if_champion(_settings(args), args.name, args.alias)
+    _say_published(_settings(args), args.name, args.alias)
     return 0
 
 
 def models_rollback(args: argparse.Namespace) -> int:
     change = registry.rollback(_settings(args), args.name, args.alias, reason="manual rollback")
     print(f"{args.name}: {args.alias} rolled back v{change.previous_version} -> v{change.version}")
-    _publish_if_champion(_settings(args), args.name, args.alias)
+    _say_published(_settings(args), args.name, args.alias)
     return 0
 
 
-def _publish_if_champion(settings, model_name: str, alias: str) -> None:
-    """Point the online service at the new champion (it reads a file, never the warehouse)."""
+def _say_published(settings, model_name: str, alias: str) -> None:
+    """The registry republished the champion pointer the online service follows: say where."""
     if alias == registry.CHAMPION:
-        from models_ml.inference.online.publish import publish_champion
+        from models_ml.training.champion_pointer import pointer_path
 
-        pointer = publish_champion(settings, model_name)
-        print(f"{model_name}: published the champion pointer for the online service ({pointer.path})")
+        print(f"{model_name}: published the champion pointer for the online service "
+              f"({pointer_path(settings, model_name)})")
 
 
 def _overrides(pairs: list[str] | None) -> dict[str, str]:

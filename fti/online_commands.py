@@ -33,12 +33,12 @@ def materialize(args: argparse.Namespace) -> int:
 
 def publish(args: argparse.Namespace) -> int:
     from models_ml.core.settings import load_settings
-    from models_ml.inference.online.publish import publish_all, publish_champion
+    from models_ml.training import registry
     from models_ml.training.registry import RegistryError
 
     settings = load_settings(getattr(args, "home", None))
     try:
-        pointers = [publish_champion(settings, args.model)] if args.model else publish_all(settings)
+        pointers = [registry.publish_champion(settings, args.model)] if args.model else registry.publish_champions(settings)
     except RegistryError as error:
         print(f"fti: {error}", file=sys.stderr)
         return 2

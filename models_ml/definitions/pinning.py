@@ -7,19 +7,27 @@ versions are gone from the dbt project must be refused with the group and versio
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from models_ml.definitions.catalog import Catalog, CatalogError, FeatureView
 
-if TYPE_CHECKING:
-    from models_ml.training.registry import ModelVersion
+
+class TrainedOn(Protocol):
+    """What pinning needs of a model version (the registry's ModelVersion has it): its lineage."""
+
+    model_name: str
+    version: int
+    feature_view: str
+    feature_group_versions: Mapping[str, int | None]
+    features: Sequence[str]
 
 
 class LineageError(ValueError):
     """A model's lineage no longer matches the dbt project; the message names the group and the fix."""
 
 
-def pin_view(catalog: Catalog, version: ModelVersion) -> FeatureView:
+def pin_view(catalog: Catalog, version: TrainedOn) -> FeatureView:
     """The model's feature view with every group at the version the model was trained on (its lineage).
 
     Raises LineageError when the view, a group version or a selected feature is not in the catalog.

@@ -38,6 +38,8 @@ import duckdb
 
 import models_ml
 from models_ml.core.settings import PROJECT_ROOT, Settings
+from models_ml.definitions.catalog import Catalog, load_catalog
+from models_ml.training import champion_pointer
 from models_ml.training.evaluate import Evaluation, GateResult
 from models_ml.training.train import Model, load_model, save_model
 
@@ -452,11 +454,20 @@ def set_alias(settings: Settings, model_name: str, alias: str, version: int, rea
         return _set_alias(con, model_name, alias, version, "set", reason)
 
 
-def promote(settings: Settings, model_name: str, version: int, alias: str = CHAMPION, reason: str = "") -> AliasChange:
+def promote(settings: Settings, model_name: str, version: int, alias: str = CHAMPION, reason: str = "", *,
+            publish: bool = True, catalog: Catalog | None = None) -> AliasChange:
     """Make ``version`` the ``alias`` (champion by default). Gate checks are the caller's job.
 
-    A version promoted to champion stops being challenger.
+    A version promoted to champion stops being challenger, and its champion pointer is published for the
+    online service (``publish=False`` only for a registry without a dbt project behind it, as in tests).
     """
+    change = _promote(settings, model_name, version, alias, reason)
+    if publish and alias == CHAMPION:
+        publish_champion(settings, model_name, catalog=catalog)
+    return change
+
+
+def _promote(settings: Settings, model_name: str, version: int, alias: str, reason: str) -> AliasChange:
     with connect(settings) as con, _transaction(con):
         _require_version(con, model_name, version)
         change = _set_alias(con, model_name, alias, version, "promote", reason)
@@ -483,12 +494,29 @@ def _alias_stack(con: duckdb.DuckDBPyConnection, model_name: str, alias: str) ->
     return stack
 
 
-def rollback(settings: Settings, model_name: str, alias: str = CHAMPION, reason: str = "") -> AliasChange:
-    """Move ``alias`` back to the version it pointed at before the current one."""
+def rollback(settings: Settings, model_name: str, alias: str = CHAMPION, reason: str = "", *,
+             publish: bool = True, catalog: Catalog | None = None) -> AliasChange:
+    """Move ``alias`` back to the version it pointed at before the current one (republishing the champion
+    pointer, as :func:`promote` does)."""
     with connect(settings) as con, _transaction(con):
         stack = _alias_stack(con, model_name, alias)
         if len(stack) < 2:
             raise RegistryError(
                 f"model {model_name!r} has no earlier {alias} to roll back to (history: {stack or 'empty'})"
             )
-        return _set_alias(con, model_name, alias, stack[-2], "rollback", reason or f"rollback from v{stack[-1]}")
+        change = _set_alias(con, model_name, alias, stack[-2], "rollback", reason or f"rollback from v{stack[-1]}")
+    if publish and alias == CHAMPION:
+        publish_champion(settings, model_name, catalog=catalog)
+    return change
+
+
+def publish_champion(settings: Settings, model_name: str, *, catalog: Catalog | None = None) -> champion_pointer.Pointer:
+    """(Re)write ``model_name``'s champion pointer, the file the online service follows (idempotent)."""
+    return champion_pointer.publish_champion(settings, resolve(settings, model_name, CHAMPION), catalog=catalog)
+
+
+def publish_champions(settings: Settings, *, catalog: Catalog | None = None) -> list[champion_pointer.Pointer]:
+    """Publish the champion pointer of every registered model that has a champion."""
+    catalog = catalog if catalog is not None else load_catalog(settings)
+    return [publish_champion(settings, name, catalog=catalog) for name in list_models(settings)
+            if CHAMPION in get_aliases(settings, name)]

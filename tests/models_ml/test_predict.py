@@ -136,7 +136,7 @@ def train_and_register(settings, catalog: Catalog, *, promote=True, lineage_vers
     )
     version = registry.register_model(settings, "toy", model, evaluation, gate, lineage)
     if promote:
-        registry.promote(settings, "toy", version.version)
+        registry.promote(settings, "toy", version.version, publish=False)
     return version
 
 

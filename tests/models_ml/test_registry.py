@@ -101,18 +101,18 @@ def test_failed_registration_leaves_nothing(settings, trained):
 def test_promote_rollback_and_history(settings, trained):
     for _ in range(3):
         register(settings, trained)
-    registry.promote(settings, "toy", 1)
-    registry.promote(settings, "toy", 2)
-    registry.promote(settings, "toy", 3)
+    registry.promote(settings, "toy", 1, publish=False)
+    registry.promote(settings, "toy", 2, publish=False)
+    registry.promote(settings, "toy", 3, publish=False)
     assert registry.get_aliases(settings, "toy") == {"champion": 3}
 
-    change = registry.rollback(settings, "toy")
+    change = registry.rollback(settings, "toy", publish=False)
     assert (change.previous_version, change.version) == (3, 2)
-    assert registry.rollback(settings, "toy").version == 1  # walks back, does not toggle 2 <-> 3
+    assert registry.rollback(settings, "toy", publish=False).version == 1  # walks back, does not toggle 2 <-> 3
     with pytest.raises(registry.RegistryError, match="no earlier champion"):
-        registry.rollback(settings, "toy")
-    registry.promote(settings, "toy", 3)
-    assert registry.rollback(settings, "toy").version == 1
+        registry.rollback(settings, "toy", publish=False)
+    registry.promote(settings, "toy", 3, publish=False)
+    assert registry.rollback(settings, "toy", publish=False).version == 1
 
     history = registry.alias_history(settings, "toy", "champion")
     assert [(h["action"], h["previous_version"], h["version"]) for h in history] == [
@@ -126,13 +126,13 @@ def test_promote_rollback_and_history(settings, trained):
 def test_challenger_and_promotion_clears_it(settings, trained):
     register(settings, trained)
     register(settings, trained)
-    registry.promote(settings, "toy", 1)
+    registry.promote(settings, "toy", 1, publish=False)
     registry.set_alias(settings, "toy", "challenger", 2, reason="gate failed")
     assert registry.get_aliases(settings, "toy") == {"champion": 1, "challenger": 2}
-    registry.promote(settings, "toy", 2)
+    registry.promote(settings, "toy", 2, publish=False)
     assert registry.get_aliases(settings, "toy") == {"champion": 2}
     with pytest.raises(registry.RegistryError):
-        registry.promote(settings, "toy", 5)
+        registry.promote(settings, "toy", 5, publish=False)
     with pytest.raises(registry.RegistryError, match="no 'champion' alias"):
         registry.resolve(settings, "other")
 
@@ -141,7 +141,7 @@ def test_resolve_and_load_by_alias(settings, trained):
     model, _, _, test = trained
     register(settings, trained)
     register(settings, trained)
-    registry.promote(settings, "toy", 2)
+    registry.promote(settings, "toy", 2, publish=False)
     version, loaded = registry.load(settings, "toy", "champion")
     assert version.version == 2
     assert np.array_equal(loaded.predict(test), model.predict(test))

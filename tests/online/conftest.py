@@ -56,12 +56,12 @@ def served_home(built_home, tmp_path_factory) -> Settings:
     """The ten-day flights slice with a flight_delay champion, its online store (SQLite) materialized and
     its champion published. Do not modify: copy it (``copy_home``)."""
     from models_ml.inference.online.materialize import materialize
-    from models_ml.inference.online.publish import publish_all
+    from models_ml.training.registry import publish_champions
     from models_ml.inference.online.store import open_store
 
     settings = copy_home(built_home, tmp_path_factory.mktemp("served") / "home")
     train_champion(settings)
     with open_store(settings, "sqlite") as store:
         materialize(settings, store)
-    publish_all(settings)
+    publish_champions(settings)
     return settings

@@ -30,6 +30,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from models_ml.core.kinds import kind_of
 from models_ml.core.settings import Settings
 from models_ml.definitions.catalog import Catalog, FeatureGroup, load_catalog
 from models_ml.inference.online.store import (
@@ -41,7 +42,6 @@ from models_ml.inference.online.store import (
     OnlineStore,
     entity_keys,
     group_id,
-    kind_of,
     storage_array,
     to_us,
 )

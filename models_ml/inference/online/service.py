@@ -70,7 +70,7 @@ from models_ml.core.settings import Settings, load_settings
 from models_ml.definitions.catalog import FeatureView
 from models_ml.inference.online import encode
 from models_ml.inference.online.prediction_log import PredictionLog
-from models_ml.inference.online.publish import (
+from models_ml.training.champion_pointer import (
     POINTER_FILE,
     Pointer,
     RequestField,

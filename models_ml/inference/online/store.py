@@ -75,23 +75,6 @@ def from_us(value: int | None) -> dt.datetime | None:
     return _EPOCH + dt.timedelta(microseconds=int(value))
 
 
-def kind_of(data_type: pa.DataType) -> str:
-    """The storage kind of an Arrow type."""
-    if pa.types.is_boolean(data_type):
-        return "bool"
-    if pa.types.is_integer(data_type):
-        return "int"
-    if pa.types.is_floating(data_type) or pa.types.is_decimal(data_type):
-        return "float"
-    if pa.types.is_string(data_type) or pa.types.is_large_string(data_type):
-        return "str"
-    if pa.types.is_dictionary(data_type):
-        return kind_of(data_type.value_type)
-    if pa.types.is_timestamp(data_type):
-        return "timestamp"
-    if pa.types.is_date(data_type):
-        return "date"
-    return "json"
 
 
 def storage_array(column: pa.ChunkedArray | pa.Array, kind: str) -> pa.Array:

@@ -1,8 +1,8 @@
-"""The published champion: a small file per model that lets the inference service serve without the warehouse.
+"""The champion pointer: a small file per model that lets the inference service serve without the warehouse.
 
-The registry lives in the warehouse (DuckDB), which the service must never open (a DuckDB file admits one
-writing process, and the pipelines write it). So whoever moves the champion (or materializes the online
-store) also writes ``FTI_HOME/models/<model>/champion.json``:
+The registry lives in the warehouse, which the service must never open (a DuckDB file admits one writing
+process, and the pipelines write it). So the registry, whenever it moves a champion, also writes
+``FTI_HOME/models/<model>/champion.json`` (see :func:`models_ml.training.registry.promote`):
 
 * the version and its model directory (relative to the pointer when inside ``FTI_HOME/models``, so a copied
   home still works);
@@ -28,13 +28,19 @@ import typing
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import duckdb
+from typing import Any, Protocol
 
 from models_ml.core.settings import Settings
 from models_ml.definitions.catalog import Catalog, FeatureView, load_catalog
-from models_ml.inference.online.store import kind_of
+from models_ml.definitions.pinning import TrainedOn, pin_view
+from models_ml.core.kinds import kind_of
+from models_ml.offline.store import opened
+
+
+class PublishedVersion(TrainedOn, Protocol):
+    """What publishing needs of a model version: its lineage and where its files are."""
+
+    model_dir: Path
 
 POINTER_FILE = "champion.json"
 ALIAS = "champion"
@@ -108,8 +114,7 @@ def request_fields(view: FeatureView, label_kinds: dict[str, str]) -> list[Reque
     request's arrival) and the label's event time (when no on-demand feature needs it)."""
     label = view.label
     join_keys = [spine for ref in view.features for spine in ref.join_keys]
-    request_columns = getattr(view, "request_columns", label.request_features)
-    required = list(dict.fromkeys([*label.entity, *join_keys, *request_columns]))
+    required = list(dict.fromkeys([*label.entity, *join_keys, *view.request_columns]))
     optional = [c for c in dict.fromkeys([label.spine_time, label.event_time]) if c not in required]
     missing = [c for c in [*required, *optional] if c not in label_kinds]
     if missing:
@@ -121,9 +126,8 @@ def request_fields(view: FeatureView, label_kinds: dict[str, str]) -> list[Reque
 def label_kinds(settings: Settings, view: FeatureView) -> dict[str, str]:
     """Storage kinds of the label table's columns, read from the warehouse (read-only)."""
     label = view.label
-    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        table = con.execute(f'select * from "{label.schema}"."{label.relation}" limit 0').arrow()
-        schema = table.schema
+    with opened(settings, read_only=True) as store:
+        schema = store.arrow_schema(label.schema, label.relation)
     return {f.name: kind_of(f.type) for f in schema}
 
 
@@ -162,12 +166,9 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def publish_champion(settings: Settings, model_name: str, *, catalog: Catalog | None = None) -> Pointer:
-    """Write ``champion.json`` for ``model_name``'s current champion (reads the registry and the label table)."""
-    from models_ml.definitions.pinning import pin_view
-    from models_ml.training import registry
-
-    version = registry.resolve(settings, model_name, ALIAS)
+def publish_champion(settings: Settings, version: PublishedVersion, *, catalog: Catalog | None = None) -> Pointer:
+    """Write ``champion.json`` for ``version``, its model's champion (reads the label table's column types)."""
+    model_name = version.model_name
     catalog = catalog if catalog is not None else load_catalog(settings)
     view = pin_view(catalog, version)
     fields = request_fields(view, label_kinds(settings, view))
@@ -195,15 +196,6 @@ def publish_champion(settings: Settings, model_name: str, *, catalog: Catalog | 
     return read_pointer_file(path)
 
 
-def publish_all(settings: Settings, *, catalog: Catalog | None = None) -> list[Pointer]:
-    """Publish the champion of every registered model that has one."""
-    from models_ml.training import registry
-    catalog = catalog if catalog is not None else load_catalog(settings)
-    pointers = []
-    for name in registry.list_models(settings):
-        if ALIAS in registry.get_aliases(settings, name):
-            pointers.append(publish_champion(settings, name, catalog=catalog))
-    return pointers
 
 
 def read_pointer_file(path: Path) -> Pointer:
