@@ -8,7 +8,7 @@ its TTLs and the uniqueness its dbt tests prove: hourly airport weather (TTL 3 h
 inputs; some tails NULL or unknown, so some rows are flagged). A small LightGBM model is trained through
 the project's own path (snapshot -> splits -> train_model -> registry, promoted to champion) on the first
 days, then the champion scores the next 25 days (``--rows`` spine rows, 1,000,000 by default) with
-``models_ml.inference.batch.predict.predict_window``: the same code as the `batch-inference` flow.
+``models_ml.inference.batch.pipeline.predict_window``: the same steps as the `batch-inference` flow.
 
 Printed: rows/s end to end and the share of each stage; the spine stage is timed apart (the same spine
 query alone, to Arrow), because in the run it is part of the one point-in-time query. The first run writes
@@ -42,13 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import duckdb  # noqa: E402
 
 from bench._machine import describe_machine  # noqa: E402
-from models_ml import evaluate as ev  # noqa: E402
-from models_ml import predict as pr  # noqa: E402
-from models_ml import registry  # noqa: E402
-from models_ml import snapshot as sn  # noqa: E402
-from models_ml import train as tr  # noqa: E402
 from models_ml.core.settings import Settings, load_settings  # noqa: E402
-from models_ml.core.time import TimeRange, day_window
+from models_ml.core.time import TimeRange, day_window  # noqa: E402
 from models_ml.definitions.catalog import (  # noqa: E402
     Catalog,
     Feature,
@@ -57,8 +52,15 @@ from models_ml.definitions.catalog import (  # noqa: E402
     FeatureView,
     LabelSpec,
 )
-from models_ml.offline import retrieval
-from models_ml.training.splits import TimeSplit, load_splits
+from models_ml.inference.batch import pipeline as bp  # noqa: E402
+from models_ml.inference.batch import predict as pr  # noqa: E402
+from models_ml.offline import retrieval  # noqa: E402
+from models_ml.offline.store import opened  # noqa: E402
+from models_ml.training import evaluate as ev  # noqa: E402
+from models_ml.training import registry  # noqa: E402
+from models_ml.training import snapshot as sn  # noqa: E402
+from models_ml.training import train as tr  # noqa: E402
+from models_ml.training.splits import TimeSplit, load_splits  # noqa: E402
 
 MODEL = "bench_delay"
 TRAIN_START, SCORE_START = dt.date(2024, 1, 1), dt.date(2024, 1, 5)
@@ -208,12 +210,9 @@ def train_champion(settings: Settings, catalog: Catalog, trees: int, threads: in
     """A small model through the project's path: snapshot -> time splits -> train_model -> register -> champion."""
     started = time.perf_counter()
     view = catalog.view(MODEL)
-    con = sn.connect(settings)
-    try:
-        info = sn.build_snapshot(con, view, TimeRange.of(TRAIN_START, SCORE_START))
-        splits = load_splits(con, info, TimeSplit(fractions=(0.7, 0.15, 0.15)))
-    finally:
-        con.disconnect()
+    with opened(settings) as store:
+        info = sn.build_snapshot(store, view, TimeRange.of(TRAIN_START, SCORE_START))
+        splits = load_splits(store, info, TimeSplit(fractions=(0.7, 0.15, 0.15)))
     config = tr.TrainConfig(num_boost_round=trees, early_stopping_rounds=trees, num_leaves=31, min_data_in_leaf=100,
                             learning_rate=0.1, num_threads=threads)
     model = tr.train_model(splits.train, splits.validation, features=info.feature_columns, target=info.target,
@@ -223,7 +222,7 @@ def train_champion(settings: Settings, catalog: Catalog, trees: int, threads: in
     lineage = registry.Lineage(view.name, view.version, info.feature_group_versions, info.snapshot_id,
                                info.content_hash, code_version="bench")
     version = registry.register_model(settings, MODEL, model, evaluation, gate, lineage)
-    registry.promote(settings, MODEL, version.version)
+    registry.promote(settings, MODEL, version.version, publish=False)  # no online service to point
     print(f"model: trained on {splits.rows['train']:,} rows in {time.perf_counter() - started:.1f} s; "
           f"{model.best_iteration} trees x 31 leaves, test roc_auc {evaluation.metrics.roc_auc:.3f}", flush=True)
     return version, model
@@ -245,15 +244,12 @@ STAGES = [  # (printed name, key in PredictionRun.seconds)
 
 def spine_alone(settings: Settings, catalog: Catalog, window: TimeRange) -> tuple[float, int]:
     """The spine query by itself, to Arrow: how much of the PIT stage is the spine."""
-    con = sn.connect(settings)
-    try:
+    with opened(settings) as store:
         view = catalog.view(MODEL)
-        retrieval.inference_spine(con, view, window).to_pyarrow()  # warm
+        store.to_arrow(retrieval.inference_spine(store, view, window))  # warm
         started = time.perf_counter()
-        rows = retrieval.inference_spine(con, view, window).to_pyarrow().num_rows
+        rows = store.to_arrow(retrieval.inference_spine(store, view, window)).num_rows
         return time.perf_counter() - started, rows
-    finally:
-        con.disconnect()
 
 
 def hand_written_sql(view: FeatureView, window: TimeRange) -> str:
@@ -291,11 +287,8 @@ def baselines(
         sql_seconds = time.perf_counter() - started
     finally:
         con.close()
-    con = sn.connect(settings)
-    try:
-        features = pr.load_features(con, view, window, model.spec.features)
-    finally:
-        con.disconnect()
+    with opened(settings) as store:
+        features = pr.load_features(store, view, window, model.spec.features)
     matrix = tr.feature_matrix(features, model.spec)
     started = time.perf_counter()
     model.booster.predict(matrix, num_iteration=model.best_iteration or None, num_threads=threads)
@@ -306,7 +299,7 @@ def _load() -> str:
     return " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def report(title: str, run: pr.PredictionRun, spine_seconds: float) -> float:
+def report(title: str, run: bp.PredictionRun, spine_seconds: float) -> float:
     total = sum(run.seconds.values())
     print(f"\n{title}: {run.rows:,} rows in {total:.2f} s = {run.rows / total:,.0f} rows/s end to end "
           f"({run.flagged_rows:,} flagged, {run.deleted:,} previous rows replaced, mean score {run.mean_score:.4f})")
@@ -341,9 +334,9 @@ def main() -> int:
         _, model = train_champion(settings, catalog, args.trees, args.threads)
 
         window = day_window(SCORE_START, SCORE_DAYS)
-        pr.predict_window(settings, MODEL, day_window(TRAIN_START), catalog=catalog, num_threads=args.threads)
+        bp.predict_window(settings, MODEL, day_window(TRAIN_START), catalog=catalog, num_threads=args.threads)
         spine_seconds, spine_rows = spine_alone(settings, catalog, window)
-        first = pr.predict_window(settings, MODEL, window, catalog=catalog, num_threads=args.threads)
+        first = bp.predict_window(settings, MODEL, window, catalog=catalog, num_threads=args.threads)
         assert first.rows == spine_rows, (first.rows, spine_rows)
         rate = report("first run (into an empty window)", first, spine_seconds)
 
@@ -351,7 +344,7 @@ def main() -> int:
         # in the machine's load hits both alike; medians are reported.
         runs, floors = [], []
         for _ in range(args.repeat):
-            runs.append(pr.predict_window(settings, MODEL, window, catalog=catalog, num_threads=args.threads))
+            runs.append(bp.predict_window(settings, MODEL, window, catalog=catalog, num_threads=args.threads))
             floors.append(baselines(settings, catalog, model, window, args.threads))
         median = dataclasses.replace(runs[0], seconds={
             key: statistics.median(r.seconds.get(key, 0.0) for r in runs) for key in runs[0].seconds})

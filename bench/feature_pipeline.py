@@ -18,26 +18,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import duckdb  # noqa: E402
-
 from bench._machine import describe_machine  # noqa: E402
 from examples.flights.loader import LAST_DAY, land_flights  # noqa: E402
 from models_ml.core.settings import Settings, load_settings  # noqa: E402
-from models_ml.definitions.catalog import load_catalog  # noqa: E402
 from models_ml.features.dbt_runner import DbtRun, build  # noqa: E402
-from models_ml.features.pipeline import (  # noqa: E402
-    published_relations,
-    quarantine_counts,
-    relation_row_counts,
-)
+from models_ml.features.pipeline import count_rows  # noqa: E402
+from models_ml.offline.store import opened  # noqa: E402
 
 ELEVEN_MONTHS = dt.date(2013, 11, 30)
 
 
 def land(settings: Settings, through: dt.date, cache: Path) -> int:
-    settings.ensure_home()
-    with duckdb.connect(str(settings.warehouse_path)) as con:
-        return land_flights(con, through, cache).total_rows
+    with opened(settings) as store:
+        return land_flights(store, through, cache).total_rows
 
 
 def model_seconds(run: DbtRun) -> float:
@@ -81,11 +74,11 @@ def main() -> None:
 
     print()
     print("feature tables on the full year:")
-    counts = relation_row_counts(full, published_relations(load_catalog(full)))
+    counts, quarantined = count_rows(full)
     for relation, count in counts.items():
         print(f"  {relation:<48}{count:>10,}")
     print("quarantined rows on the full year:")
-    for key, count in quarantine_counts(full).items():
+    for key, count in quarantined.items():
         print(f"  {key:<48}{count:>10,}")
 
 

@@ -1,8 +1,11 @@
 """Prefect flow of the feature pipeline: land new raw data, then `dbt build` staging, features and labels.
 
+Thin wiring of models_ml.features.pipeline: each task wraps one of its steps and adds a log line, and the
+pipeline's one composition (:func:`~models_ml.features.pipeline.run_feature_pipeline`) calls them in order.
 A failing error-severity test (or unit test, or contract) fails the flow with a message naming the test and
 showing failing rows; models downstream of it are skipped and so not published. Every run, failed or not,
-is recorded in ops.feature_pipeline_runs and as a Prefect markdown artifact.
+is recorded in ops.feature_pipeline_runs and as a Prefect markdown artifact. Landing and counting retry on
+I/O errors only (flows/retry.py); a dbt build is not retried.
 """
 
 from __future__ import annotations
@@ -12,34 +15,45 @@ import datetime as dt
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from flows.retry import CPU_TASK_OPTIONS, io_task_options
 from models_ml.core.settings import Settings, load_settings
-from models_ml.definitions.catalog import load_catalog
 from models_ml.features import pipeline as fp
-from models_ml.features.dbt_runner import DbtBuildError
+from models_ml.features.dbt_runner import DbtRun
+from models_ml.features.landing import LandingReport
+
+IO = io_task_options()
 
 
-@task(name="land-raw-data", retries=2, retry_delay_seconds=5)
-def land_task(
-    settings: Settings, through: dt.date | None, example: str = fp.DEFAULT_EXAMPLE
-) -> tuple[str, dict[str, int]]:
+@task(name="land-raw-data", **IO)
+def land_task(settings: Settings, through: dt.date | None, example: str = fp.DEFAULT_EXAMPLE
+              ) -> tuple[dt.date, LandingReport]:
     day, report = fp.land_raw(settings, through, example)
     get_run_logger().info("landed %s %s rows through %s: %s", report.total_rows, example, day, report.rows_landed())
-    return day.isoformat(), report.rows_landed()
+    return day, report
 
 
-@task(name="dbt-build")
-def build_task(settings: Settings, full_refresh: bool, select: str | None = None) -> tuple[float, float]:
+@task(name="dbt-build", **CPU_TASK_OPTIONS)
+def build_task(settings: Settings, full_refresh: bool, select: str | None = None) -> DbtRun:
     run = fp.build_features(settings, full_refresh=full_refresh, select=select)
     get_run_logger().info(
         "dbt build: %d nodes in %.1f s (%.1f s in SQL)", len(run.outcomes), run.seconds, run.node_seconds()
     )
-    return run.seconds, run.node_seconds()
+    return run
 
 
-@task(name="count-rows")
+@task(name="count-rows", **IO)
 def count_task(settings: Settings) -> tuple[dict[str, int], dict[str, int]]:
-    relations = fp.published_relations(load_catalog(settings))
-    return fp.relation_row_counts(settings, relations), fp.quarantine_counts(settings)
+    return fp.count_rows(settings)
+
+
+STEPS = fp.FeatureSteps(land=land_task, build=build_task, count=count_task)
+
+
+def _report(run: fp.FeaturePipelineRun) -> None:
+    create_markdown_artifact(
+        key="feature-pipeline-run", markdown=run.as_markdown(), description="rows landed, built, quarantined"
+    )
+    get_run_logger().info("feature pipeline %s: %s", run.status, run.rows_built)
 
 
 @flow(name="feature-pipeline")
@@ -49,37 +63,11 @@ def feature_pipeline(
 ) -> dict:
     """Land raw data of `example` (an `examples/<example>/loader.py`) through `through` (ISO date; default:
     the next day not landed) and build the features its data feeds."""
-    settings = load_settings(home)
-    logger = get_run_logger()
-    run = fp.FeaturePipelineRun()
-    before, _ = count_task(settings)
-    try:
-        run.landed_through, run.rows_landed = land_task(
-            settings, dt.date.fromisoformat(through) if through else None, example
-        )
-        run.dbt_seconds, run.dbt_node_seconds = build_task(
-            settings, full_refresh, fp.example_loader(example).DBT_SELECTION
-        )
-        run.status = "succeeded"
-    except DbtBuildError as error:
-        run.status, run.error = "failed", str(error)
-        raise
-    finally:
-        run.rows_built, run.rows_quarantined = count_task(settings)
-        run.rows_added = {t: n - before.get(t, 0) for t, n in run.rows_built.items()}
-        run.finished_at = dt.datetime.now(dt.timezone.utc)
-        fp.record_run(settings, run)
-        create_markdown_artifact(
-            key="feature-pipeline-run", markdown=run.as_markdown(), description="rows landed, built, quarantined"
-        )
-        logger.info("feature pipeline %s: %s", run.status, run.rows_built)
-    return {
-        "run_id": run.run_id,
-        "landed_through": run.landed_through,
-        "rows_landed": run.rows_landed,
-        "rows_built": run.rows_built,
-        "rows_quarantined": run.rows_quarantined,
-    }
+    run = fp.run_feature_pipeline(
+        load_settings(home), dt.date.fromisoformat(through) if through else None, full_refresh=full_refresh,
+        example=example, steps=STEPS, on_finish=_report,
+    )
+    return run.as_dict()
 
 
 if __name__ == "__main__":

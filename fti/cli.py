@@ -3,42 +3,32 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 from collections.abc import Sequence
 
+from fti.text import table, when
 from models_ml.core.settings import load_settings
 from models_ml.definitions.catalog import CatalogError, FeatureGroup, load_catalog
-from models_ml.features.stats import group_stats
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
-    line = lambda row: "  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
-
-
-def _when(value: dt.datetime | None) -> str:
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if value else "-"
+from models_ml.features.stats import read_group_stats
 
 
 def features_list(args: argparse.Namespace) -> int:
     settings = load_settings(args.home)
     catalog = load_catalog(settings, refresh=args.refresh)
+    groups = sorted(catalog.groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0))
     rows = []
-    for (name, version), group in sorted(catalog.groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
-        stats = group_stats(settings, group)
+    for ((name, version), group), stats in zip(groups, read_group_stats(settings, [g for _, g in groups])):
         rows.append([
             name, f"v{version}", ",".join(group.entity), group.event_time, str(group.ttl or "-"),
             "yes" if group.online else "no", str(len(group.features)),
             f"{stats.row_count:,}" if stats.row_count is not None else "not built",
-            _when(stats.latest_event_at),
+            when(stats.latest_event_at),
         ])
-    print(_table(rows, ["group", "version", "entity", "event time", "ttl", "online", "features", "rows",
+    print(table(rows, ["group", "version", "entity", "event time", "ttl", "online", "features", "rows",
                         "latest event"]))
     if catalog.views:
         print()
-        print(_table(
+        print(table(
             [[v.name, f"v{v.version}", v.label.model, v.label.target, str(len(v.feature_columns)),
               ", ".join(f"{g}:v{ver}" for g, ver in v.group_versions().items())] for v in catalog.views.values()],
             ["feature view", "version", "label model", "target", "features", "groups"],
@@ -47,15 +37,15 @@ def features_list(args: argparse.Namespace) -> int:
 
 
 def _show_group(settings, group: FeatureGroup) -> None:
-    stats = group_stats(settings, group)
+    (stats,) = read_group_stats(settings, [group])
     print(f"{group.name} v{group.version} (latest v{group.latest_version})  {group.qualified_relation}")
     print(f"  {group.description}")
     print(f"  entity: {', '.join(group.entity)}   event time: {group.event_time}   "
           f"created time: {group.created_time or '-'}   ttl: {group.ttl or 'none'}   online: {group.online}")
     print(f"  rows: {stats.row_count if stats.row_count is not None else 'not built'}   "
-          f"latest event: {_when(stats.latest_event_at)}   latest load: {_when(stats.latest_loaded_at)}")
+          f"latest event: {when(stats.latest_event_at)}   latest load: {when(stats.latest_loaded_at)}")
     print()
-    print(_table([[f.name, f.data_type, f.description] for f in group.features], ["feature", "type", "description"]))
+    print(table([[f.name, f.data_type, f.description] for f in group.features], ["feature", "type", "description"]))
 
 
 def features_show(args: argparse.Namespace) -> int:
@@ -70,7 +60,7 @@ def features_show(args: argparse.Namespace) -> int:
             rows += [[ref.output_name(f), ref.group.feature(f).data_type, f"{ref.group.name} v{ref.group.version}"]
                      for f in ref.features]
         rows += [[f.name, "double", f"on demand: {f.function}({', '.join(f.inputs.values())})"] for f in view.on_demand]
-        print(_table(rows, ["feature", "type", "from"]))
+        print(table(rows, ["feature", "type", "from"]))
         return 0
     _show_group(settings, catalog.group(args.name, args.version))
     return 0
@@ -81,7 +71,7 @@ def features_run(args: argparse.Namespace) -> int:
 
     result = feature_pipeline(through=args.through, full_refresh=args.full_refresh, home=args.home,
                               example=args.example)
-    print(_table([[t, f"{n:,}"] for t, n in sorted(result["rows_built"].items())], ["table", "rows"]))
+    print(table([[t, f"{n:,}"] for t, n in sorted(result["rows_built"].items())], ["table", "rows"]))
     return 0
 
 

@@ -43,7 +43,8 @@ def run_demo(
     from flows.feature_pipeline import feature_pipeline
     from flows.training_pipeline import training
     from models_ml.definitions.catalog import load_catalog
-    from models_ml.features.pipeline import relation_row_counts
+    from models_ml.features.pipeline import count_rows
+    from models_ml.inference.batch.predict import predictions_relation
     from models_ml.training.report import write_report
 
     started = time.perf_counter()
@@ -78,8 +79,8 @@ def run_demo(
     view = catalog.view(MODEL)
     relations = sorted({ref.group.qualified_relation for ref in view.features}
                        | {view.label.qualified_relation, predictions_table})
-    rows = relation_row_counts(settings, relations)
-    report = write_report(settings, view, champion, predictions_table, rows)
+    rows, _ = count_rows(settings, relations)
+    report = write_report(settings, view, champion, predictions_relation(MODEL), rows)
 
     metrics = registry.get_metrics(settings, MODEL, champion.version).get("test", {})
     worst = registry.get_slice_metrics(settings, MODEL, champion.version)[:1]

@@ -6,30 +6,14 @@ Registered on the main parser by :func:`register`; each command sets ``handler``
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import functools
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
 
+from fti.text import num, table, when
 from models_ml.core.settings import load_settings
 from models_ml.training import registry
-
-
-def _table(rows: list[list[Any]], header: list[str]) -> str:
-    rows = [[str(x) for x in row] for row in rows]
-    widths = [max(len(x) for x in column) for column in zip(header, *rows)]
-    line = lambda row: "  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
-
-
-def _num(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _when(value: dt.datetime) -> str:
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _friendly(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -47,7 +31,7 @@ def _friendly(handler: Callable[[argparse.Namespace], int]) -> Callable[[argpars
 
 
 def _settings(args: argparse.Namespace):
-    return load_settings(getattr(args, "home", None))
+    return load_settings(args.home)
 
 
 def models_list(args: argparse.Namespace) -> int:
@@ -60,11 +44,11 @@ def models_list(args: argparse.Namespace) -> int:
     for v in versions:
         test = registry.get_metrics(settings, v.model_name, v.version).get("test", {})
         rows.append([
-            v.model_name, f"v{v.version}", ",".join(v.aliases) or "-", _when(v.created_at),
-            _num(test.get("roc_auc")), _num(test.get("pr_auc")), _num(test.get("log_loss")), _num(test.get("ece")),
+            v.model_name, f"v{v.version}", ",".join(v.aliases) or "-", when(v.created_at),
+            num(test.get("roc_auc")), num(test.get("pr_auc")), num(test.get("log_loss")), num(test.get("ece")),
             "pass" if v.gate_passed else "fail", f"{v.feature_view} v{v.feature_view_version}", v.snapshot_id,
         ])
-    print(_table(rows, ["model", "version", "aliases", "created", "roc_auc", "pr_auc", "log_loss", "ece", "gate",
+    print(table(rows, ["model", "version", "aliases", "created", "roc_auc", "pr_auc", "log_loss", "ece", "gate",
                         "feature view", "snapshot"]))
     return 0
 
@@ -72,7 +56,7 @@ def models_list(args: argparse.Namespace) -> int:
 def models_show(args: argparse.Namespace) -> int:
     settings = _settings(args)
     v = registry.resolve(settings, args.name, args.version) if args.version else registry.get_version(settings, args.name)
-    print(f"{v.model_name} v{v.version}   aliases: {', '.join(v.aliases) or '-'}   created {_when(v.created_at)}")
+    print(f"{v.model_name} v{v.version}   aliases: {', '.join(v.aliases) or '-'}   created {when(v.created_at)}")
     print(f"  files:         {v.model_dir}")
     print(f"  feature view:  {v.feature_view} v{v.feature_view_version}   groups: "
           + ", ".join(f"{g} v{ver}" for g, ver in v.feature_group_versions.items()))
@@ -82,7 +66,7 @@ def models_show(args: argparse.Namespace) -> int:
         print(f"  window:        [{split.get('start', '?')}, {split.get('end', '?')})   validation from "
               f"{split.get('validation_start')}   test from {split.get('test_start')}   rows {split.get('rows')}")
     print(f"  code version:  {v.code_version}")
-    print(f"  trees:         {v.best_iteration}   training {_num(v.training_seconds, 1)} s   features {len(v.features)}")
+    print(f"  trees:         {v.best_iteration}   training {num(v.training_seconds, 1)} s   features {len(v.features)}")
     gate = v.gate or {}
     print(f"  gate:          {'passed' if v.gate_passed else 'failed'}")
     for check in gate.get("checks", []):
@@ -91,22 +75,22 @@ def models_show(args: argparse.Namespace) -> int:
     metrics = registry.get_metrics(settings, v.model_name, v.version)
     datasets = [d for d in ("test", "champion_on_test", "validation") if d in metrics]
     names = ["roc_auc", "pr_auc", "log_loss", "brier", "ece", "rows", "positive_rate"]
-    rows = [[n, *(_num(metrics[d].get(n)) if n not in ("rows",) or metrics[d].get(n) is None
+    rows = [[n, *(num(metrics[d].get(n)) if n not in ("rows",) or metrics[d].get(n) is None
                   else f"{int(metrics[d][n]):,}" for d in datasets)]
             for n in names if any(n in metrics[d] for d in datasets)]
-    print(_table(rows, ["metric", *datasets]))
+    print(table(rows, ["metric", *datasets]))
     slices = registry.get_slice_metrics(settings, v.model_name, v.version)
     if slices:
         print()
         print("slices, worst ROC-AUC first:")
-        print(_table([[s["slice_column"], s["slice_value"], f"{int(s['rows']):,}", _num(s["positive_rate"], 3),
-                       _num(s["roc_auc"]), _num(s["pr_auc"]), _num(s["ece"])] for s in slices[: args.slices]],
+        print(table([[s["slice_column"], s["slice_value"], f"{int(s['rows']):,}", num(s["positive_rate"], 3),
+                       num(s["roc_auc"]), num(s["pr_auc"]), num(s["ece"])] for s in slices[: args.slices]],
                      ["slice", "value", "rows", "pos rate", "roc_auc", "pr_auc", "ece"]))
     history = registry.alias_history(settings, v.model_name)
     if history:
         print()
         print("alias history:")
-        print(_table([[_when(h["changed_at"]), h["alias"], h["action"],
+        print(table([[when(h["changed_at"]), h["alias"], h["action"],
                        f"v{h['previous_version']}" if h["previous_version"] else "-",
                        f"v{h['version']}" if h["version"] else "-", h["reason"] or ""] for h in history],
                      ["when", "alias", "action", "from", "to", "reason"]))
@@ -122,14 +106,15 @@ def models_promote(args: argparse.Namespace) -> int:
     change = registry.promote(settings, args.name, args.version, args.alias,
                               reason="manual promotion" + (" (forced past a failed gate)" if not version.gate_passed else ""))
     print(f"{args.name}: {args.alias} v{change.previous_version or '-'} -> v{change.version}")
-    _say_published(_settings(args), args.name, args.alias)
+    _say_published(settings, args.name, args.alias)
     return 0
 
 
 def models_rollback(args: argparse.Namespace) -> int:
-    change = registry.rollback(_settings(args), args.name, args.alias, reason="manual rollback")
+    settings = _settings(args)
+    change = registry.rollback(settings, args.name, args.alias, reason="manual rollback")
     print(f"{args.name}: {args.alias} rolled back v{change.previous_version} -> v{change.version}")
-    _say_published(_settings(args), args.name, args.alias)
+    _say_published(settings, args.name, args.alias)
     return 0
 
 
@@ -159,7 +144,7 @@ def train(args: argparse.Namespace) -> int:
     result = training(
         view=args.view, start=args.start, end=args.end, validation_start=args.validation_start,
         test_start=args.test_start, fractions=fractions, overrides=_overrides(args.set),
-        gate_overrides=_overrides(args.gate), promote=not args.no_promote, home=getattr(args, "home", None),
+        gate_overrides=_overrides(args.gate), promote=not args.no_promote, home=args.home,
     )
     if args.json:
         print(json.dumps(result, indent=2, default=str))
@@ -169,11 +154,11 @@ def train(args: argparse.Namespace) -> int:
     print(f"snapshot {result['snapshot_id']}{' (reused)' if result['snapshot_reused'] else ''}, rows {result['rows']}, "
           f"{result['best_iteration']} trees")
     header = ["metric", "test"] + ([f"champion v{result['champion_version']}"] if champion else [])
-    print(_table([[n, _num(m[n]), *([_num(champion[n])] if champion else [])]
+    print(table([[n, num(m[n]), *([num(champion[n])] if champion else [])]
                   for n in ("roc_auc", "pr_auc", "log_loss", "brier", "ece")], header))
     worst = result.get("worst_slice")
     if worst:
-        print(f"worst slice: {worst['column']}={worst['value']} roc_auc {_num(worst['roc_auc'])} "
+        print(f"worst slice: {worst['column']}={worst['value']} roc_auc {num(worst['roc_auc'])} "
               f"({worst['rows']:,} rows)")
     print(f"seconds: {result['seconds']}")
     return 0

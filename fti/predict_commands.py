@@ -31,7 +31,7 @@ def predict(args: argparse.Namespace) -> int:
 
     try:
         result = batch_inference(day=args.day, days=args.days, model=args.model, alias=args.alias,
-                                 home=getattr(args, "home", None))
+                                 home=args.home)
     except (PredictionError, RegistryError) as error:
         print(f"fti: {error}", file=sys.stderr)
         return 2

@@ -16,6 +16,8 @@ from examples.flights.loader import land_flights
 from examples.fraud.generator import FraudConfig
 from examples.fraud.loader import land_fraud as land_fraud_batches
 from models_ml.core.settings import Settings, load_settings
+from models_ml.definitions.catalog import Catalog, Feature, FeatureGroup, FeatureRef, FeatureView, LabelSpec
+from models_ml.offline.store import opened
 
 SLICE_START = dt.date(2013, 1, 1)
 SLICE_END = dt.date(2013, 1, 10)
@@ -37,17 +39,15 @@ def ticking_clock(start: dt.datetime = dt.datetime(2026, 1, 1, tzinfo=dt.timezon
 
 
 def land(settings: Settings, through: dt.date, clock: Callable[[], dt.datetime], start: dt.date = SLICE_START):
-    settings.ensure_home()
-    with duckdb.connect(str(settings.warehouse_path)) as con:
-        return land_flights(con, through, settings.home / "cache", start=start, clock=clock)
+    with opened(settings) as store:
+        return land_flights(store, through, settings.home / "cache", start=start, clock=clock)
 
 
 def land_fraud(settings: Settings, through: dt.date | dt.datetime, clock: Callable[[], dt.datetime],
                config: FraudConfig = FRAUD_CONFIG, batch: str = "day"):
     """Land the fraud dataset's batches through `through` (its own clock: flights' ingestion times stay put)."""
-    settings.ensure_home()
-    with duckdb.connect(str(settings.warehouse_path)) as con:
-        return land_fraud_batches(con, through, settings.home / "cache", config=config, batch=batch, clock=clock)
+    with opened(settings) as store:
+        return land_fraud_batches(store, through, settings.home / "cache", config=config, batch=batch, clock=clock)
 
 
 def copy_home(source: Settings, target: Path) -> Settings:
@@ -91,3 +91,83 @@ def same_value(online: Any, offline: Any) -> bool:
     if isinstance(online, float) or isinstance(offline, float):
         return float(online).hex() == float(offline).hex()
     return type(online) is type(offline) and online == offline
+
+
+# --------------------------------------------------------------------------------------------------
+# A toy flight-delay warehouse and its catalog, for tests that need a model without dbt
+
+
+def toy_group(name: str, entity: tuple[str, ...], columns, ttl: dt.timedelta | None = None,
+              version: int = 1) -> FeatureGroup:
+    """A feature group in `features.<name>_v<version>`; `columns` are names or (name, type) pairs."""
+    typed = [(c, "") if isinstance(c, str) else c for c in columns]
+    return FeatureGroup(
+        name=name, version=version, latest_version=version, schema="features", relation=f"{name}_v{version}",
+        entity=entity, event_time="event_at", created_time="loaded_at", ttl=ttl, online=False, description="",
+        columns=tuple(Feature(c, t, "") for c, t in typed), unique_id=f"model.fti.{name}.v{version}",
+    )
+
+
+TOY_CARRIER = toy_group("fg_carrier__stats", ("carrier_code",), ["carrier_code", "event_at", "delayed_share", "loaded_at"])
+TOY_WEATHER = toy_group("fg_airport__weather", ("airport_code",),
+                        ["airport_code", "event_at", "temperature_f", "condition", "loaded_at"], dt.timedelta(hours=3))
+TOY_LABEL = LabelSpec(model="label_toy", schema="labels", relation="label_toy", entity=("flight_id",),
+                      spine_time="prediction_at", target="is_delayed", event_time="scheduled_at",
+                      request_features=("hour_local",), slices=("carrier_code", "origin_airport_code"))
+
+
+def toy_catalog(weather: FeatureGroup = TOY_WEATHER, extra_groups=()) -> Catalog:
+    """The `toy` view: the carrier's delay share and the origin's weather (`weather`: the group version)."""
+    view = FeatureView(name="toy", version=1, description="", label=TOY_LABEL, features=(
+        FeatureRef(TOY_CARRIER, ("delayed_share",), {"carrier_code": "carrier_code"}, "carrier_"),
+        FeatureRef(weather, ("temperature_f", "condition"), {"origin_airport_code": "airport_code"}, "origin_"),
+    ))
+    groups = {(g.name, g.version): g for g in (TOY_CARRIER, TOY_WEATHER, weather, *extra_groups)}
+    return Catalog(groups=groups, views={"toy": view})
+
+
+def make_toy_warehouse(path, gaps: bool = False) -> None:
+    """3,000 flights every 13 minutes from 2024-01-01; delays depend on the carrier's (hourly) delay share
+    and the snow at the origin. Carriers AA/BB/CC and airports X/Y have hourly rows; with `gaps`, flights
+    of carrier DD (no stats) and from Z (no weather) too, and Y has no weather on 2024-01-24."""
+    carriers, origins = (["AA", "BB", "CC", "DD"], ["X", "Y", "Z"]) if gaps else (["AA", "BB", "CC"], ["X", "Y"])
+    gap = """where not (a = 'Y' and event_at >= timestamptz '2024-01-24 00:00:00+00'
+                                and event_at < timestamptz '2024-01-25 00:00:00+00')""" if gaps else ""
+    with duckdb.connect(str(path)) as con:
+        con.execute("set TimeZone = 'UTC'; create schema labels; create schema features")
+        con.execute("""
+            create table features.fg_carrier__stats_v1 as
+            select c as carrier_code, timestamptz '2023-12-31 00:00:00+00' + to_hours(h) as event_at,
+                   share + (hash(h, c) % 100) / 1000.0 as delayed_share,
+                   timestamptz '2024-03-01 00:00:00+00' as loaded_at
+            from range(0, 24 * 40) t(h), (values ('AA', 0.2), ('BB', 0.4), ('CC', 0.6)) v(c, share)""")
+        con.execute(f"""
+            create table features.fg_airport__weather_v1 as
+            select a as airport_code, timestamptz '2023-12-31 00:00:00+00' + to_hours(h) as event_at,
+                   (hash(h, a) % 60)::double as temperature_f,
+                   case when hash(a, h) % 4 = 0 then 'snow' else 'clear' end as condition,
+                   timestamptz '2024-03-01 00:00:00+00' as loaded_at
+            from range(0, 24 * 40) t(h), (values ('X'), ('Y')) v(a)
+            {gap}""")
+        con.execute(f"""
+            create table labels.label_toy as
+            with spine as (
+                select i, {carriers}[1 + i % {len(carriers)}] as carrier_code,
+                       {origins}[1 + (i // {len(carriers)}) % {len(origins)}] as origin,
+                       timestamptz '2024-01-01 00:00:00+00' + to_minutes(13 * i) as prediction_at
+                from range(3000) t(i)
+            ),
+            scored as (
+                select spine.*, c.delayed_share, w.condition
+                from spine
+                asof left join features.fg_carrier__stats_v1 c
+                  on c.carrier_code = spine.carrier_code and spine.prediction_at >= c.event_at
+                asof left join features.fg_airport__weather_v1 w
+                  on w.airport_code = spine.origin and spine.prediction_at >= w.event_at
+            )
+            select 'f' || i as flight_id, carrier_code, origin as origin_airport_code,
+                   prediction_at + interval 2 hours as scheduled_at, prediction_at,
+                   extract(hour from prediction_at)::integer as hour_local,
+                   (hash(i) % 1000) / 1000.0 < coalesce(delayed_share, 0.5) + if(condition = 'snow', 0.3, 0.0)
+                       as is_delayed
+            from scored""")

@@ -3,6 +3,10 @@
 Flights and weather arrive one local (New York) calendar day per batch; the reference tables (planes,
 airlines, airports) arrive once, with the first day. Columns land as text, exactly as the files carry
 them: casting and validation are the staging models' job.
+
+The loader reads its own files (an in-memory DuckDB over a Parquet copy of each CSV) and hands every
+batch to :func:`models_ml.features.landing.land_batch` as Arrow rows, so the warehouse is written only
+through the offline store.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from models_ml.features.landing import (
     Clock,
@@ -22,6 +27,7 @@ from models_ml.features.landing import (
     landed_batch_ids,
     utc_now,
 )
+from models_ml.offline.store import OfflineStore
 
 FIRST_DAY = dt.date(2013, 1, 1)
 LAST_DAY = dt.date(2013, 12, 31)
@@ -53,7 +59,7 @@ def _csv_path(name: str, cache_dir: Path) -> Path:
     return extracted
 
 
-def _staged_source(con: duckdb.DuckDBPyConnection, name: str, cache_dir: Path) -> str:
+def _staged_source(reader: duckdb.DuckDBPyConnection, name: str, cache_dir: Path) -> str:
     """A Parquet copy of one CSV (all columns as text, plus its local calendar day), made once per cache.
 
     The files are written by R, where `NA` means missing: that is the file format, so it lands as NULL.
@@ -64,7 +70,7 @@ def _staged_source(con: duckdb.DuckDBPyConnection, name: str, cache_dir: Path) -
         cache_dir.mkdir(parents=True, exist_ok=True)
         day = ", make_date(year::int, month::int, day::int) as _local_day" if name in DAILY_TABLES else ""
         tmp = staged.with_suffix(".tmp")
-        con.execute(
+        reader.execute(
             f"copy (select *{day} from read_csv(?, all_varchar = true, header = true, nullstr = 'NA')"
             f"{' order by _local_day' if day else ''}) to '{tmp}' (format parquet, row_group_size 2048)",
             [str(_csv_path(name, cache_dir))],
@@ -80,8 +86,12 @@ def days_between(start: dt.date, end: dt.date) -> Iterable[dt.date]:
         day += dt.timedelta(days=1)
 
 
+def _rows(reader: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pa.Table:
+    return reader.execute(sql, params or []).fetch_arrow_table()
+
+
 def land_flights(
-    con: duckdb.DuckDBPyConnection,
+    store: OfflineStore,
     through: dt.date,
     cache_dir: Path,
     start: dt.date = FIRST_DAY,
@@ -91,31 +101,26 @@ def land_flights(
     if through < start:
         raise ValueError(f"through={through} is before start={start}")
     report = LandingReport()
-    landed = {table: landed_batch_ids(con, table) for table in DAILY_TABLES}
+    landed = {table: landed_batch_ids(store, table) for table in DAILY_TABLES}
     pending = [
         d
         for d in days_between(start, min(through, LAST_DAY))
         if any(d.isoformat() not in landed[table] for table in DAILY_TABLES)
     ]
-    missing_reference = [t for t in REFERENCE_TABLES if REFERENCE_BATCH not in landed_batch_ids(con, t)]
+    missing_reference = [t for t in REFERENCE_TABLES if REFERENCE_BATCH not in landed_batch_ids(store, t)]
     if not pending and not missing_reference:
         return report
-    for table in missing_reference:
-        source = _staged_source(con, table, cache_dir)
-        report.batches.append(land_batch(con, table, REFERENCE_BATCH, f"select * from '{source}'", clock=clock))
-    sources = {table: _staged_source(con, table, cache_dir) for table in DAILY_TABLES} if pending else {}
-    for day in pending:
-        for table in DAILY_TABLES:
-            report.batches.append(
-                land_batch(
-                    con,
-                    table,
-                    day.isoformat(),
-                    f"select * exclude (_local_day) from '{sources[table]}' where _local_day = ?::date",
-                    [day.isoformat()],
-                    clock=clock,
-                )
-            )
+    with duckdb.connect() as reader:  # in memory: reads the staged files, never the warehouse
+        for table in missing_reference:
+            source = _staged_source(reader, table, cache_dir)
+            rows = _rows(reader, f"select * from '{source}'")
+            report.batches.append(land_batch(store, table, REFERENCE_BATCH, rows, clock=clock))
+        sources = {table: _staged_source(reader, table, cache_dir) for table in DAILY_TABLES} if pending else {}
+        for day in pending:
+            for table in DAILY_TABLES:
+                rows = _rows(reader, f"select * exclude (_local_day) from '{sources[table]}' where _local_day = ?::date",
+                             [day.isoformat()])
+                report.batches.append(land_batch(store, table, day.isoformat(), rows, clock=clock))
     return report
 
 
@@ -125,13 +130,13 @@ def land_flights(
 DBT_SELECTION: str | None = None
 
 
-def next_unlanded_day(con: duckdb.DuckDBPyConnection) -> dt.date:
+def next_unlanded_day(store: OfflineStore) -> dt.date:
     """The day after the latest landed flights day: what a daily schedule lands next."""
-    days = [dt.date.fromisoformat(d) for d in landed_batch_ids(con, "flights")]
+    days = [dt.date.fromisoformat(d) for d in landed_batch_ids(store, "flights")]
     return max(days) + dt.timedelta(days=1) if days else FIRST_DAY
 
 
-def land_through(con: duckdb.DuckDBPyConnection, through: dt.date, cache_dir: Path,
+def land_through(store: OfflineStore, through: dt.date, cache_dir: Path,
                  clock: Clock = utc_now) -> LandingReport:
     """Land every flights day from the first through `through` not landed yet."""
-    return land_flights(con, through, cache_dir, clock=clock)
+    return land_flights(store, through, cache_dir, clock=clock)

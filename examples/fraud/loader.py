@@ -14,7 +14,7 @@ The dataset (generator config and batch size) is recorded in `raw.fraud_dataset`
 and later calls continue that dataset: a scheduled run needs no parameters, and a home never mixes two
 datasets or two batch sizes (which would land the same transactions twice under different batch ids). The
 generated tables are written once per config as Parquet under `cache_dir`, sorted by event time in small
-row groups, so a batch reads only its own rows.
+row groups, so a batch reads only its own rows (a pyarrow dataset filter skips the other row groups).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from examples.fraud.generator import UTC, FraudConfig, generate
@@ -37,6 +38,7 @@ from models_ml.features.landing import (
     landed_batch_ids,
     utc_now,
 )
+from models_ml.offline.store import OfflineStore
 
 RAW_TABLES = {
     "cards": "fraud_cards",
@@ -77,27 +79,27 @@ def dataset_files(config: FraudConfig, cache_dir: Path) -> dict[str, Path]:
     return files
 
 
-def recorded_dataset(con: duckdb.DuckDBPyConnection) -> tuple[FraudConfig, BatchSize] | None:
+def recorded_dataset(store: OfflineStore) -> tuple[FraudConfig, BatchSize] | None:
     """The dataset this warehouse continues, or None before the first landing."""
-    try:
-        row = con.execute(f"select dataset from {RAW_SCHEMA}.{DATASET_TABLE} limit 1").fetchone()
-    except duckdb.CatalogException:
+    if not store.exists(RAW_SCHEMA, DATASET_TABLE):
         return None
-    if row is None:
+    text = store.scalar(f"select dataset from {RAW_SCHEMA}.{DATASET_TABLE} limit 1")
+    if text is None:
         return None
-    recorded = json.loads(row[0])
+    recorded = json.loads(text)
     return FraudConfig.from_dict(recorded["config"]), recorded["batch"]
 
 
-def _resolve(con: duckdb.DuckDBPyConnection, config: FraudConfig | None, batch: BatchSize | None,
+def _resolve(store: OfflineStore, config: FraudConfig | None, batch: BatchSize | None,
              clock: Clock) -> tuple[FraudConfig, BatchSize]:
-    recorded = recorded_dataset(con)
+    recorded = recorded_dataset(store)
     if recorded is None:
         chosen = (config or FraudConfig(), batch or "day")
         if chosen[1] not in _STEP:
             raise ValueError(f"batch must be 'day' or 'hour', got {chosen[1]!r}")
         payload = json.dumps({"config": chosen[0].as_dict(), "batch": chosen[1]}, sort_keys=True)
-        land_batch(con, DATASET_TABLE, REFERENCE_BATCH, "select ?::varchar as dataset", [payload], clock=clock)
+        land_batch(store, DATASET_TABLE, REFERENCE_BATCH, pa.table({"dataset": pa.array([payload], pa.string())}),
+                   clock=clock)
         return chosen
     if config is not None and config != recorded[0]:
         raise DatasetMismatch(f"this warehouse holds fraud dataset {recorded[0]}, not {config}")
@@ -126,8 +128,18 @@ def _end_of(through: dt.date | dt.datetime) -> dt.datetime:
     return dt.datetime(through.year, through.month, through.day, tzinfo=UTC) + dt.timedelta(days=1)
 
 
+def _between(path: Path, time_column: str, start: dt.datetime, stop: dt.datetime,
+             excluded: tuple[str, ...] = ()) -> pa.Table:
+    """The rows of one generated file with ``start <= time_column < stop``, in file order."""
+    dataset = ds.dataset(path, format="parquet")
+    columns = [name for name in dataset.schema.names if name not in excluded]
+    at = pa.timestamp("us", tz="UTC")
+    window = (ds.field(time_column) >= pa.scalar(start, at)) & (ds.field(time_column) < pa.scalar(stop, at))
+    return dataset.to_table(columns=columns, filter=window)
+
+
 def land_fraud(
-    con: duckdb.DuckDBPyConnection,
+    store: OfflineStore,
     through: dt.date | dt.datetime,
     cache_dir: Path,
     *,
@@ -140,10 +152,10 @@ def land_fraud(
     `config` and `batch` (default: the recorded dataset, else `FraudConfig()` in daily batches) must match
     what this warehouse already holds.
     """
-    config, batch = _resolve(con, config, batch, clock)
+    config, batch = _resolve(store, config, batch, clock)
     end = _end_of(through)
     report = LandingReport()
-    landed = {name: landed_batch_ids(con, RAW_TABLES[name]) for name in RAW_TABLES}
+    landed = {name: landed_batch_ids(store, RAW_TABLES[name]) for name in RAW_TABLES}
     pending = [p for p in periods(config, batch) if p[2] <= end
                and any(p[0] not in landed[name] for name in STREAMS)]
     missing_reference = [name for name in REFERENCE if REFERENCE_BATCH not in landed[name]]
@@ -151,31 +163,26 @@ def land_fraud(
         return report
     files = dataset_files(config, cache_dir)
     for name in missing_reference:
-        report.batches.append(land_batch(con, RAW_TABLES[name], REFERENCE_BATCH,
-                                         f"select * from read_parquet('{files[name]}')", clock=clock))
-    excluded = ", ".join(GROUND_TRUTH)
+        report.batches.append(land_batch(store, RAW_TABLES[name], REFERENCE_BATCH, pq.read_table(files[name]),
+                                         clock=clock))
     for batch_id, start, stop in pending:
         for name, time_column in STREAMS.items():
             if batch_id in landed[name]:
                 continue
-            columns = f"* exclude ({excluded})" if name == "transactions" else "*"
-            report.batches.append(land_batch(
-                con, RAW_TABLES[name], batch_id,
-                f"select {columns} from read_parquet('{files[name]}') "
-                f"where {time_column} >= ?::timestamptz and {time_column} < ?::timestamptz",
-                [start, stop], clock=clock,
-            ))
+            excluded = GROUND_TRUTH if name == "transactions" else ()
+            rows = _between(files[name], time_column, start, stop, excluded)
+            report.batches.append(land_batch(store, RAW_TABLES[name], batch_id, rows, clock=clock))
     return report
 
 
 # The feature pipeline's interface to an example (see models_ml/features/pipeline.py).
 
 
-def next_unlanded_day(con: duckdb.DuckDBPyConnection) -> dt.date:
+def next_unlanded_day(store: OfflineStore) -> dt.date:
     """The UTC day of the first period not landed yet (the recorded dataset's, else the default one's)."""
-    recorded = recorded_dataset(con)
+    recorded = recorded_dataset(store)
     config, batch = recorded if recorded else (FraudConfig(), "day")
-    landed = {name: landed_batch_ids(con, RAW_TABLES[name]) for name in STREAMS}
+    landed = {name: landed_batch_ids(store, RAW_TABLES[name]) for name in STREAMS}
     last_start = config.start_at
     for batch_id, start, _ in periods(config, batch):
         if any(batch_id not in landed[name] for name in STREAMS):
@@ -184,7 +191,7 @@ def next_unlanded_day(con: duckdb.DuckDBPyConnection) -> dt.date:
     return (last_start + _STEP[batch]).date()
 
 
-def land_through(con: duckdb.DuckDBPyConnection, through: dt.date, cache_dir: Path,
+def land_through(store: OfflineStore, through: dt.date, cache_dir: Path,
                  clock: Clock = utc_now) -> LandingReport:
     """Land the recorded dataset (else the default one, daily) through the end of UTC day `through`."""
-    return land_fraud(con, through, cache_dir, clock=clock)
+    return land_fraud(store, through, cache_dir, clock=clock)

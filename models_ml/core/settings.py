@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,10 +22,10 @@ class Settings:
     dbt_target: str = "dev"
     # The engine behind the offline store (models_ml.offline.store.BACKENDS): "duckdb", the embedded default.
     offline_store: str = "duckdb"
-    # Online serving (issue 5). The online store: "sqlite" (embedded, a file under online/) or "redis".
+    # The online store by name (models_ml.inference.online.store.STORES): "sqlite" (embedded, a file under
+    # online/) or "redis"; each store's options (keywords of its class) under its name. Read-only.
     online_store: str = "sqlite"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_prefix: str = "fti"
+    online_stores: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _online_stores({}))
     # The inference service binds to loopback unless told otherwise.
     serve_host: str = "127.0.0.1"
     serve_port: int = 8000
@@ -52,6 +55,11 @@ class Settings:
     def prediction_log_path(self) -> Path:
         """Where the inference service logs every prediction (SQLite, WAL mode; read by monitoring)."""
         return self.online_dir / "prediction_log.sqlite"
+
+    def with_online_store(self, name: str, **options: Any) -> Settings:
+        """These settings with ``name`` as the online store and ``options`` laid over its own."""
+        stores = {**self.online_stores, name: {**self.online_stores.get(name, {}), **options}}
+        return dataclasses.replace(self, online_store=name, online_stores=stores)
 
     @property
     def dbt_target_dir(self) -> Path:
@@ -83,8 +91,16 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         dbt_target=env.get("FTI_DBT_TARGET", "dev"),
         offline_store=env.get("FTI_OFFLINE_STORE", "duckdb"),
         online_store=env.get("FTI_ONLINE_STORE", "sqlite"),
-        redis_url=env.get("FTI_REDIS_URL", "redis://127.0.0.1:6379/0"),
-        redis_prefix=env.get("FTI_REDIS_PREFIX", "fti"),
+        online_stores=_online_stores(env),
         serve_host=env.get("FTI_SERVE_HOST", "127.0.0.1"),
         serve_port=int(env.get("FTI_SERVE_PORT", "8000")),
     )
+
+
+def _online_stores(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Each online store's options, from the environment where it sets them."""
+    return {
+        "sqlite": {},  # its file is online_store_path, under home
+        "redis": {"url": env.get("FTI_REDIS_URL", "redis://127.0.0.1:6379/0"),
+                  "prefix": env.get("FTI_REDIS_PREFIX", "fti")},
+    }

@@ -1,8 +1,10 @@
 """Typed feature groups and feature views, read from dbt's manifest.
 
 The dbt project is the single source of truth: feature groups are models under `models/features/` with
-`config.meta.fti`, feature views are `ml` exposures with `config.meta.fti`. Python never hard-codes a
-table or column name; it asks the catalog.
+`config.meta.fti`, feature views are `ml` exposures with `config.meta.fti` (their on-demand functions named
+``module:function``, their training config under ``training``). Python never hard-codes a table or column
+name; it asks the catalog. A key of `meta.fti` the catalog does not know is an error, not ignored: a typo
+would otherwise silently fall back to a default.
 """
 
 from __future__ import annotations
@@ -11,14 +13,16 @@ import dataclasses
 import datetime as dt
 import functools
 import json
+import os
 import re
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from models_ml.core.settings import Settings
+from models_ml.definitions.on_demand import OnDemandError, resolve
 
 _TTL_PATTERN = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day|week)s?\s*$")
 
@@ -107,8 +111,11 @@ class FeatureRef:
 
 @dataclass(frozen=True)
 class OnDemandFeature:
-    """A feature computed from the request and stored features by a function of models_ml/definitions/on_demand.py.
+    """A feature computed from the request and stored features by an on-demand function, which the view
+    names ``module:function`` (see models_ml/definitions/on_demand.py).
 
+    ``function`` is the function's name and ``module`` the module that holds it (a snapshot's definition
+    records the name only, as it did when functions lived in one module, so snapshot ids do not move).
     ``inputs`` maps each parameter of the function to a column of the view: a label (request) column or the
     output name of a joined column (``prefix + column``).
     """
@@ -116,6 +123,13 @@ class OnDemandFeature:
     name: str
     function: str
     inputs: dict[str, str]
+    module: str = ""
+
+    @property
+    def reference(self) -> str:
+        """``module:function``, as the view declares it; what :func:`models_ml.definitions.on_demand.resolve`
+        takes."""
+        return f"{self.module}:{self.function}"
 
 
 @dataclass(frozen=True)
@@ -137,9 +151,51 @@ class LabelSpec:
         return f"{self.schema}.{self.relation}"
 
 
+TRAINING_SECTIONS: tuple[str, ...] = ("train", "split", "evaluation", "gate")
+# The split section is read key by key by the training pipeline (the other sections by typed config classes,
+# which reject unknown settings themselves), so its keys are checked here.
+SPLIT_KEYS: tuple[str, ...] = ("start", "end", "validation_start", "test_start", "fractions")
+_SETTING_TYPES = (str, int, float, bool)
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _thawed(value: Any) -> Any:
+    return [_thawed(v) for v in value] if isinstance(value, tuple) else value
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """A view's training config as its exposure declares it (``meta.fti.training``): per section, its
+    settings as (key, value) pairs in declared order. Typed and defaulted by the training code
+    (train.TrainConfig, evaluate.EvaluationConfig, evaluate.GateConfig, the pipeline's split).
+
+    Pairs and tuples rather than dicts and lists, so the view holding it stays immutable and comes back equal
+    from its JSON form (the champion pointer serializes views generically)."""
+
+    train: tuple[tuple[str, Any], ...] = ()
+    split: tuple[tuple[str, Any], ...] = ()
+    evaluation: tuple[tuple[str, Any], ...] = ()
+    gate: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        for section in TRAINING_SECTIONS:
+            pairs = tuple((str(key), _frozen(value)) for key, value in getattr(self, section))
+            object.__setattr__(self, section, pairs)
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        """The declared sections as plain dicts (list values as lists): the shape a TOML file of
+        ``[train]``, ``[split]``, ``[evaluation]`` and ``[gate]`` tables gives."""
+        return {section: {key: _thawed(value) for key, value in pairs}
+                for section in TRAINING_SECTIONS if (pairs := getattr(self, section))}
+
+
 @dataclass(frozen=True)
 class FeatureView:
-    """The input schema of one ML model: a label spine plus versioned feature selections."""
+    """The input schema of one ML model: a label spine plus versioned feature selections, and how to train
+    its model."""
 
     name: str
     version: int
@@ -147,6 +203,7 @@ class FeatureView:
     label: LabelSpec
     features: tuple[FeatureRef, ...]
     on_demand: tuple[OnDemandFeature, ...] = ()
+    training: TrainingConfig = TrainingConfig()
 
     @property
     def feature_columns(self) -> list[str]:
@@ -234,6 +291,21 @@ class Catalog:
         return self.views[name]
 
 
+GROUP_KEYS: tuple[str, ...] = ("entity", "event_time", "created_time", "ttl", "online")
+VIEW_KEYS: tuple[str, ...] = ("version", "label", "features", "on_demand", "training")
+LABEL_KEYS: tuple[str, ...] = ("model", "entity", "spine_time", "target", "event_time", "request_features", "slices")
+SELECTION_KEYS: tuple[str, ...] = ("group", "version", "join_keys", "prefix", "features", "on_demand_inputs")
+ON_DEMAND_KEYS: tuple[str, ...] = ("name", "function", "inputs")
+
+
+def _check_keys(mapping: Mapping[str, Any], known: Collection[str], where: str, path: str) -> None:
+    """An unknown key of ``meta.fti`` is an error, in one line naming it and the keys that are known."""
+    unknown = sorted(set(mapping) - set(known))
+    if unknown:
+        raise CatalogError(f"{where}: unknown key{'s' if len(unknown) > 1 else ''} "
+                           f"{', '.join(f'{path}.{k}' for k in unknown)}; known: {', '.join(known)}")
+
+
 def _fti_meta(node: dict[str, Any]) -> dict[str, Any] | None:
     config_meta = (node.get("config") or {}).get("meta") or {}
     meta = config_meta.get("fti") or (node.get("meta") or {}).get("fti")
@@ -257,6 +329,7 @@ def _as_tuple(value: Any) -> tuple[str, ...]:
 
 def _group(node: dict[str, Any], meta: dict[str, Any]) -> FeatureGroup:
     where = f"feature group {node['name']}"
+    _check_keys(meta, GROUP_KEYS, where, "meta.fti")
     for required in ("entity", "event_time"):
         if not meta.get(required):
             raise CatalogError(f"{where}: meta.fti.{required} is missing")
@@ -290,6 +363,7 @@ def _label(nodes: dict[str, dict[str, Any]], spec: dict[str, Any], where: str) -
     if not matches:
         raise CatalogError(f"{where}: label model {model!r} not found")
     node = matches[0]
+    _check_keys(spec, LABEL_KEYS, where, "meta.fti.label")
     for required in ("entity", "spine_time", "target"):
         if not spec.get(required):
             raise CatalogError(f"{where}: meta.fti.label.{required} is missing")
@@ -308,8 +382,10 @@ def _label(nodes: dict[str, dict[str, Any]], spec: dict[str, Any], where: str) -
 
 def _view(exposure: dict[str, Any], meta: dict[str, Any], catalog: Catalog, nodes: dict[str, Any]) -> FeatureView:
     where = f"feature view {exposure['name']}"
+    _check_keys(meta, VIEW_KEYS, where, "meta.fti")
     refs = []
     for i, entry in enumerate(meta.get("features") or []):
+        _check_keys(entry, SELECTION_KEYS, where, f"meta.fti.features[{i}]")
         group = catalog.group(entry["group"], entry.get("version"))
         inputs = _as_tuple(entry.get("on_demand_inputs"))
         features = _as_tuple(entry.get("features"))
@@ -331,6 +407,7 @@ def _view(exposure: dict[str, Any], meta: dict[str, Any], catalog: Catalog, node
         label=label,
         features=tuple(refs),
         on_demand=_on_demand(meta.get("on_demand") or [], where),
+        training=_training(meta.get("training"), where),
     )
     columns = [*view.feature_columns, *(c for ref in view.features for c in map(ref.output_name, ref.on_demand_inputs))]
     duplicated = sorted({c for c in columns if columns.count(c) > 1})
@@ -341,29 +418,53 @@ def _view(exposure: dict[str, Any], meta: dict[str, Any], catalog: Catalog, node
 
 
 def _on_demand(entries: list[dict[str, Any]], where: str) -> tuple[OnDemandFeature, ...]:
-    """The view's on-demand features; each names a function of models_ml/definitions/on_demand.py and binds every
-    parameter of it to a view column."""
-    if not entries:
-        return ()
-    from models_ml.definitions.on_demand import (
-        FUNCTIONS,  # imported here: on_demand imports this module
-    )
-
+    """The view's on-demand features; each names a declared function as ``module:function`` (its module is
+    imported here, so a wrong name fails when the catalog is built, not at the first request) and binds
+    every parameter of it to a view column."""
     features = []
     for i, entry in enumerate(entries):
-        name, function = entry.get("name"), entry.get("function")
-        if not name or not function:
-            raise CatalogError(f"{where}: on_demand[{i}] needs a name and a function")
-        if function not in FUNCTIONS:
-            raise CatalogError(f"{where}: on_demand {name!r} uses unknown function {function!r} "
-                               f"(known: {', '.join(sorted(FUNCTIONS))})")
+        _check_keys(entry, ON_DEMAND_KEYS, where, f"meta.fti.on_demand[{i}]")
+        name, reference = entry.get("name"), entry.get("function")
+        if not name or not reference:
+            raise CatalogError(f"{where}: on_demand[{i}] needs a name and a function (module:function)")
+        try:
+            function = resolve(str(reference))
+        except OnDemandError as error:
+            raise CatalogError(f"{where}: on-demand feature {name!r}: {error}") from error
+        module, _, short_name = str(reference).partition(":")
         inputs = dict(entry.get("inputs") or {})
-        expected = list(FUNCTIONS[function].parameters)
+        expected = list(function.parameters)
         if sorted(inputs) != sorted(expected):
             raise CatalogError(f"{where}: on_demand {name!r} must bind exactly the parameters {expected} of "
-                               f"{function}, got {sorted(inputs)}")
-        features.append(OnDemandFeature(name, function, {p: inputs[p] for p in expected}))
+                               f"{reference}, got {sorted(inputs)}")
+        features.append(OnDemandFeature(name, short_name, {p: inputs[p] for p in expected}, module))
     return tuple(features)
+
+
+def _training(spec: Any, where: str) -> TrainingConfig:
+    """The view's ``meta.fti.training``: sections of plain settings (numbers, strings, booleans, lists)."""
+    if spec is None:
+        return TrainingConfig()
+    if not isinstance(spec, Mapping):
+        raise CatalogError(f"{where}: meta.fti.training must be a mapping of sections "
+                           f"({', '.join(TRAINING_SECTIONS)}), got {spec!r}")
+    _check_keys(spec, TRAINING_SECTIONS, where, "meta.fti.training")
+    sections: dict[str, tuple[tuple[str, Any], ...]] = {}
+    for section, settings in spec.items():
+        path = f"meta.fti.training.{section}"
+        if settings is None:
+            settings = {}
+        if not isinstance(settings, Mapping):
+            raise CatalogError(f"{where}: {path} must be a mapping of settings, got {settings!r}")
+        if section == "split":
+            _check_keys(settings, SPLIT_KEYS, where, path)
+        for key, value in settings.items():
+            values = value if isinstance(value, list) else [value]
+            if not all(v is None or isinstance(v, _SETTING_TYPES) for v in values):
+                raise CatalogError(f"{where}: {path}.{key} must be a number, string, boolean or a list of "
+                                   f"them, got {value!r}")
+        sections[section] = tuple(settings.items())
+    return TrainingConfig(**sections)
 
 
 def _check_on_demand_inputs(view: FeatureView, nodes: dict[str, Any], where: str) -> None:
@@ -432,10 +533,29 @@ def catalog_from_manifest(manifest: dict[str, Any]) -> Catalog:
     return catalog
 
 
+_NOT_PROJECT = {"target", "dbt_packages", "logs"}
+
+
+def _changed_since_parsed(settings: Settings, manifest: Path) -> bool:
+    """Whether a file or folder of the dbt project is newer than the manifest, which then may not show it (a
+    view's training config, say, edited after the last dbt run)."""
+    parsed = manifest.stat().st_mtime_ns
+    for folder, folders, files in os.walk(settings.dbt_project_dir):
+        folders[:] = [f for f in folders if f not in _NOT_PROJECT and not f.startswith(".")]
+        for name in (".", *files):
+            try:
+                if os.stat(os.path.join(folder, name)).st_mtime_ns > parsed:
+                    return True
+            except FileNotFoundError:  # removed while we looked: the next call sees the folder change
+                continue
+    return False
+
+
 def load_catalog(settings: Settings, refresh: bool = False) -> Catalog:
-    """The catalog of the project in `settings`; parses the dbt project first if it has no manifest."""
+    """The catalog of the project in `settings`; parses the dbt project first if it has no manifest or the
+    project changed since the manifest was written."""
     path: Path = settings.manifest_path
-    if refresh or not path.exists():
+    if refresh or not path.exists() or _changed_since_parsed(settings, path):
         from models_ml.features.dbt_runner import build
 
         build(settings, ["parse"])

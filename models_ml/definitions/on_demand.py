@@ -1,14 +1,17 @@
-"""On-demand features: computed from the request itself plus stored feature values, defined once.
+"""The on-demand function registry: features computed from the request plus stored feature values, by
+functions declared once and named by views as ``module:function``.
 
-A feature view declares its on-demand features in its exposure (``meta.fti.on_demand``: a name, a function
-of this module and the view column bound to each of the function's parameters; see models/_exposures.yml).
-The same function then computes them
+A feature view declares its on-demand features in its exposure (``meta.fti.on_demand``: a name, the
+function as ``module:function`` and the view column bound to each of the function's parameters; see
+models/_exposures.yml). A function lives with the project that needs it (the fraud example's in
+examples/fraud/on_demand.py), not here: :func:`resolve` imports its module when the catalog reads the view,
+and remembers it. The same function then computes the features
 
-* **offline**, inside the training snapshot (and batch inference): :func:`add_on_demand` appends them to the
-  point-in-time join as DuckDB vectorised UDFs over Arrow chunks, so the snapshot stays one Ibis expression
-  executed in the engine;
-* **online**, per request: :func:`compute_online` (the serving app calls it with the request and the stored
-  values it looked up in the online store) runs it on arrays of one row.
+* **offline**, inside the training snapshot (and batch inference): models_ml/offline/on_demand.py appends
+  them to the point-in-time join as DuckDB vectorised UDFs over Arrow chunks, so the snapshot stays one Ibis
+  expression executed in the engine;
+* **online**, per request: models_ml/inference/online/on_demand.py runs them on arrays of one row, from the
+  request and the stored values the serving app looked up in the online store.
 
 **Why the two agree exactly.** A function sees only float64 numpy arrays, built the same way on both
 paths (:func:`as_float64`): numbers as float64, timestamps as float64 microseconds since the epoch (exact:
@@ -17,98 +20,113 @@ numpy, which gives the same bits for an element whether the array holds one row 
 skew test, tests/models_ml/test_on_demand_skew.py, checks this end to end). A result that is NaN or
 infinite is missing: NULL in the snapshot, None online.
 
-**Adding a function**: decorate a vectorised function with :func:`on_demand_function`, naming the kind
-(``"float"`` or ``"timestamp"``) of each parameter; views then bind its parameters to their columns.
+**Adding a function**: in any importable module, decorate a vectorised function with
+:func:`on_demand_function`, naming the kind (``"float"`` or ``"timestamp"``) of each parameter; views then
+name it ``module:function`` and bind its parameters to their columns.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-if TYPE_CHECKING:
-
-    pass
-
 Kind = Literal["float", "timestamp"]
 KINDS: tuple[str, ...] = ("float", "timestamp")
-EARTH_RADIUS_KM = 6371.0088
+EXAMPLE_REFERENCE = "examples.fraud.on_demand:speed_kmh"
+_DECLARATION = "on_demand_declaration"  # the attribute the decorator sets on the function it declares
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _MICROSECOND = dt.timedelta(microseconds=1)
 
 
+class OnDemandError(ValueError):
+    """A reference names no usable on-demand function; the message (one line) says why and how to fix it."""
+
+
 @dataclass(frozen=True)
 class OnDemandFunction:
-    """A registered function: its parameters (name -> kind, in order) and the vectorised computation."""
+    """A declared function: its parameters (name -> kind, in order) and the vectorised computation."""
 
     name: str
     parameters: dict[str, Kind]
     compute: Callable[..., np.ndarray]
     description: str
+    module: str = ""
+
+    @property
+    def reference(self) -> str:
+        """``module:function``, how a feature view names it."""
+        return f"{self.module}:{self.name}"
 
 
+# reference -> function, filled by resolve(): a module is imported once, whatever the views that name it.
 FUNCTIONS: dict[str, OnDemandFunction] = {}
 
 
 def on_demand_function(**parameters: Kind) -> Callable[[Callable[..., np.ndarray]], Callable[..., np.ndarray]]:
-    """Register a function of float64 arrays (one per parameter, all the same length) -> a float64 array."""
+    """Declare a function of float64 arrays (one per parameter, all the same length) -> a float64 array,
+    with the kind of each parameter; the function itself is returned unchanged, still callable directly."""
     for name, kind in parameters.items():
         if kind not in KINDS:
             raise ValueError(f"parameter {name!r}: kind must be one of {KINDS}, got {kind!r}")
 
-    def register(compute: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
-        if compute.__name__ in FUNCTIONS:
-            raise ValueError(f"on-demand function {compute.__name__!r} is already registered")
+    def declare(compute: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
         doc = (compute.__doc__ or "").strip().splitlines()
-        FUNCTIONS[compute.__name__] = OnDemandFunction(compute.__name__, dict(parameters), compute,
-                                                       doc[0] if doc else "")
+        setattr(compute, _DECLARATION, OnDemandFunction(compute.__name__, dict(parameters), compute,
+                                                        doc[0] if doc else "", compute.__module__))
         return compute
 
-    return register
+    return declare
 
 
-# --------------------------------------------------------------------------------------------------
-# The functions
+def declaration(value: Any) -> OnDemandFunction | None:
+    """What :func:`on_demand_function` declared about ``value``; None for anything it did not decorate."""
+    declared = getattr(value, _DECLARATION, None)
+    return declared if isinstance(declared, OnDemandFunction) else None
 
 
-@on_demand_function(latitude="float", longitude="float", other_latitude="float", other_longitude="float")
-def haversine_km(latitude: np.ndarray, longitude: np.ndarray, other_latitude: np.ndarray,
-                 other_longitude: np.ndarray) -> np.ndarray:
-    """Great-circle distance in km between two points (mean Earth radius)."""
-    lat1, lon1, lat2, lon2 = (np.radians(a) for a in (latitude, longitude, other_latitude, other_longitude))
-    a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+def resolve(reference: str) -> OnDemandFunction:
+    """The declared function ``module:function`` names, importing the module the first time.
 
-
-@on_demand_function(at="timestamp", since="timestamp")
-def seconds_between(at: np.ndarray, since: np.ndarray) -> np.ndarray:
-    """Seconds from ``since`` to ``at``."""
-    return (at - since) / 1e6
-
-
-@on_demand_function(latitude="float", longitude="float", at="timestamp",
-                    other_latitude="float", other_longitude="float", since="timestamp")
-def speed_kmh(latitude: np.ndarray, longitude: np.ndarray, at: np.ndarray, other_latitude: np.ndarray,
-              other_longitude: np.ndarray, since: np.ndarray) -> np.ndarray:
-    """Speed in km/h needed to travel from the other point at ``since`` to this one at ``at`` (at least a
-    second of travel, so two purchases in the same second far apart are fast, not infinite)."""
-    km = haversine_km(latitude, longitude, other_latitude, other_longitude)
-    hours = np.maximum(seconds_between(at, since), 1.0) / 3600.0
-    return km / hours
-
-
-@on_demand_function(numerator="float", denominator="float")
-def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """numerator / denominator; missing when the denominator is zero."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(denominator != 0, numerator / denominator, np.nan)
+    Raises OnDemandError when the reference is malformed, its module cannot be imported, the module has no
+    such attribute, or the attribute is not declared with :func:`on_demand_function`."""
+    found = FUNCTIONS.get(reference)
+    if found is not None:
+        return found
+    module_name, _, name = reference.partition(":")
+    if not (module_name and name) or ":" in name:
+        raise OnDemandError(f"function {reference!r} is not a module:function reference: write it as "
+                            f"module:function, e.g. {EXAMPLE_REFERENCE}")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name and (module_name == error.name or module_name.startswith(f"{error.name}.")):
+            raise OnDemandError(f"function {reference!r}: no module {module_name!r}; fix the module path, or "
+                                f"install the package that holds it") from None
+        raise OnDemandError(f"function {reference!r}: importing module {module_name!r} failed ({error}); "
+                            f"install what it imports") from error
+    except ImportError as error:
+        raise OnDemandError(f"function {reference!r}: importing module {module_name!r} failed ({error}); "
+                            f"fix that import") from error
+    value = getattr(module, name, None)
+    if value is None:
+        declared = sorted(n for n, v in vars(module).items() if declaration(v) is not None)
+        raise OnDemandError(f"function {reference!r}: module {module_name} has no {name!r} (its on-demand "
+                            f"functions: {', '.join(declared) or 'none'}); fix the name")
+    declared = declaration(value)
+    if declared is None:
+        raise OnDemandError(f"function {reference!r} is not an on-demand function: decorate it with "
+                            f"@on_demand_function(<parameter>='float' or 'timestamp', ...) from "
+                            f"models_ml.definitions.on_demand")
+    FUNCTIONS[reference] = declared
+    return declared
 
 
 # --------------------------------------------------------------------------------------------------
@@ -160,10 +178,11 @@ def _python_floats(values: Sequence[Any], kind: Kind) -> list[float]:
 
 
 def compute(function: str | OnDemandFunction, inputs: Mapping[str, Any]) -> np.ndarray:
-    """Run one registered function on columns given per parameter (Arrow arrays or Python sequences).
+    """Run one declared function (or its ``module:function`` reference) on columns given per parameter
+    (Arrow arrays or Python sequences).
 
     NaN and infinite results are returned as NaN (missing)."""
-    fn = FUNCTIONS[function] if isinstance(function, str) else function
+    fn = resolve(function) if isinstance(function, str) else function
     arrays = [as_float64(inputs[name], kind) for name, kind in fn.parameters.items()]
     lengths = {len(a) for a in arrays}
     if len(lengths) > 1:

@@ -2,6 +2,7 @@
 
 dbt's runner is not safe to call concurrently, and dbt-duckdb keeps the warehouse file open after a call
 (other processes then see "Conflicting lock is held"): every call is serialised and releases the file.
+A failing test's stored rows are read back through the offline store.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import duckdb
-
 from models_ml.core.settings import Settings
+from models_ml.offline.store import OfflineStoreError, opened, transient_errors
 
 _DBT_LOCK = threading.Lock()
 FAILED_STATUSES = {"error", "fail", "runtime error"}
@@ -74,7 +74,7 @@ class DbtBuildError(RuntimeError):
 
 def _outcome(result: Any) -> NodeOutcome:
     node = result.node
-    adapter_response = getattr(result, "adapter_response", None) or {}
+    adapter_response = result.adapter_response or {}
     return NodeOutcome(
         unique_id=node.unique_id,
         name=node.name,
@@ -84,7 +84,7 @@ def _outcome(result: Any) -> NodeOutcome:
         failures=result.failures,
         execution_time=float(result.execution_time or 0.0),
         relation_name=getattr(node, "relation_name", None),
-        rows_affected=adapter_response.get("rows_affected") if isinstance(adapter_response, dict) else None,
+        rows_affected=adapter_response.get("rows_affected"),
     )
 
 
@@ -140,16 +140,17 @@ def run_dbt(settings: Settings, args: Sequence[str], dbt_vars: dict[str, Any] | 
 
 
 def failing_rows(settings: Settings, outcome: NodeOutcome, limit: int = 5) -> list[dict[str, Any]]:
-    """The first failing rows a test stored (tests store their failures in the `audit` schema)."""
+    """The first failing rows a test stored (tests store their failures in the `audit` schema); none when
+    they cannot be read, so a report of the failure never fails itself."""
     if outcome.resource_type != "test" or not outcome.relation_name:
         return []
+    *_, schema, name = (part.strip('"') for part in outcome.relation_name.split("."))
     try:
-        with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-            relation = outcome.relation_name.split(".", 1)[-1]
-            cursor = con.execute(f"select * from {relation} limit {int(limit)}")
-            names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row)) for row in cursor.fetchall()]
-    except duckdb.Error:
+        with opened(settings, read_only=True) as store:
+            if not store.exists(schema, name):
+                return []
+            return store.to_arrow(store.table(schema, name).limit(int(limit))).to_pylist()
+    except (OfflineStoreError, *transient_errors()):
         return []
 
 

@@ -1,8 +1,10 @@
 """Append-only landing of raw data batches, the way data really arrives.
 
-Every landed row carries `_loaded_at` (UTC ingestion time) and `_batch_id`. A batch is landed at most once:
-`raw._landed_batches` records it in the same transaction as its rows, so landing the same batch twice is a
-no-op and a crash half-way leaves nothing behind.
+A loader (``examples/<domain>/loader.py``) reads its source and hands each batch over as an Arrow table;
+landing appends it to ``raw.<table>`` through the offline store. Every landed row carries ``_loaded_at``
+(UTC ingestion time) and ``_batch_id``. A batch is landed at most once: ``raw._landed_batches`` records it
+in the same transaction as its rows, so landing the same batch twice is a no-op and a crash half-way
+leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import duckdb
+import pyarrow as pa
+
+from models_ml.offline.store import OfflineStore
 
 RAW_SCHEMA = "raw"
 LEDGER = f"{RAW_SCHEMA}._landed_batches"
+LOADED_AT, BATCH_ID = "_loaded_at", "_batch_id"
 
 Clock = Callable[[], dt.datetime]
 
@@ -50,9 +55,9 @@ class LandingReport:
         return sum(b.rows for b in self.batches)
 
 
-def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(f"create schema if not exists {RAW_SCHEMA}")
-    con.execute(
+def ensure_ledger(store: OfflineStore) -> None:
+    store.execute(f"create schema if not exists {RAW_SCHEMA}")
+    store.execute(
         f"""create table if not exists {LEDGER} (
             table_name varchar not null,
             batch_id varchar not null,
@@ -63,47 +68,29 @@ def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def landed_batch_ids(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
-    ensure_ledger(con)
-    rows = con.execute(f"select batch_id from {LEDGER} where table_name = ?", [table]).fetchall()
-    return {r[0] for r in rows}
+def landed_batch_ids(store: OfflineStore, table: str) -> set[str]:
+    ensure_ledger(store)
+    return {r[0] for r in store.execute(f"select batch_id from {LEDGER} where table_name = ?", [table])}
 
 
-def land_batch(
-    con: duckdb.DuckDBPyConnection,
-    table: str,
-    batch_id: str,
-    select_sql: str,
-    params: list | None = None,
-    clock: Clock = utc_now,
-) -> LandedBatch:
-    """Append the rows of `select_sql` to `raw.<table>`, stamped with the ingestion time, once per batch.
+def land_batch(store: OfflineStore, table: str, batch_id: str, rows: pa.Table, clock: Clock = utc_now) -> LandedBatch:
+    """Append ``rows`` to ``raw.<table>``, stamped with the ingestion time, once per batch.
 
-    The raw table is created on first use with the columns of `select_sql` plus `_loaded_at`/`_batch_id`.
+    The raw table is created on first use with the columns of ``rows`` (their Arrow types) followed by
+    ``_loaded_at`` (timestamptz) and ``_batch_id`` (varchar); later batches are appended by column name.
     """
-    ensure_ledger(con)
-    if batch_id in landed_batch_ids(con, table):
+    ensure_ledger(store)
+    if batch_id in landed_batch_ids(store, table):
         return LandedBatch(table, batch_id, 0, skipped=True)
     loaded_at = clock()
     if loaded_at.tzinfo is None:
         raise ValueError("landing clock must return a timezone-aware datetime")
-    target = f"{RAW_SCHEMA}.{table}"
-    con.execute("begin transaction")
-    try:
-        con.execute(
-            f"create table if not exists {target} as "
-            f"select *, null::timestamptz as _loaded_at, null::varchar as _batch_id "
-            f"from ({select_sql}) limit 0",
-            params or [],
-        )
-        inserted = con.execute(
-            f"insert into {target} by name "
-            f"select *, ?::timestamptz as _loaded_at, ?::varchar as _batch_id from ({select_sql})",
-            [loaded_at, batch_id, *(params or [])],
-        ).fetchone()[0]
-        con.execute(f"insert into {LEDGER} values (?, ?, ?, ?)", [table, batch_id, inserted, loaded_at])
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
-    return LandedBatch(table, batch_id, int(inserted), skipped=False)
+    n = rows.num_rows
+    stamped = rows.append_column(
+        pa.field(LOADED_AT, pa.timestamp("us", tz="UTC")),
+        pa.repeat(pa.scalar(loaded_at, pa.timestamp("us", tz="UTC")), n),
+    ).append_column(pa.field(BATCH_ID, pa.string()), pa.repeat(pa.scalar(batch_id, pa.string()), n))
+    with store.transaction():
+        store.insert(RAW_SCHEMA, table, stamped)
+        store.execute(f"insert into {LEDGER} values (?, ?, ?, ?)", [table, batch_id, n, loaded_at])
+    return LandedBatch(table, batch_id, n, skipped=False)

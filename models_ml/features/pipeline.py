@@ -1,6 +1,8 @@
-"""The feature pipeline's steps as plain functions: land raw data, build and test features, record the run.
+"""The feature pipeline, composed once: land raw data, build and test features with dbt, count, record the run.
 
-Prefect wiring lives in flows/feature_pipeline.py; nothing here knows about Prefect.
+:func:`run_feature_pipeline` calls the steps in order; the Prefect flow (flows/feature_pipeline.py) passes
+its tasks, which call these same step functions, and adds only logging and the run's artifact. Nothing
+here knows about Prefect.
 """
 
 from __future__ import annotations
@@ -9,38 +11,37 @@ import datetime as dt
 import importlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from types import ModuleType
 
-import duckdb
-
 from models_ml.core.settings import Settings
-from models_ml.definitions.catalog import Catalog
-from models_ml.features.dbt_runner import DbtRun, build
+from models_ml.definitions.catalog import Catalog, load_catalog
+from models_ml.features.dbt_runner import DbtBuildError, DbtRun, build
 from models_ml.features.landing import LandingReport
+from models_ml.offline.store import OfflineStore, OfflineStoreError, open_offline_store, opened
 
 DEFAULT_EXAMPLE = "flights"
 
-RUNS_TABLE = "ops.feature_pipeline_runs"
-QUARANTINE_RELATION = "quarantine.quarantined_rows"
-
-
-def connect(settings: Settings, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    settings.ensure_home()
-    return duckdb.connect(str(settings.warehouse_path), read_only=read_only)
+RUNS_SCHEMA, RUNS_TABLE = "ops", "feature_pipeline_runs"
+QUARANTINE = ("quarantine", "quarantined_rows")
 
 
 def example_loader(example: str = DEFAULT_EXAMPLE) -> ModuleType:
     """The raw-data loader of an example system, `examples/<example>/loader.py`.
 
-    A loader provides `land_through(con, through, cache_dir)` (land every batch through that day not landed
-    yet), `next_unlanded_day(con)` and `DBT_SELECTION` (the dbt selection its data feeds; None = all), so a
-    new example needs a loader and SQL, not a change here.
+    A loader provides `land_through(store, through, cache_dir)` (land every batch through that day not
+    landed yet), `next_unlanded_day(store)` and `DBT_SELECTION` (the dbt selection its data feeds; None =
+    all), so a new example needs a loader and SQL, not a change here.
     """
     try:
         return importlib.import_module(f"examples.{example}.loader")
     except ModuleNotFoundError as error:
         raise ValueError(f"no example {example!r} (expected a module examples/{example}/loader.py)") from error
+
+
+# --------------------------------------------------------------------------------------------------
+# The steps
 
 
 def land_raw(
@@ -49,9 +50,9 @@ def land_raw(
     """Land the example's raw data through `through` (default: the next day not landed yet); returns the
     day landed through and what was landed."""
     loader = example_loader(example)
-    with connect(settings) as con:
-        day = through or loader.next_unlanded_day(con)
-        return day, loader.land_through(con, day, settings.home / "cache")
+    with opened(settings) as store:
+        day = through or loader.next_unlanded_day(store)
+        return day, loader.land_through(store, day, settings.home / "cache")
 
 
 def build_features(settings: Settings, full_refresh: bool = False, select: str | None = None) -> DbtRun:
@@ -69,18 +70,14 @@ def build_features(settings: Settings, full_refresh: bool = False, select: str |
     return build(settings, args)
 
 
-def relation_row_counts(settings: Settings, relations: list[str]) -> dict[str, int]:
-    """Row counts of existing relations (missing ones are left out)."""
+def relation_row_counts(store: OfflineStore, relations: list[str]) -> dict[str, int]:
+    """Row counts of the existing relations among ``schema.name`` strings, either part optionally quoted
+    (missing ones are left out)."""
     counts: dict[str, int] = {}
-    if not settings.warehouse_path.exists():
-        return counts
-    with connect(settings, read_only=True) as con:
-        existing = {
-            f"{s}.{t}" for s, t in con.execute("select table_schema, table_name from information_schema.tables").fetchall()
-        }
-        for relation in relations:
-            if relation in existing:
-                counts[relation] = int(con.execute(f"select count(*) from {relation}").fetchone()[0])
+    for relation in relations:
+        schema, name = (part.strip('"') for part in relation.split(".", 1))
+        if store.exists(schema, name):
+            counts[relation] = int(store.table(schema, name).count().to_pyarrow().as_py())
     return counts
 
 
@@ -91,18 +88,25 @@ def published_relations(catalog: Catalog) -> list[str]:
     return sorted(relations)
 
 
-def quarantine_counts(settings: Settings) -> dict[str, int]:
-    """Quarantined rows per `source_table/rule`."""
-    if not settings.warehouse_path.exists():
+def quarantine_counts(store: OfflineStore) -> dict[str, int]:
+    """Quarantined rows per `source_table/rule` (empty before the quarantine model was built)."""
+    if not store.exists(*QUARANTINE):
         return {}
-    with connect(settings, read_only=True) as con:
-        try:
-            rows = con.execute(
-                f"select source_table || '/' || rule_broken, count(*) from {QUARANTINE_RELATION} group by all order by 1"
-            ).fetchall()
-        except duckdb.CatalogException:
-            return {}
+    rows = store.execute(f"select source_table || '/' || rule_broken, count(*) from {'.'.join(QUARANTINE)} "
+                         f"group by 1 order by 1")
     return {k: int(v) for k, v in rows}
+
+
+def count_rows(settings: Settings, relations: list[str] | None = None) -> tuple[dict[str, int], dict[str, int]]:
+    """Rows per published relation (default: every one the catalog knows) and quarantined rows per rule,
+    read-only; both empty before anything was landed."""
+    relations = published_relations(load_catalog(settings)) if relations is None else relations
+    try:
+        store = open_offline_store(settings, read_only=True)
+    except OfflineStoreError:  # no warehouse yet: nothing to count
+        return {}, {}
+    with store:
+        return relation_row_counts(store, relations), quarantine_counts(store)
 
 
 @dataclass
@@ -121,6 +125,11 @@ class FeaturePipelineRun:
     dbt_seconds: float = 0.0
     dbt_node_seconds: float = 0.0
     error: str | None = None
+
+    def as_dict(self) -> dict:
+        """What the flow returns."""
+        return {"run_id": self.run_id, "landed_through": self.landed_through, "rows_landed": self.rows_landed,
+                "rows_built": self.rows_built, "rows_quarantined": self.rows_quarantined}
 
     def as_markdown(self) -> str:
         lines = [
@@ -144,24 +153,73 @@ class FeaturePipelineRun:
 
 def record_run(settings: Settings, run: FeaturePipelineRun) -> None:
     """Append the run to ops.feature_pipeline_runs (one row per run; re-recording a run replaces it)."""
-    with connect(settings) as con:
-        con.execute("create schema if not exists ops")
-        con.execute(
-            f"""create table if not exists {RUNS_TABLE} (
+    table = f"{RUNS_SCHEMA}.{RUNS_TABLE}"
+    values = asdict(run)
+    with opened(settings) as store:
+        store.execute(f"create schema if not exists {RUNS_SCHEMA}")
+        store.execute(
+            f"""create table if not exists {table} (
                 run_id varchar primary key, started_at timestamptz, finished_at timestamptz, status varchar,
                 landed_through varchar, rows_landed json, rows_built json, rows_added json,
                 rows_quarantined json, dbt_seconds double, dbt_node_seconds double, error varchar)"""
         )
-        values = asdict(run)
-        con.execute("begin transaction")
-        con.execute(f"delete from {RUNS_TABLE} where run_id = ?", [run.run_id])
-        con.execute(
-            f"insert into {RUNS_TABLE} values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                values["run_id"], values["started_at"], values["finished_at"], values["status"],
-                values["landed_through"], json.dumps(values["rows_landed"]), json.dumps(values["rows_built"]),
-                json.dumps(values["rows_added"]), json.dumps(values["rows_quarantined"]),
-                values["dbt_seconds"], values["dbt_node_seconds"], values["error"],
-            ],
-        )
-        con.execute("commit")
+        with store.transaction():
+            store.execute(f"delete from {table} where run_id = ?", [run.run_id])
+            store.execute(
+                f"insert into {table} values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    values["run_id"], values["started_at"], values["finished_at"], values["status"],
+                    values["landed_through"], json.dumps(values["rows_landed"]), json.dumps(values["rows_built"]),
+                    json.dumps(values["rows_added"]), json.dumps(values["rows_quarantined"]),
+                    values["dbt_seconds"], values["dbt_node_seconds"], values["error"],
+                ],
+            )
+
+
+# --------------------------------------------------------------------------------------------------
+# The composition
+
+
+@dataclass(frozen=True)
+class FeatureSteps:
+    """The steps :func:`run_feature_pipeline` calls; a flow passes its tasks, which wrap these same functions."""
+
+    land: Callable[[Settings, dt.date | None, str], tuple[dt.date, LandingReport]] = land_raw
+    build: Callable[[Settings, bool, str | None], DbtRun] = build_features
+    count: Callable[[Settings], tuple[dict[str, int], dict[str, int]]] = count_rows
+
+
+def run_feature_pipeline(
+    settings: Settings,
+    through: dt.date | None = None,
+    *,
+    full_refresh: bool = False,
+    example: str = DEFAULT_EXAMPLE,
+    steps: FeatureSteps = FeatureSteps(),
+    on_finish: Callable[[FeaturePipelineRun], None] | None = None,
+) -> FeaturePipelineRun:
+    """Land `example`'s raw data through `through` (default: the next day not landed), build the features
+    its data feeds, and record the run in ops.feature_pipeline_runs, failed or not.
+
+    A failing dbt test raises DbtBuildError after the run (status ``failed``, the error) is recorded;
+    ``on_finish`` sees every run once it is recorded (the flow's artifact).
+    """
+    run = FeaturePipelineRun()
+    before, _ = steps.count(settings)
+    try:
+        day, landed = steps.land(settings, through, example)
+        run.landed_through, run.rows_landed = day.isoformat(), landed.rows_landed()
+        dbt = steps.build(settings, full_refresh, example_loader(example).DBT_SELECTION)
+        run.dbt_seconds, run.dbt_node_seconds = dbt.seconds, dbt.node_seconds()
+        run.status = "succeeded"
+    except DbtBuildError as error:
+        run.status, run.error = "failed", str(error)
+        raise
+    finally:
+        run.rows_built, run.rows_quarantined = steps.count(settings)
+        run.rows_added = {t: n - before.get(t, 0) for t, n in run.rows_built.items()}
+        run.finished_at = dt.datetime.now(dt.timezone.utc)
+        record_run(settings, run)
+        if on_finish is not None:
+            on_finish(run)
+    return run

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
-from models_ml.definitions.on_demand import FUNCTIONS, compute
+from models_ml.definitions.on_demand import compute, resolve
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -20,11 +21,11 @@ if TYPE_CHECKING:
 
 
 @functools.cache
-def _udf(function: str) -> Callable[..., ir.Value]:
+def _udf(reference: str) -> Callable[..., ir.Value]:
     import ibis
     import ibis.expr.datatypes as idt
 
-    fn = FUNCTIONS[function]
+    fn = resolve(reference)
     types = {"float": idt.float64, "timestamp": idt.Timestamp(timezone="UTC")}
 
     def run(*columns: pa.Array) -> pa.Array:
@@ -35,7 +36,8 @@ def _udf(function: str) -> Callable[..., ir.Value]:
     run.__signature__ = inspect.Signature(
         [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in fn.parameters]
     )
-    run.__name__ = f"fti_on_demand_{function}"
+    # The engine's function name: from the whole reference, so same-named functions of two modules differ.
+    run.__name__ = "fti_on_demand_" + re.sub(r"\W", "_", reference)
     signature = (tuple(types[kind] for kind in fn.parameters.values()), idt.float64)
     return ibis.udf.scalar.pyarrow(run, name=run.__name__, signature=signature)
 
@@ -50,7 +52,7 @@ def add_on_demand(table: ir.Table, view: FeatureView) -> ir.Table:
     types = {"float": idt.float64, "timestamp": idt.Timestamp(timezone="UTC")}
     columns = {}
     for feature in view.on_demand:
-        fn = FUNCTIONS[feature.function]
+        fn = resolve(feature.reference)
         args = [table[feature.inputs[p]].cast(types[kind]) for p, kind in fn.parameters.items()]
-        columns[feature.name] = _udf(feature.function)(*args)
+        columns[feature.name] = _udf(feature.reference)(*args)
     return table.mutate(**columns)

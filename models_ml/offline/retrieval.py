@@ -3,7 +3,8 @@
 The one place training snapshots and batch inference get their rows from, so the two cannot skew. The
 spine is the view's label model restricted to a window; every feature selection of the view is one
 :class:`~models_ml.offline.pit.FeatureSource`; the view's on-demand features are computed from the
-joined row. Everything here is a lazy Ibis expression over any backend.
+joined row. Everything here is a lazy Ibis expression over the offline store's tables, so it runs on any
+engine behind the door.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from models_ml.offline.pit import (
     point_in_time_join,
     spine_time_bounds,
 )
+from models_ml.offline.store import OfflineStore
 
 FOUND_PREFIX = "__fti_found_"  # internal column: the matched row's event time of feature source i
 
@@ -48,13 +50,13 @@ def utc_literal(value: dt.datetime) -> ir.TimestampScalar:
 
 
 def spine_expr(
-    con: ibis.BaseBackend, view: FeatureView, time_range: TimeRange, *, on: str | None = None,
+    store: OfflineStore, view: FeatureView, time_range: TimeRange, *, on: str | None = None,
     with_target: bool = True,
 ) -> ir.Table:
     """The label rows whose spine time (or the ``on`` column) lies in ``[start, end)``, with the columns the
     snapshot keeps. Batch inference selects by the label's event time and without the target."""
     label = view.label
-    table = con.table(label.relation, database=label.schema)
+    table = store.table(label.schema, label.relation)
     columns = spine_columns(view, with_target=with_target)
     missing = [c for c in columns if c not in table.columns]
     if missing:
@@ -63,11 +65,11 @@ def spine_expr(
     return table.filter(t >= utc_literal(time_range.start), t < utc_literal(time_range.end)).select(*columns)
 
 
-def feature_sources(con: ibis.BaseBackend, view: FeatureView) -> list[FeatureSource]:
+def feature_sources(store: OfflineStore, view: FeatureView) -> list[FeatureSource]:
     """One point-in-time source per feature selection of the view, described entirely by the catalog."""
     return [
         FeatureSource(
-            table=con.table(ref.group.relation, database=ref.group.schema),
+            table=store.table(ref.group.schema, ref.group.relation),
             keys=dict(ref.join_keys),
             event_time=ref.group.event_time,
             features=list(ref.columns),  # the model's features, then the on-demand features' inputs
@@ -82,11 +84,11 @@ def feature_sources(con: ibis.BaseBackend, view: FeatureView) -> list[FeatureSou
 
 
 def join_features(
-    con: ibis.BaseBackend, view: FeatureView, spine: ir.Table, sources: Sequence[FeatureSource] | None = None,
+    store: OfflineStore, view: FeatureView, spine: ir.Table, sources: Sequence[FeatureSource] | None = None,
     bounds: TimeBounds | None = None,
 ) -> ir.Table:
     """Every feature of the view joined point-in-time onto ``spine`` at the label's spine time, then the
-    view's on-demand features computed from the joined row (:func:`models_ml.definitions.models_ml.offline.on_demand.add_on_demand`).
+    view's on-demand features computed from the joined row (:func:`models_ml.offline.on_demand.add_on_demand`).
 
     The one join training snapshots and batch inference share, so the two cannot skew; ``sources``
     defaults to :func:`feature_sources` (inference passes those same sources, asking for the matched event
@@ -94,7 +96,7 @@ def join_features(
     :func:`models_ml.offline.pit.point_in_time_join`); without them, one small query measures them now, so the
     expression is lazy but fixed to the spine as it is at this moment.
     """
-    sources = feature_sources(con, view) if sources is None else sources
+    sources = feature_sources(store, view) if sources is None else sources
     spine_time = view.label.spine_time
     bounds = spine_time_bounds(spine, spine_time) if bounds is None else bounds
     return add_on_demand(point_in_time_join(spine, spine_time, sources, spine_time_bounds=bounds), view)
@@ -115,28 +117,28 @@ def found_column(index: int) -> str:
     return f"{FOUND_PREFIX}{index}"
 
 
-def inference_spine(con: ibis.BaseBackend, view: FeatureView, window: TimeRange) -> ir.Table:
+def inference_spine(store: OfflineStore, view: FeatureView, window: TimeRange) -> ir.Table:
     """The label rows whose event time lies in the window, with the training spine's columns but the target."""
-    return spine_expr(con, view, window, on=view.label.event_time, with_target=False)
+    return spine_expr(store, view, window, on=view.label.event_time, with_target=False)
 
 
-def inference_sources(con: ibis.BaseBackend, view: FeatureView) -> list[FeatureSource]:
+def inference_sources(store: OfflineStore, view: FeatureView) -> list[FeatureSource]:
     """Training's feature sources, each also giving the matched row's event time (NULL: none within TTL)."""
     return [dataclasses.replace(source, matched_event_time=found_column(index))
-            for index, source in enumerate(feature_sources(con, view))]
+            for index, source in enumerate(feature_sources(store, view))]
 
 
 def features_expr(
-    con: ibis.BaseBackend, view: FeatureView, window: TimeRange, features: Sequence[str] | None = None,
+    store: OfflineStore, view: FeatureView, window: TimeRange, features: Sequence[str] | None = None,
     bounds: TimeBounds | None = None,
 ) -> ir.Table:
     """The lazy inference table: entity keys, spine time, event time, the features, one found-marker per group.
 
     ``features`` limits the feature columns kept (default: all of the view's), which trims the Arrow result;
-    ``bounds``: the spine's, see :func:`models_ml.training.join_features`.
+    ``bounds``: the spine's, see :func:`join_features`.
     """
     label = view.label
-    joined = join_features(con, view, inference_spine(con, view, window), inference_sources(con, view), bounds)
+    joined = join_features(store, view, inference_spine(store, view, window), inference_sources(store, view), bounds)
     keep = list(dict.fromkeys([*label.entity, label.spine_time, label.event_time,
                                *(view.feature_columns if features is None else features)]))
     return joined.select(*keep, *(found_column(i) for i in range(len(view.features))))

@@ -16,6 +16,9 @@ encodings), ``evaluation.json`` and the plots. Registering is atomic: the files 
 directory, the rows inserted in one transaction, and the directory renamed to the version before commit;
 on any failure both are undone.
 
+Every read and write goes through the offline store (portable SQL with ``?`` parameters); several
+statements that must commit together run in one :meth:`~models_ml.offline.store.OfflineStore.transaction`.
+
 Rollback replays the champion's alias history as a stack (a promotion pushes, a rollback pops) and moves
 the champion to the version below the top, so repeated rollbacks walk back through earlier champions
 instead of toggling between the last two.
@@ -34,11 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 import models_ml
 from models_ml.core.settings import PROJECT_ROOT, Settings
 from models_ml.definitions.catalog import Catalog, load_catalog
+from models_ml.offline.store import OfflineStore, opened
 from models_ml.training import champion_pointer
 from models_ml.training.evaluate import Evaluation, GateResult
 from models_ml.training.train import Model, load_model, save_model
@@ -167,33 +169,12 @@ class AliasChange:
 
 
 @contextlib.contextmanager
-def connect(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A warehouse connection with the registry tables present, closed on exit."""
-    settings.ensure_home()
-    con = duckdb.connect(str(settings.warehouse_path))
-    try:
+def _registry(settings: Settings) -> Iterator[OfflineStore]:
+    """The warehouse with the registry tables present, closed on exit."""
+    with opened(settings) as store:
         for statement in _DDL:
-            con.execute(statement)
-        yield con
-    finally:
-        con.close()
-
-
-@contextlib.contextmanager
-def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    con.execute("begin transaction")
-    try:
-        yield con
-    except BaseException:
-        con.execute("rollback")
-        raise
-    con.execute("commit")
-
-
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, params or [])
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row)) for row in cursor.fetchall()]
+            store.execute(statement)
+        yield store
 
 
 def model_dir(settings: Settings, model_name: str, version: int) -> Path:
@@ -243,16 +224,16 @@ def register_model(
     try:
         save_model(model, staging)
         (staging / "evaluation.json").write_text(_json({"evaluation": evaluation.as_dict(), "gate": gate.as_dict()}))
-        with connect(settings) as con, _transaction(con):
-            version = int(con.execute(
+        with _registry(settings) as store, store.transaction():
+            version = int(store.scalar(
                 f"select coalesce(max(version), 0) + 1 from {SCHEMA}.model_versions where model_name = ?",
                 [model_name],
-            ).fetchone()[0])
+            ))
             if write_artifacts is not None:
                 write_artifacts(staging, version)
             final = model_dir(settings, model_name, version)
             now = dt.datetime.now(_UTC)
-            con.execute(
+            store.execute(
                 f"insert into {SCHEMA}.model_versions values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     model_name, version, now, str(final), lineage.feature_view, lineage.feature_view_version,
@@ -271,13 +252,14 @@ def register_model(
                      evaluation.champion.metrics.get(name)) for name in _METRICS
                 ]
             metric_rows += [(model_name, version, "validation", k, v) for k, v in (validation_metrics or {}).items()]
-            con.executemany(f"insert into {SCHEMA}.model_metrics values (?, ?, ?, ?, ?)", metric_rows)
+            store.executemany(f"insert into {SCHEMA}.model_metrics values (?, ?, ?, ?, ?)", metric_rows)
             slice_rows = [
                 (model_name, version, evaluation.dataset, s.column, s.value, name, s.metrics.get(name))
                 for s in evaluation.slices for name in _METRICS
             ]
             if slice_rows:
-                con.executemany(f"insert into {SCHEMA}.model_slice_metrics values (?, ?, ?, ?, ?, ?, ?)", slice_rows)
+                store.executemany(f"insert into {SCHEMA}.model_slice_metrics values (?, ?, ?, ?, ?, ?, ?)",
+                                  slice_rows)
             if final.exists():  # left over from a registration whose transaction never committed
                 shutil.rmtree(final)
             staging.rename(final)
@@ -291,13 +273,13 @@ def register_model(
 
 def _version_exists(settings: Settings, model_name: str, directory: Path) -> bool:
     try:
-        with connect(settings) as con:
-            return bool(con.execute(
+        with _registry(settings) as store:
+            return bool(store.scalar(
                 f"select count(*) from {SCHEMA}.model_versions where model_name = ? and model_dir = ?",
                 [model_name, str(directory)],
-            ).fetchone()[0])
-    except duckdb.Error:
-        return True  # when unsure, keep the files
+            ))
+    except Exception:  # noqa: BLE001 - when unsure, keep the files
+        return True
 
 
 # --------------------------------------------------------------------------------------------------
@@ -329,10 +311,10 @@ def _version_from_row(row: Mapping[str, Any], aliases: tuple[str, ...]) -> Model
     )
 
 
-def _aliases(con: duckdb.DuckDBPyConnection, model_name: str | None = None) -> dict[tuple[str, int], list[str]]:
+def _aliases(store: OfflineStore, model_name: str | None = None) -> dict[tuple[str, int], list[str]]:
     where, params = ("where model_name = ?", [model_name]) if model_name else ("", [])
     found: dict[tuple[str, int], list[str]] = {}
-    for row in _rows(con, f"select * from {SCHEMA}.model_aliases {where} order by alias", params):
+    for row in store.query(f"select * from {SCHEMA}.model_aliases {where} order by alias", params):
         found.setdefault((row["model_name"], int(row["version"])), []).append(row["alias"])
     return found
 
@@ -340,15 +322,15 @@ def _aliases(con: duckdb.DuckDBPyConnection, model_name: str | None = None) -> d
 def list_versions(settings: Settings, model_name: str | None = None) -> list[ModelVersion]:
     """Every registered version (of one model, or of all), oldest first, with their current aliases."""
     where, params = ("where model_name = ?", [model_name]) if model_name else ("", [])
-    with connect(settings) as con:
-        rows = _rows(con, f"select * from {SCHEMA}.model_versions {where} order by model_name, version", params)
-        aliases = _aliases(con, model_name)
+    with _registry(settings) as store:
+        rows = store.query(f"select * from {SCHEMA}.model_versions {where} order by model_name, version", params)
+        aliases = _aliases(store, model_name)
     return [_version_from_row(r, tuple(aliases.get((r["model_name"], int(r["version"])), ()))) for r in rows]
 
 
 def list_models(settings: Settings) -> list[str]:
-    with connect(settings) as con:
-        return [r[0] for r in con.execute(f"select distinct model_name from {SCHEMA}.model_versions order by 1").fetchall()]
+    with _registry(settings) as store:
+        return [r[0] for r in store.execute(f"select distinct model_name from {SCHEMA}.model_versions order by 1")]
 
 
 def get_version(settings: Settings, model_name: str, version: int | None = None) -> ModelVersion:
@@ -366,9 +348,9 @@ def get_version(settings: Settings, model_name: str, version: int | None = None)
 
 def get_metrics(settings: Settings, model_name: str, version: int) -> dict[str, dict[str, float | None]]:
     """dataset -> metric -> value."""
-    with connect(settings) as con:
-        rows = _rows(con, f"select dataset, metric, value from {SCHEMA}.model_metrics "
-                          f"where model_name = ? and version = ? order by dataset, metric", [model_name, version])
+    with _registry(settings) as store:
+        rows = store.query(f"select dataset, metric, value from {SCHEMA}.model_metrics "
+                           f"where model_name = ? and version = ? order by dataset, metric", [model_name, version])
     metrics: dict[str, dict[str, float | None]] = {}
     for row in rows:
         metrics.setdefault(row["dataset"], {})[row["metric"]] = row["value"]
@@ -378,8 +360,8 @@ def get_metrics(settings: Settings, model_name: str, version: int) -> dict[str, 
 def get_slice_metrics(settings: Settings, model_name: str, version: int, dataset: str = "test") -> list[dict[str, Any]]:
     """One dict per slice (column, value, and each metric), worst ROC-AUC first."""
     columns = ",\n".join(f"max(value) filter (where metric = '{name}') as {name}" for name in _METRICS)
-    with connect(settings) as con:
-        rows = _rows(con, f"""
+    with _registry(settings) as store:
+        rows = store.query(f"""
             select slice_column, slice_value, {columns}
             from {SCHEMA}.model_slice_metrics
             where model_name = ? and version = ? and dataset = ?
@@ -389,8 +371,8 @@ def get_slice_metrics(settings: Settings, model_name: str, version: int, dataset
 
 
 def get_aliases(settings: Settings, model_name: str) -> dict[str, int]:
-    with connect(settings) as con:
-        rows = _rows(con, f"select alias, version from {SCHEMA}.model_aliases where model_name = ?", [model_name])
+    with _registry(settings) as store:
+        rows = store.query(f"select alias, version from {SCHEMA}.model_aliases where model_name = ?", [model_name])
     return {r["alias"]: int(r["version"]) for r in rows}
 
 
@@ -398,8 +380,8 @@ def alias_history(settings: Settings, model_name: str, alias: str | None = None)
     where, params = "where model_name = ?", [model_name]
     if alias:
         where, params = where + " and alias = ?", params + [alias]
-    with connect(settings) as con:
-        return _rows(con, f"select * from {SCHEMA}.alias_history {where} order by event_id", params)
+    with _registry(settings) as store:
+        return store.query(f"select * from {SCHEMA}.alias_history {where} order by event_id", params)
 
 
 def resolve(settings: Settings, model_name: str, ref: str | int = CHAMPION) -> ModelVersion:
@@ -424,34 +406,38 @@ def load(settings: Settings, model_name: str, ref: str | int = CHAMPION) -> tupl
 # Aliases
 
 
-def _set_alias(con: duckdb.DuckDBPyConnection, model_name: str, alias: str, version: int | None,
+def _alias_version(store: OfflineStore, model_name: str, alias: str) -> int | None:
+    current = store.scalar(f"select version from {SCHEMA}.model_aliases where model_name = ? and alias = ?",
+                           [model_name, alias])
+    return None if current is None else int(current)
+
+
+def _set_alias(store: OfflineStore, model_name: str, alias: str, version: int | None,
                action: str, reason: str) -> AliasChange:
-    current = con.execute(f"select version from {SCHEMA}.model_aliases where model_name = ? and alias = ?",
-                          [model_name, alias]).fetchone()
-    previous = int(current[0]) if current else None
+    previous = _alias_version(store, model_name, alias)
     now = dt.datetime.now(_UTC)
-    con.execute(f"delete from {SCHEMA}.model_aliases where model_name = ? and alias = ?", [model_name, alias])
+    store.execute(f"delete from {SCHEMA}.model_aliases where model_name = ? and alias = ?", [model_name, alias])
     if version is not None:
-        con.execute(f"insert into {SCHEMA}.model_aliases values (?, ?, ?, ?)", [model_name, alias, version, now])
-    con.execute(
+        store.execute(f"insert into {SCHEMA}.model_aliases values (?, ?, ?, ?)", [model_name, alias, version, now])
+    store.execute(
         f"insert into {SCHEMA}.alias_history (model_name, alias, version, previous_version, action, reason, changed_at) "
         f"values (?, ?, ?, ?, ?, ?, ?)", [model_name, alias, version, previous, action, reason, now],
     )
     return AliasChange(model_name, alias, version, previous, action)
 
 
-def _require_version(con: duckdb.DuckDBPyConnection, model_name: str, version: int) -> None:
-    found = con.execute(f"select count(*) from {SCHEMA}.model_versions where model_name = ? and version = ?",
-                        [model_name, version]).fetchone()[0]
+def _require_version(store: OfflineStore, model_name: str, version: int) -> None:
+    found = store.scalar(f"select count(*) from {SCHEMA}.model_versions where model_name = ? and version = ?",
+                         [model_name, version])
     if not found:
         raise RegistryError(f"model {model_name!r} has no version {version}")
 
 
 def set_alias(settings: Settings, model_name: str, alias: str, version: int, reason: str = "") -> AliasChange:
     """Point ``alias`` at ``version`` (e.g. ``challenger`` for a candidate that failed the gate)."""
-    with connect(settings) as con, _transaction(con):
-        _require_version(con, model_name, version)
-        return _set_alias(con, model_name, alias, version, "set", reason)
+    with _registry(settings) as store, store.transaction():
+        _require_version(store, model_name, version)
+        return _set_alias(store, model_name, alias, version, "set", reason)
 
 
 def promote(settings: Settings, model_name: str, version: int, alias: str = CHAMPION, reason: str = "", *,
@@ -468,22 +454,19 @@ def promote(settings: Settings, model_name: str, version: int, alias: str = CHAM
 
 
 def _promote(settings: Settings, model_name: str, version: int, alias: str, reason: str) -> AliasChange:
-    with connect(settings) as con, _transaction(con):
-        _require_version(con, model_name, version)
-        change = _set_alias(con, model_name, alias, version, "promote", reason)
-        if alias == CHAMPION:
-            challenger = con.execute(f"select version from {SCHEMA}.model_aliases where model_name = ? and alias = ?",
-                                     [model_name, CHALLENGER]).fetchone()
-            if challenger and int(challenger[0]) == version:
-                _set_alias(con, model_name, CHALLENGER, None, "remove", f"v{version} promoted to {alias}")
+    with _registry(settings) as store, store.transaction():
+        _require_version(store, model_name, version)
+        change = _set_alias(store, model_name, alias, version, "promote", reason)
+        if alias == CHAMPION and _alias_version(store, model_name, CHALLENGER) == version:
+            _set_alias(store, model_name, CHALLENGER, None, "remove", f"v{version} promoted to {alias}")
         return change
 
 
-def _alias_stack(con: duckdb.DuckDBPyConnection, model_name: str, alias: str) -> list[int]:
+def _alias_stack(store: OfflineStore, model_name: str, alias: str) -> list[int]:
     """The alias's versions as a stack: promotions (and sets) push, rollbacks pop, removals clear."""
     stack: list[int] = []
-    for row in _rows(con, f"select version, action from {SCHEMA}.alias_history where model_name = ? and alias = ? "
-                          f"order by event_id", [model_name, alias]):
+    for row in store.query(f"select version, action from {SCHEMA}.alias_history where model_name = ? and alias = ? "
+                           f"order by event_id", [model_name, alias]):
         if row["action"] == "rollback":
             if stack:
                 stack.pop()
@@ -498,13 +481,13 @@ def rollback(settings: Settings, model_name: str, alias: str = CHAMPION, reason:
              publish: bool = True, catalog: Catalog | None = None) -> AliasChange:
     """Move ``alias`` back to the version it pointed at before the current one (republishing the champion
     pointer, as :func:`promote` does)."""
-    with connect(settings) as con, _transaction(con):
-        stack = _alias_stack(con, model_name, alias)
+    with _registry(settings) as store, store.transaction():
+        stack = _alias_stack(store, model_name, alias)
         if len(stack) < 2:
             raise RegistryError(
                 f"model {model_name!r} has no earlier {alias} to roll back to (history: {stack or 'empty'})"
             )
-        change = _set_alias(con, model_name, alias, stack[-2], "rollback", reason or f"rollback from v{stack[-1]}")
+        change = _set_alias(store, model_name, alias, stack[-2], "rollback", reason or f"rollback from v{stack[-1]}")
     if publish and alias == CHAMPION:
         publish_champion(settings, model_name, catalog=catalog)
     return change

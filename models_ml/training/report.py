@@ -7,26 +7,25 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
-import duckdb
-
 from models_ml.core.settings import Settings
 from models_ml.definitions.catalog import FeatureView
+from models_ml.offline.store import OfflineStore, opened
 from models_ml.training import registry
 
 
 def daily_predicted_vs_actual(
-    settings: Settings, view: FeatureView, predictions_table: str
+    store: OfflineStore, view: FeatureView, predictions: tuple[str, str]
 ) -> list[tuple[dt.date, int, float, float | None]]:
-    """(UTC day of the event time, rows, mean score, actual positive rate) for every predicted day."""
+    """(UTC day of the event time, rows, mean score, actual positive rate) for every predicted day of the
+    ``(schema, name)`` predictions table, joined to the label on the entity keys."""
     label = view.label
-    on = " and ".join(f"p.{k} = l.{k}" for k in label.entity)
-    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        return con.execute(
-            f"""select (p.{label.event_time} at time zone 'UTC')::date as day, count(*),
-                       avg(p.score), avg(l.{label.target}::double)
-                from {predictions_table} p left join {label.qualified_relation} l on {on}
-                group by all order by day"""
-        ).fetchall()
+    scored = store.table(*predictions).select(*label.entity, label.event_time, "score")
+    labels = store.table(label.schema, label.relation).select(*label.entity, label.target)
+    joined = scored.left_join(labels, list(label.entity))
+    daily = joined.group_by(day=joined[label.event_time].date()).aggregate(  # the session time zone is UTC
+        rows=joined.count(), mean_score=joined.score.mean(), actual=joined[label.target].cast("float64").mean(),
+    ).order_by("day")
+    return [(r["day"], r["rows"], r["mean_score"], r["actual"]) for r in store.to_arrow(daily).to_pylist()]
 
 
 def plot_daily(rows: list[tuple], path: Path, title: str) -> Path:
@@ -62,15 +61,18 @@ def write_report(
     settings: Settings,
     view: FeatureView,
     version: registry.ModelVersion,
-    predictions_table: str,
+    predictions: tuple[str, str],
     table_rows: dict[str, int],
 ) -> Path:
-    """Write FTI_HOME/reports/<model>/report.md with its PNGs beside it; returns the report's path."""
+    """Write FTI_HOME/reports/<model>/report.md with its PNGs beside it; returns the report's path.
+
+    ``predictions`` is the (schema, name) of the model's predictions table."""
     directory = settings.reports_dir / version.model_name
     directory.mkdir(parents=True, exist_ok=True)
     for plot in sorted(version.model_dir.glob("*.png")):
         shutil.copy2(plot, directory / plot.name)
-    daily = daily_predicted_vs_actual(settings, view, predictions_table)
+    with opened(settings, read_only=True) as store:
+        daily = daily_predicted_vs_actual(store, view, predictions)
     daily_png = plot_daily(daily, directory / "predicted_vs_actual_by_day.png",
                            f"{version.model_name} v{version.version}: predicted vs. actual, per day")
     metrics = registry.get_metrics(settings, version.model_name, version.version).get("test", {})

@@ -23,9 +23,8 @@ and types. The **snapshot id** hashes the definition (view, versions, features, 
 the content hash: building the same definition on the same data gives the same id and reuses the stored
 table; new or corrected data under the same definition gives a new snapshot instead of mutating one.
 
-**Splits** are by time, never random: rows before ``validation_start`` train, rows before
-``test_start`` validate, the rest test. Cut times can be given or derived from fractions of rows; rows
-sharing a spine time always land in the same split.
+A snapshot is read back through the offline store (:meth:`SnapshotInfo.table`) and cut into time splits
+by :mod:`models_ml.training.splits`.
 """
 
 from __future__ import annotations
@@ -41,19 +40,11 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
-from models_ml.core.settings import Settings
 from models_ml.core.time import TimeRange
 from models_ml.definitions.catalog import FeatureView
-from models_ml.offline.pit import (
-    TimeBounds,
-    spine_time_bounds,
-)
-from models_ml.offline.retrieval import (
-    check_joined_rows,
-    join_features,
-    spine_columns,
-    spine_expr,
-)
+from models_ml.offline.pit import TimeBounds, spine_time_bounds
+from models_ml.offline.retrieval import check_joined_rows, join_features, spine_columns, spine_expr
+from models_ml.offline.store import OfflineStore
 
 SCHEMA = "snapshots"
 REGISTRY = f"{SCHEMA}.snapshot_registry"
@@ -85,16 +76,6 @@ create table if not exists {REGISTRY} (
 """
 
 
-def connect(settings: Settings) -> ibis.BaseBackend:
-    """An Ibis DuckDB connection to the warehouse (session time zone UTC, set by Ibis)."""
-    settings.ensure_home()
-    return ibis.duckdb.connect(str(settings.warehouse_path))
-
-
-
-
-
-
 @dataclass(frozen=True)
 class SnapshotInfo:
     """One stored snapshot: where it is, what it was built from, and what it contains."""
@@ -115,54 +96,21 @@ class SnapshotInfo:
     created_at: dt.datetime
     reused: bool = False
 
-    @property
-    def qualified_name(self) -> str:
-        return f"{SCHEMA}.{self.snapshot_id}"
-
-    def table(self, con: ibis.BaseBackend) -> ir.Table:
-        return con.table(self.snapshot_id, database=SCHEMA)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "snapshot_id": self.snapshot_id,
-            "feature_view": self.feature_view,
-            "feature_view_version": self.feature_view_version,
-            "feature_group_versions": self.feature_group_versions,
-            "spine_model": self.spine_model,
-            "spine_time": self.spine_time,
-            "start_at": self.time_range.start.isoformat(),
-            "end_at": self.time_range.end.isoformat(),
-            "row_count": self.row_count,
-            "content_hash": self.content_hash,
-            "created_at": self.created_at.isoformat(),
-        }
+    def table(self, store: OfflineStore) -> ir.Table:
+        return store.table(SCHEMA, self.snapshot_id)
 
 
 # --------------------------------------------------------------------------------------------------
 # The expression
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def snapshot_expr(
-    con: ibis.BaseBackend, view: FeatureView, time_range: TimeRange, bounds: TimeBounds | None = None
+    store: OfflineStore, view: FeatureView, time_range: TimeRange, bounds: TimeBounds | None = None
 ) -> ir.Table:
     """The snapshot's expression: spine columns then every feature, ordered by spine time and entity keys
     (see :func:`join_features` for the spine bounds)."""
     label = view.label
-    joined = join_features(con, view, spine_expr(con, view, time_range), bounds=bounds)
+    joined = join_features(store, view, spine_expr(store, view, time_range), bounds=bounds)
     return joined.order_by([label.spine_time, *label.entity])
 
 
@@ -232,9 +180,9 @@ def _sha(payload: Any) -> str:
 # Storing and reading snapshots
 
 
-def ensure_registry(con: ibis.BaseBackend) -> None:
-    con.raw_sql(f"create schema if not exists {SCHEMA}")
-    con.raw_sql(_REGISTRY_DDL)
+def ensure_registry(store: OfflineStore) -> None:
+    store.execute(f"create schema if not exists {SCHEMA}")
+    store.execute(_REGISTRY_DDL)
 
 
 def _info_from_row(row: dict[str, Any], reused: bool = False) -> SnapshotInfo:
@@ -257,55 +205,45 @@ def _info_from_row(row: dict[str, Any], reused: bool = False) -> SnapshotInfo:
     )
 
 
-def _registry_rows(con: ibis.BaseBackend, where: str = "", params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-    ensure_registry(con)
-    cursor = con.con.execute(f"select * from {REGISTRY} {where} order by created_at, snapshot_id", list(params))
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row)) for row in cursor.fetchall()]
+def _registry_rows(store: OfflineStore, where: str = "", params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    ensure_registry(store)
+    return store.query(f"select * from {REGISTRY} {where} order by created_at, snapshot_id", params)
 
 
-def get_snapshot(con: ibis.BaseBackend, snapshot_id: str) -> SnapshotInfo:
-    rows = _registry_rows(con, "where snapshot_id = ?", [snapshot_id])
+def get_snapshot(store: OfflineStore, snapshot_id: str) -> SnapshotInfo:
+    rows = _registry_rows(store, "where snapshot_id = ?", [snapshot_id])
     if not rows:
         raise KeyError(f"no snapshot {snapshot_id!r} in {REGISTRY}")
     return _info_from_row(rows[0])
 
 
-def list_snapshots(con: ibis.BaseBackend, feature_view: str | None = None) -> list[SnapshotInfo]:
-    if feature_view is None:
-        return [_info_from_row(r) for r in _registry_rows(con)]
-    return [_info_from_row(r) for r in _registry_rows(con, "where feature_view = ?", [feature_view])]
-
-
-def build_snapshot(con: ibis.BaseBackend, view: FeatureView, time_range: TimeRange) -> SnapshotInfo:
+def build_snapshot(store: OfflineStore, view: FeatureView, time_range: TimeRange) -> SnapshotInfo:
     """Materialise the view's snapshot for ``time_range`` (or reuse the identical one already stored).
 
     The join runs once, into a scratch table; its hash decides the id. If that id exists the scratch table
     is dropped and the stored snapshot returned (``reused=True``); otherwise the scratch table is renamed
     and registered in one transaction, so a snapshot is never visible without its registry row.
     """
-    ensure_registry(con)
-    bounds = spine_time_bounds(spine_expr(con, view, time_range), view.label.spine_time)
-    expr = snapshot_expr(con, view, time_range, bounds)
-    scratch = f"_building_{uuid.uuid4().hex[:12]}"
-    con.create_table(scratch, expr, database=SCHEMA)
+    ensure_registry(store)
+    bounds = spine_time_bounds(spine_expr(store, view, time_range), view.label.spine_time)
+    expr = snapshot_expr(store, view, time_range, bounds)
+    scratch: str | None = f"_building_{uuid.uuid4().hex[:12]}"
+    store.create_table(SCHEMA, scratch, expr)
     try:
-        stored = con.table(scratch, database=SCHEMA)
+        stored = store.table(SCHEMA, scratch)
         row_count = int(stored.count().to_pyarrow().as_py())
         check_joined_rows(view, bounds, row_count)
         digest = content_hash(stored)
         definition_hash = _sha(definition(view, time_range))
         snapshot_id = f"snap_{view.name}_{_sha([definition_hash, digest])[:12]}"
-        existing = _registry_rows(con, "where snapshot_id = ?", [snapshot_id])
+        existing = _registry_rows(store, "where snapshot_id = ?", [snapshot_id])
         if existing:
             return _info_from_row(existing[0], reused=True)
         label = view.label
         now = dt.datetime.now(_UTC)
-        raw = con.con
-        raw.execute("begin transaction")
-        try:
-            raw.execute(f'alter table {SCHEMA}."{scratch}" rename to "{snapshot_id}"')
-            raw.execute(
+        with store.transaction():
+            store.rename_table(SCHEMA, scratch, snapshot_id)
+            store.execute(
                 f"insert into {REGISTRY} values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     snapshot_id, view.name, view.version, json.dumps(view.group_versions()), label.model,
@@ -314,12 +252,8 @@ def build_snapshot(con: ibis.BaseBackend, view: FeatureView, time_range: TimeRan
                     json.dumps(list(label.slices)), row_count, digest, definition_hash, ibis.to_sql(expr), now,
                 ],
             )
-            raw.execute("commit")
-        except Exception:
-            raw.execute("rollback")
-            raise
         scratch = None
-        return get_snapshot(con, snapshot_id)
+        return get_snapshot(store, snapshot_id)
     finally:
         if scratch is not None:
-            con.raw_sql(f'drop table if exists {SCHEMA}."{scratch}"')
+            store.drop_table(SCHEMA, scratch)

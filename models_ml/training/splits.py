@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from models_ml.core.time import UTC, as_utc
 from models_ml.offline.retrieval import utc_literal
+from models_ml.offline.store import OfflineStore
 from models_ml.training.snapshot import SnapshotInfo
 
 SPLIT_NAMES = ("train", "validation", "test")
@@ -46,13 +47,6 @@ class TimeSplit:
         if len(self.fractions) != 3 or min(self.fractions) <= 0 or abs(sum(self.fractions) - 1) > 1e-9:
             raise ValueError(f"fractions must be three positive numbers summing to 1, got {self.fractions}")
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "validation_start": self.validation_start.isoformat() if self.validation_start else None,
-            "test_start": self.test_start.isoformat() if self.test_start else None,
-            "fractions": list(self.fractions),
-        }
-
 
 @dataclass
 class Splits:
@@ -74,40 +68,40 @@ class Splits:
         }
 
 
-def _time_at_row(table: ir.Table, spine_time: str, offset: int) -> dt.datetime:
-    cut = table.select(spine_time).order_by(spine_time).limit(1, offset=offset).to_pyarrow()
+def _time_at_row(store: OfflineStore, table: ir.Table, spine_time: str, offset: int) -> dt.datetime:
+    cut = store.to_arrow(table.select(spine_time).order_by(spine_time).limit(1, offset=offset))
     return cut[spine_time][0].as_py().astimezone(UTC)
 
 
-def split_bounds(con: ibis.BaseBackend, info: SnapshotInfo, split: TimeSplit) -> tuple[dt.datetime, dt.datetime]:
+def split_bounds(store: OfflineStore, info: SnapshotInfo, split: TimeSplit) -> tuple[dt.datetime, dt.datetime]:
     """The (validation_start, test_start) instants for ``split`` on this snapshot."""
     if split.validation_start is not None:
         return split.validation_start, split.test_start
     if info.row_count < 3:
         raise ValueError(f"snapshot {info.snapshot_id} has {info.row_count} rows: too few to split")
-    table = info.table(con)
+    table = info.table(store)
     train_fraction, validation_fraction, _ = split.fractions
     first = min(int(info.row_count * train_fraction), info.row_count - 1)
     second = min(int(info.row_count * (train_fraction + validation_fraction)), info.row_count - 1)
-    return _time_at_row(table, info.spine_time, first), _time_at_row(table, info.spine_time, second)
+    return _time_at_row(store, table, info.spine_time, first), _time_at_row(store, table, info.spine_time, second)
 
 
-def load_splits(con: ibis.BaseBackend, info: SnapshotInfo, split: TimeSplit | None = None) -> Splits:
+def load_splits(store: OfflineStore, info: SnapshotInfo, split: TimeSplit | None = None) -> Splits:
     """Train / validation / test Arrow tables of a snapshot, cut by spine time, each in a fixed row order.
 
     The engine is left once (one ``to_pyarrow()``), with the split computed in it; a fixed order (spine
     time, entity keys) keeps training deterministic. Raises ValueError when a part would be empty.
     """
     split = split or TimeSplit()
-    validation_start, test_start = split_bounds(con, info, split)
-    table = info.table(con)
+    validation_start, test_start = split_bounds(store, info, split)
+    table = info.table(store)
     t = table[info.spine_time]
     part = ibis.cases(
         (t < utc_literal(validation_start), "train"),
         (t < utc_literal(test_start), "validation"),
         else_="test",
     )
-    arrow = table.mutate(__split=part).order_by([info.spine_time, *info.entity]).to_pyarrow()
+    arrow = store.to_arrow(table.mutate(__split=part).order_by([info.spine_time, *info.entity]))
     labels = arrow["__split"]
     arrow = arrow.drop_columns(["__split"])
     parts = {name: arrow.filter(pc.equal(labels, name)) for name in SPLIT_NAMES}

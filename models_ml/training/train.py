@@ -33,7 +33,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 MODEL_FILE = "model.txt"
 SPEC_FILE = "model_spec.json"
 
@@ -42,13 +41,32 @@ SPEC_FILE = "model_spec.json"
 # Configuration
 
 
-def read_config(view: str, path: Path | None = None) -> dict[str, Any]:
-    """The parsed TOML config of a model (``models_ml/config/<view>.toml``); empty when there is none."""
-    path = path or CONFIG_DIR / f"{view}.toml"
-    if not path.exists():
-        return {}
-    with path.open("rb") as handle:
-        return tomllib.load(handle)
+if typing.TYPE_CHECKING:
+    from models_ml.core.settings import Settings
+    from models_ml.definitions.catalog import Catalog
+
+
+def read_config(view: str, path: Path | None = None, *, settings: Settings | None = None,
+                catalog: Catalog | None = None) -> dict[str, Any]:
+    """A model's training config, declared beside its feature view (the exposure's ``meta.fti.training``):
+    ``{"train": {...}, "split": {...}, "evaluation": {...}, "gate": {...}}``, only the sections it declares;
+    empty when the project has no such view.
+
+    The project is ``catalog``'s, else the one ``settings`` (default: :func:`load_settings`) point to.
+    ``path`` reads a TOML file of the same shape instead (empty when it does not exist), for a config
+    tried outside the project."""
+    if path is not None:
+        if not path.exists():
+            return {}
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    if catalog is None:
+        from models_ml.core.settings import load_settings
+        from models_ml.definitions.catalog import load_catalog
+
+        catalog = load_catalog(settings if settings is not None else load_settings())
+    found = catalog.views.get(view)
+    return found.training.as_dict() if found is not None else {}
 
 
 T = typing.TypeVar("T")

@@ -2,13 +2,14 @@
 
 import datetime as dt
 
-import duckdb
+import pyarrow as pa
 from fti_testing import query
 
 from models_ml.definitions.catalog import load_catalog
 from models_ml.features.dbt_runner import build
 from models_ml.features.landing import land_batch
 from models_ml.features.pipeline import published_relations
+from models_ml.offline.store import opened
 
 GOOD_FLIGHT = {
     "year": "2013", "month": "1", "day": "5", "dep_time": "900", "sched_dep_time": "900", "dep_delay": "0",
@@ -26,11 +27,9 @@ BAD_FLIGHTS = {
 }
 
 
-def _values_sql(rows: list[dict]) -> str:
-    columns = list(rows[0])
-    literal = lambda v: "null::varchar" if v is None else "'" + str(v).replace("'", "''") + "'"  # noqa: E731
-    selects = [", ".join(f"{literal(r[c])} as {c}" for c in columns) for r in rows]
-    return " union all ".join(f"select {s}" for s in selects)
+def _text_rows(rows: list[dict]) -> pa.Table:
+    """Raw rows as the files carry them: every column text."""
+    return pa.Table.from_pylist(rows, schema=pa.schema([(c, pa.string()) for c in rows[0]]))
 
 
 def _published(settings) -> dict[str, list]:
@@ -43,17 +42,17 @@ def test_bad_rows_go_to_quarantine_and_change_nothing_published(scratch_home):
     before = _published(scratch_home)
     existing = query(scratch_home, "select flight_id from staging.stg_nycflights__flights limit 1")[0][0]
     duplicate = query(scratch_home, "select * exclude (_loaded_at, _batch_id) from raw.flights limit 1")
-    with duckdb.connect(str(scratch_home.warehouse_path)) as con:
-        columns = [c[0] for c in con.execute("select * exclude (_loaded_at, _batch_id) from raw.flights limit 0").description]
+    with opened(scratch_home) as store:
+        columns = [c for c in store.columns("raw", "flights") if c not in ("_loaded_at", "_batch_id")]
         bad = [{**GOOD_FLIGHT, **override} for override in BAD_FLIGHTS.values()]
         bad.append(dict(zip(columns, duplicate[0])))
-        land_batch(con, "flights", "injected", _values_sql(bad),
+        land_batch(store, "flights", "injected", _text_rows(bad),
                    clock=lambda: dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc))
-        land_batch(con, "weather", "injected",
-                   "select 'JFK' as origin, '2013' as year, '1' as month, '5' as day, '3' as hour, '20' as temp, "
-                   "'10' as dewp, '50' as humid, '90' as wind_dir, '1048' as wind_speed, null as wind_gust, "
-                   "'0' as precip, '1010' as pressure, '10' as visib, '2013-01-05T08:00:00Z' as time_hour",
-                   clock=lambda: dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc))
+        land_batch(store, "weather", "injected", _text_rows([{
+            "origin": "JFK", "year": "2013", "month": "1", "day": "5", "hour": "3", "temp": "20", "dewp": "10",
+            "humid": "50", "wind_dir": "90", "wind_speed": "1048", "wind_gust": None, "precip": "0",
+            "pressure": "1010", "visib": "10", "time_hour": "2013-01-05T08:00:00Z",
+        }]), clock=lambda: dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc))
 
     build(scratch_home, ["build"])
 
@@ -69,8 +68,8 @@ def test_bad_rows_go_to_quarantine_and_change_nothing_published(scratch_home):
 
 
 def test_quarantine_keeps_the_raw_record(scratch_home):
-    with duckdb.connect(str(scratch_home.warehouse_path)) as con:
-        land_batch(con, "flights", "injected", _values_sql([{**GOOD_FLIGHT, "dep_delay": "soon"}]))
+    with opened(scratch_home) as store:
+        land_batch(store, "flights", "injected", _text_rows([{**GOOD_FLIGHT, "dep_delay": "soon"}]))
     build(scratch_home, ["build"])
     (record,) = query(scratch_home, "select record->>'dep_delay' from quarantine.quarantined_rows "
                                     "where batch_id = 'injected'")[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fti_testing import latest_artifact_markdown, query
 
-from models_ml.training import registry
+from models_ml.offline.store import opened
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,6 @@ def flights_scheduled(settings, start: str, end: str) -> int:
     return query(settings, "select count(*) from labels.label_flight__departure_delay where scheduled_departure_at "
                            ">= ?::timestamptz and scheduled_departure_at < ?::timestamptz",
                  [f"{start} 00:00:00+00", f"{end} 00:00:00+00"])[0][0]
-
 
 
 def test_flow_scores_days_idempotently_and_reports(prefect_harness, scratch_home):
@@ -61,8 +60,8 @@ def test_flow_refuses_a_model_whose_feature_versions_are_not_built(prefect_harne
     home = str(scratch_home.home)
     training(view="flight_delay", start="2013-01-01", end="2013-01-08", fractions=[0.6, 0.2, 0.2],
              overrides=SMALL, gate_overrides=LENIENT, home=home)
-    with registry.connect(scratch_home) as con:
-        con.execute("drop table features.fg_plane__attributes_v1")
+    with opened(scratch_home) as store:
+        store.drop_table("features", "fg_plane__attributes_v1")
     with pytest.raises(PredictionError, match=r"fg_plane__attributes v1.*not built"):
         batch_inference(day="2013-01-08", home=home)
     tables = "select count(*) from information_schema.tables where table_schema = 'predictions'"

@@ -2,13 +2,14 @@
 
 import datetime as dt
 
-import duckdb
+import ibis
 import pytest
 from fti_testing import latest_artifact_markdown, query
 
 from flows.feature_pipeline import feature_pipeline
 from models_ml.features.dbt_runner import DbtBuildError
 from models_ml.features.landing import land_batch
+from models_ml.offline.store import opened
 
 
 def test_flow_lands_the_next_day_builds_and_records_the_run(prefect_harness, scratch_home):
@@ -37,13 +38,11 @@ def test_flow_lands_the_next_day_builds_and_records_the_run(prefect_harness, scr
 def test_a_failing_test_stops_the_publish_and_names_the_test_and_row(prefect_harness, scratch_home):
     """A flight from outside New York passes row validation but fails the origin's accepted_values test."""
     features_before = query(scratch_home, "select count(*), max(event_at) from features.fg_carrier__delay_stats_v1")
-    with duckdb.connect(str(scratch_home.warehouse_path)) as con:
-        land_batch(
-            con, "flights", "unknown-carrier",
-            "select * exclude (_loaded_at, _batch_id) replace ('BOS' as origin) "
-            "from raw.flights where _batch_id = '2013-01-10' limit 1",
-            clock=lambda: dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc),
-        )
+    with opened(scratch_home) as store:
+        flights = store.table("raw", "flights")
+        landed = flights.filter(flights._batch_id == "2013-01-10").limit(1).drop("_loaded_at", "_batch_id")
+        land_batch(store, "flights", "unknown-carrier", store.to_arrow(landed.mutate(origin=ibis.literal("BOS"))),
+                   clock=lambda: dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc))
 
     with pytest.raises(DbtBuildError) as failure:
         feature_pipeline(through="2013-01-10", home=str(scratch_home.home))

@@ -1,13 +1,17 @@
 """The catalog reads feature groups and views from dbt's manifest, and names what it cannot use."""
 
+import dataclasses
 import datetime as dt
 import json
+import os
 
 import pytest
 
 from fti.cli import main
+from models_ml.core.settings import load_settings
 from models_ml.definitions.catalog import (
     CatalogError,
+    _changed_since_parsed,
     catalog_from_manifest,
     load_catalog,
     parse_ttl,
@@ -57,11 +61,35 @@ def _with_group_meta(manifest: dict, name: str, **changes) -> dict:
         ({"event_time": None}, "fg_carrier__delay_stats: meta.fti.event_time is missing"),
         ({"entity": ["carrier"]}, "names column 'carrier'"),
         ({"ttl": "soon"}, "ttl 'soon' is not like"),
+        ({"freshness": "1 day"}, "fg_carrier__delay_stats: unknown key meta.fti.freshness; known: entity, "),
     ],
 )
 def test_bad_group_declarations_are_named(manifest, changes, message):
     with pytest.raises(CatalogError, match=message):
         catalog_from_manifest(_with_group_meta(manifest, "fg_carrier__delay_stats", **changes))
+
+
+def _with_view_meta(manifest: dict, change) -> dict:
+    changed = json.loads(json.dumps(manifest))
+    exposure = next(e for e in changed["exposures"].values() if e["name"] == "flight_delay")
+    change(exposure["config"]["meta"]["fti"])
+    return changed
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda meta: meta.update(trainig={}), "unknown key meta.fti.trainig; known: version, label, features, "
+                                                "on_demand, training"),
+        (lambda meta: meta["label"].update(categorical_request_features=[], weights="w"),
+         r"unknown keys meta\.fti\.label\.categorical_request_features, meta\.fti\.label\.weights; known: model, "),
+        (lambda meta: meta["features"][1].update(prefx="c_"),
+         r"unknown key meta\.fti\.features\[1\]\.prefx; known: group, version, join_keys, prefix, features, "),
+    ],
+)
+def test_unknown_view_keys_are_named(manifest, change, message):
+    with pytest.raises(CatalogError, match=f"^feature view flight_delay: {message}"):
+        catalog_from_manifest(_with_view_meta(manifest, change))
 
 
 def test_unknown_group_and_version_are_named(manifest):
@@ -120,3 +148,25 @@ def test_a_group_is_unique_per_entity_only_when_a_dbt_test_proves_it(manifest):
             if node["resource_type"] == "test" and "fg_plane__attributes" in (node.get("attached_node") or ""):
                 node["config"] = {**(node.get("config") or {}), **config}
         assert not catalog_from_manifest(lenient).group("fg_plane__attributes").unique_entity, config
+
+
+def test_the_catalog_is_reparsed_when_the_dbt_project_changed_after_its_manifest(tmp_path):
+    project = tmp_path / "project"
+    (project / "models" / "features").mkdir(parents=True)
+    (project / "target").mkdir()
+    model = project / "models" / "features" / "_features.yml"
+    model.write_text("models: []\n")
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text("{}")
+    settings = dataclasses.replace(load_settings(tmp_path / "home"), dbt_project_dir=project)
+    parsed = manifest.stat().st_mtime_ns
+    for path in (project, project / "models", project / "models" / "features", model, project / "target"):
+        os.utime(path, ns=(parsed - 10**9, parsed - 10**9))
+    assert not _changed_since_parsed(settings, manifest)
+    os.utime(project / "target", ns=(parsed + 10**9, parsed + 10**9))  # dbt's own output does not count
+    assert not _changed_since_parsed(settings, manifest)
+    os.utime(model, ns=(parsed + 10**9, parsed + 10**9))  # e.g. a view's training config edited
+    assert _changed_since_parsed(settings, manifest)
+    os.utime(model, ns=(parsed - 10**9, parsed - 10**9))
+    os.utime(project / "models", ns=(parsed + 10**9, parsed + 10**9))  # a file added or removed
+    assert _changed_since_parsed(settings, manifest)

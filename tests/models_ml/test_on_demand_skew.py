@@ -1,7 +1,8 @@
 """Skew test: for the same transactions, the online path computes exactly the offline snapshot's features.
 
 Offline: the training snapshot of `card_fraud` (point-in-time join at the transaction time minus one
-microsecond, then the on-demand features as DuckDB vectorised UDFs over Arrow chunks).
+microsecond, then the on-demand features, the fraud example's functions in examples/fraud/on_demand.py, as
+DuckDB vectorised UDFs over Arrow chunks).
 Online: what the serving app does per request, emulated without a store server: for each feature group, the
 latest stored row of the entity strictly before the transaction (a plain keyed query, as an online store
 refreshed up to then would hold), then `online_on_demand.feature_vector` (request features + stored features +
@@ -22,21 +23,21 @@ from fti_testing import FRAUD_CONFIG, SLICE_END, same_value
 from models_ml.core.time import TimeRange
 from models_ml.definitions.catalog import FeatureGroup, load_catalog
 from models_ml.inference.online import on_demand as online_on_demand
+from models_ml.offline.store import OfflineStore, opened
 from models_ml.training import snapshot as sn
 
 
-def _latest_before(con, group: FeatureGroup, keys: dict[str, Any], at: dt.datetime,
+def _latest_before(store: OfflineStore, group: FeatureGroup, keys: dict[str, Any], at: dt.datetime,
                    columns: tuple[str, ...]) -> dict[str, Any] | None:
     """The group's latest row for the entity with event time strictly before `at` (ties: latest loaded)."""
     where = " and ".join(f"{column} = ?" for column in keys)
     order = f"{group.event_time} desc" + (f", {group.created_time} desc nulls last" if group.created_time else "")
-    cursor = con.execute(
+    rows = store.query(
         f"select {', '.join(columns)} from {group.qualified_relation} "
         f"where {where} and {group.event_time} < ? order by {order} limit 1",
         [*keys.values(), at],
     )
-    row = cursor.fetchone()
-    return None if row is None else dict(zip(columns, row))
+    return rows[0] if rows else None
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +47,9 @@ def offline(built_home, tmp_path_factory):
 
     home = copy_home(built_home, tmp_path_factory.mktemp("skew") / "home")
     view = load_catalog(home).view("card_fraud")
-    con = sn.connect(home)
-    info = sn.build_snapshot(con, view, TimeRange.of(FRAUD_CONFIG.start, SLICE_END))
-    table = info.table(con).to_pyarrow()
-    yield view, con, table
-    con.disconnect()
+    with opened(home) as store:
+        info = sn.build_snapshot(store, view, TimeRange.of(FRAUD_CONFIG.start, SLICE_END))
+        yield view, store, store.to_arrow(info.table(store))
 
 
 def _sample(table, every: int = 9) -> list[dict[str, Any]]:
@@ -64,7 +63,8 @@ def _sample(table, every: int = 9) -> list[dict[str, Any]]:
 
 
 def test_online_path_gives_the_offline_feature_vector_exactly(offline):
-    view, con, table = offline
+    view, store, table = offline
+    assert {f.module for f in view.on_demand} == {"examples.fraud.on_demand"}  # the example's, not the core's
     rows = _sample(table)
     assert len(rows) > 500
     assert sum(r["is_fraud"] for r in rows) >= 20
@@ -78,7 +78,7 @@ def test_online_path_gives_the_offline_feature_vector_exactly(offline):
         stored: dict[str, Any] = {}
         for lookup in lookups:
             keys = {group_column: request[spine] for spine, group_column in lookup.keys.items()}
-            found = _latest_before(con.con, lookup.group, keys, row["transaction_at"], lookup.columns)
+            found = _latest_before(store, lookup.group, keys, row["transaction_at"], lookup.columns)
             stored.update({output: None if found is None else found[column]
                            for column, output in lookup.output_names.items()})
         online = online_on_demand.feature_vector(view, request, stored)

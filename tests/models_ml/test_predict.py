@@ -19,20 +19,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from fti_testing import TOY_CARRIER, TOY_WEATHER, make_toy_warehouse, toy_catalog, toy_group
 
 from models_ml.core.settings import load_settings
 from models_ml.core.time import TimeRange, day_window
-from models_ml.definitions.catalog import (
-    Catalog,
-    Feature,
-    FeatureGroup,
-    FeatureRef,
-    FeatureView,
-    LabelSpec,
-    load_catalog,
-)
+from models_ml.definitions.catalog import Catalog, FeatureRef, load_catalog
+from models_ml.inference.batch import pipeline as bp
 from models_ml.inference.batch import predict as pr
 from models_ml.offline import retrieval
+from models_ml.offline.duckdb_store import DuckDBStore
+from models_ml.offline.store import opened
 from models_ml.training import evaluate as ev
 from models_ml.training import registry
 from models_ml.training import snapshot as sn
@@ -42,74 +38,12 @@ from models_ml.training.splits import TimeSplit, load_splits
 UTC = dt.timezone.utc
 DAY = "2024-01-24"  # Y's weather has a gap this day; the model was trained before it
 TABLE = 'predictions."toy"'
-
-
-def _group(name, entity, columns, ttl=None, version=1) -> FeatureGroup:
-    return FeatureGroup(
-        name=name, version=version, latest_version=version, schema="features", relation=f"{name}_v{version}",
-        entity=entity, event_time="event_at", created_time="loaded_at", ttl=ttl, online=False, description="",
-        columns=tuple(Feature(c, "", "") for c in columns), unique_id=f"model.fti.{name}.v{version}",
-    )
-
-
-CARRIER = _group("fg_carrier__stats", ("carrier_code",), ["carrier_code", "event_at", "delayed_share", "loaded_at"])
-WEATHER = _group("fg_airport__weather", ("airport_code",),
-                 ["airport_code", "event_at", "temperature_f", "condition", "loaded_at"], dt.timedelta(hours=3))
-LABEL = LabelSpec(model="label_toy", schema="labels", relation="label_toy", entity=("flight_id",),
-                  spine_time="prediction_at", target="is_delayed", event_time="scheduled_at",
-                  request_features=("hour_local",), slices=("carrier_code", "origin_airport_code"))
-
-
-def toy_catalog(weather: FeatureGroup = WEATHER, extra_groups=()) -> Catalog:
-    view = FeatureView(name="toy", version=1, description="", label=LABEL, features=(
-        FeatureRef(CARRIER, ("delayed_share",), {"carrier_code": "carrier_code"}, "carrier_"),
-        FeatureRef(weather, ("temperature_f", "condition"), {"origin_airport_code": "airport_code"}, "origin_"),
-    ))
-    groups = {(g.name, g.version): g for g in (CARRIER, WEATHER, weather, *extra_groups)}
-    return Catalog(groups=groups, views={"toy": view})
+CARRIER, WEATHER = TOY_CARRIER, TOY_WEATHER
 
 
 def make_warehouse(path) -> None:
     """Carriers AA/BB/CC have hourly stats, DD none; airports X/Y hourly weather (Y none on 2024-01-24), Z none."""
-    with duckdb.connect(str(path)) as con:
-        con.execute("set TimeZone = 'UTC'; create schema labels; create schema features")
-        con.execute("""
-            create table features.fg_carrier__stats_v1 as
-            select c as carrier_code, timestamptz '2023-12-31 00:00:00+00' + to_hours(h) as event_at,
-                   share + (hash(h, c) % 100) / 1000.0 as delayed_share,
-                   timestamptz '2024-03-01 00:00:00+00' as loaded_at
-            from range(0, 24 * 40) t(h), (values ('AA', 0.2), ('BB', 0.4), ('CC', 0.6)) v(c, share)""")
-        con.execute("""
-            create table features.fg_airport__weather_v1 as
-            select a as airport_code, timestamptz '2023-12-31 00:00:00+00' + to_hours(h) as event_at,
-                   (hash(h, a) % 60)::double as temperature_f,
-                   case when hash(a, h) % 4 = 0 then 'snow' else 'clear' end as condition,
-                   timestamptz '2024-03-01 00:00:00+00' as loaded_at
-            from range(0, 24 * 40) t(h), (values ('X'), ('Y')) v(a)
-            where not (a = 'Y' and event_at >= timestamptz '2024-01-24 00:00:00+00'
-                                and event_at < timestamptz '2024-01-25 00:00:00+00')""")
-        con.execute("""
-            create table labels.label_toy as
-            with spine as (
-                select i, ['AA', 'BB', 'CC', 'DD'][1 + i % 4] as carrier_code,
-                       ['X', 'Y', 'Z'][1 + (i // 4) % 3] as origin,
-                       timestamptz '2024-01-01 00:00:00+00' + to_minutes(13 * i) as prediction_at
-                from range(3000) t(i)
-            ),
-            scored as (
-                select spine.*, c.delayed_share, w.condition
-                from spine
-                asof left join features.fg_carrier__stats_v1 c
-                  on c.carrier_code = spine.carrier_code and spine.prediction_at >= c.event_at
-                asof left join features.fg_airport__weather_v1 w
-                  on w.airport_code = spine.origin and spine.prediction_at >= w.event_at
-            )
-            select 'f' || i as flight_id, carrier_code, origin as origin_airport_code,
-                   prediction_at + interval 2 hours as scheduled_at, prediction_at,
-                   extract(hour from prediction_at)::integer as hour_local,
-                   (hash(i) % 1000) / 1000.0 < coalesce(delayed_share, 0.5) + if(condition = 'snow', 0.3, 0.0)
-                       as is_delayed
-            from scored""")
+    make_toy_warehouse(path, gaps=True)
 
 
 FAST = tr.TrainConfig(num_boost_round=40, early_stopping_rounds=10, num_leaves=7, min_data_in_leaf=20,
@@ -119,12 +53,9 @@ FAST = tr.TrainConfig(num_boost_round=40, early_stopping_rounds=10, num_leaves=7
 def train_and_register(settings, catalog: Catalog, *, promote=True, lineage_versions=None) -> registry.ModelVersion:
     """Train on [2024-01-01, 2024-01-20) and register (as the view's model) with the snapshot's lineage."""
     view = catalog.view("toy")
-    con = sn.connect(settings)
-    try:
-        info = sn.build_snapshot(con, view, TimeRange.of("2024-01-01", "2024-01-20"))
-        splits = load_splits(con, info, TimeSplit(fractions=(0.6, 0.2, 0.2)))
-    finally:
-        con.disconnect()
+    with opened(settings) as store:
+        info = sn.build_snapshot(store, view, TimeRange.of("2024-01-01", "2024-01-20"))
+        splits = load_splits(store, info, TimeSplit(fractions=(0.6, 0.2, 0.2)))
     model = tr.train_model(splits.train, splits.validation, features=info.feature_columns, target=info.target,
                            config=FAST, feature_view=view.name, feature_view_version=view.version)
     evaluation = ev.evaluate_model(model, splits.test, [], ev.EvaluationConfig(min_slice_rows=10))
@@ -161,8 +92,8 @@ def home(template, tmp_path):
     return settings
 
 
-def run(settings, day=DAY, days=1, catalog=None, **kwargs) -> pr.PredictionRun:
-    return pr.predict_window(settings, "toy", day_window(day, days), catalog=catalog or toy_catalog(),
+def run(settings, day=DAY, days=1, catalog=None, **kwargs) -> bp.PredictionRun:
+    return bp.predict_window(settings, "toy", day_window(day, days), catalog=catalog or toy_catalog(),
                              num_threads=1, **kwargs)
 
 
@@ -216,12 +147,9 @@ def test_scores_every_flight_scheduled_in_the_window_with_lineage(home):
 
 def test_scores_equal_the_registered_model_on_the_same_features(home):
     version, model = registry.load(home, "toy")
-    con = sn.connect(home)
-    try:
-        view = pr.inference_view(con, toy_catalog(), version)
-        features = pr.load_features(con, view, day_window(DAY))
-    finally:
-        con.disconnect()
+    with opened(home) as store:
+        view = pr.inference_view(store, toy_catalog(), version)
+        features = pr.load_features(store, view, day_window(DAY))
     assert np.array_equal(pr.score(model, features, num_threads=2), model.predict(features))
     assert np.array_equal(pr.score(model, features, num_threads=1), model.predict(features))
 
@@ -320,11 +248,11 @@ def test_a_failure_between_delete_and_insert_keeps_the_previous_rows(home, monke
     run(home, scored_at=dt.datetime(2030, 1, 1, tzinfo=UTC))
     before = rows(home)
 
-    def broken_insert(con, table, source):
-        assert con.execute(f"select count(*) from {table}").fetchone()[0] == 0  # the delete did happen
+    def broken_insert(store, target, view):
+        assert store.scalar(f"select count(*) from {target}") == 0  # the delete did happen
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(pr, "_insert", broken_insert)
+    monkeypatch.setattr(DuckDBStore, "_insert_rows", broken_insert)
     with pytest.raises(RuntimeError, match="disk on fire"):
         run(home, scored_at=dt.datetime(2030, 1, 2, tzinfo=UTC))
     assert rows(home) == before
@@ -381,22 +309,19 @@ def test_refuses_when_the_view_no_longer_selects_a_trained_on_group(home):
 
 def test_a_model_keeps_reading_the_group_version_it_was_trained_on(home):
     """The view moves to weather v2 (different values); the v1 champion must still be fed from v1."""
-    weather_v2 = _group("fg_airport__weather", ("airport_code",),
-                        ["airport_code", "event_at", "temperature_f", "condition", "loaded_at"],
-                        dt.timedelta(hours=3), version=2)
+    weather_v2 = toy_group("fg_airport__weather", ("airport_code",),
+                           ["airport_code", "event_at", "temperature_f", "condition", "loaded_at"],
+                           dt.timedelta(hours=3), version=2)
     with duckdb.connect(str(home.warehouse_path)) as con:
         con.execute("create table features.fg_airport__weather_v2 as "
                     "select * replace (temperature_f + 1000 as temperature_f) from features.fg_airport__weather_v1")
     catalog = toy_catalog(weather=weather_v2, extra_groups=[WEATHER])
     version, model = registry.load(home, "toy")
-    con = sn.connect(home)
-    try:
-        view = pr.inference_view(con, catalog, version)
+    with opened(home) as store:
+        view = pr.inference_view(store, catalog, version)
         assert {ref.group.name: ref.group.version for ref in view.features} == {
             "fg_carrier__stats": 1, "fg_airport__weather": 1}
-        features = pr.load_features(con, view, day_window(DAY))
-    finally:
-        con.disconnect()
+        features = pr.load_features(store, view, day_window(DAY))
     assert pc.max(features["origin_temperature_f"]).as_py() < 100
     assert run(home, catalog=catalog).rows == spine_count(home)
 
@@ -406,11 +331,8 @@ def test_a_model_keeps_reading_the_group_version_it_was_trained_on(home):
 
 
 def default_day(settings) -> dt.date | None:
-    con = sn.connect(settings)
-    try:
-        return pr.default_day(con, toy_catalog().views["toy"], TABLE)
-    finally:
-        con.disconnect()
+    with opened(settings) as store:
+        return pr.default_day(store, toy_catalog().views["toy"], pr.predictions_relation("toy"))
 
 
 def test_a_group_declared_unique_per_entity_that_is_not_is_refused(home):
@@ -421,14 +343,11 @@ def test_a_group_declared_unique_per_entity_that_is_not_is_refused(home):
         FeatureRef(lying, ("delayed_share",), {"carrier_code": "carrier_code"}, "carrier_"),
     ))
     expected = spine_count(home, DAY, "2024-01-25")
-    con = sn.connect(home)
-    try:
+    with opened(home) as store:
         with pytest.raises(pr.PredictionError, match=r"declared unique per entity \(fg_carrier__stats\) has dup"):
-            pr.load_features(con, view, day_window(DAY))
+            pr.load_features(store, view, day_window(DAY))
         honest = dataclasses.replace(view, features=(dataclasses.replace(view.features[0], group=CARRIER),))
-        assert pr.load_features(con, honest, day_window(DAY)).num_rows == expected > 0
-    finally:
-        con.disconnect()
+        assert pr.load_features(store, honest, day_window(DAY)).num_rows == expected > 0
 
 
 def test_default_day_starts_at_the_newest_data_then_follows_the_unscored_rows(home):
@@ -448,15 +367,12 @@ def test_inference_features_equal_the_training_snapshot_on_real_flights(scratch_
     """The same flights get the same feature values, and the same model input, in training and inference."""
     catalog = load_catalog(scratch_home)
     view = catalog.view("flight_delay")
-    con = sn.connect(scratch_home)
-    try:
-        info = sn.build_snapshot(con, view, TimeRange.of("2013-01-02", "2013-01-10"))
-        snapshot = info.table(con).to_pyarrow()
+    with opened(scratch_home) as store:
+        info = sn.build_snapshot(store, view, TimeRange.of("2013-01-02", "2013-01-10"))
+        snapshot = store.to_arrow(info.table(store))
         window = day_window("2013-01-04", 3)
-        inference = pr.load_features(con, view, window)
-        spine_rows = int(retrieval.inference_spine(con, view, window).count().to_pyarrow().as_py())
-    finally:
-        con.disconnect()
+        inference = pr.load_features(store, view, window)
+        spine_rows = int(retrieval.inference_spine(store, view, window).count().to_pyarrow().as_py())
     assert inference.num_rows == spine_rows > 1000
     assert view.label.target not in inference.column_names
 

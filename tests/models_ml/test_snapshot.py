@@ -6,34 +6,23 @@ import datetime as dt
 
 import duckdb
 import pytest
+from fti_testing import toy_group
 
+from models_ml.core.settings import load_settings
 from models_ml.core.time import TimeRange
-from models_ml.definitions.catalog import (
-    Feature,
-    FeatureGroup,
-    FeatureRef,
-    FeatureView,
-    LabelSpec,
-)
+from models_ml.definitions.catalog import FeatureRef, FeatureView, LabelSpec
+from models_ml.offline.store import opened
 from models_ml.training import snapshot as sn
 from models_ml.training.splits import SPLIT_NAMES, TimeSplit, load_splits
 
 UTC = dt.timezone.utc
 
 
-def _group(name, entity, columns, ttl=None) -> FeatureGroup:
-    return FeatureGroup(
-        name=name, version=1, latest_version=1, schema="features", relation=f"{name}_v1", entity=entity,
-        event_time="event_at", created_time="loaded_at", ttl=ttl, online=False, description="",
-        columns=tuple(Feature(c, t, "") for c, t in columns), unique_id=f"model.fti.{name}.v1",
-    )
-
-
 def toy_view() -> FeatureView:
-    carrier = _group("fg_carrier__stats", ("carrier_code",), [
+    carrier = toy_group("fg_carrier__stats", ("carrier_code",), [
         ("carrier_code", "varchar"), ("event_at", "timestamptz"), ("delayed_share", "double"), ("loaded_at", "timestamptz"),
     ])
-    weather = _group("fg_airport__weather", ("airport_code",), [
+    weather = toy_group("fg_airport__weather", ("airport_code",), [
         ("airport_code", "varchar"), ("event_at", "timestamptz"), ("temperature_f", "double"),
         ("condition", "varchar"), ("loaded_at", "timestamptz"),
     ], ttl=dt.timedelta(hours=3))
@@ -92,24 +81,24 @@ def make_warehouse(path) -> None:
 
 
 @pytest.fixture()
-def con(tmp_path):
-    path = tmp_path / "warehouse.duckdb"
-    make_warehouse(path)
-    backend = sn.ibis.duckdb.connect(str(path))
-    yield backend
-    backend.disconnect()
+def store(tmp_path):
+    settings = load_settings(tmp_path / "home")
+    settings.ensure_home()
+    make_warehouse(settings.warehouse_path)
+    with opened(settings) as store:
+        yield store
 
 
 WINDOW = TimeRange.of("2024-01-01", "2024-01-04")
 
 
-def rows_by_id(con, info) -> dict[str, dict]:
-    return {r["flight_id"]: r for r in info.table(con).to_pyarrow().to_pylist()}
+def rows_by_id(store, info) -> dict[str, dict]:
+    return {r["flight_id"]: r for r in store.to_arrow(info.table(store)).to_pylist()}
 
 
-def test_snapshot_joins_each_feature_as_of_the_prediction_time(con):
-    info = sn.build_snapshot(con, toy_view(), WINDOW)
-    rows = rows_by_id(con, info)
+def test_snapshot_joins_each_feature_as_of_the_prediction_time(store):
+    info = sn.build_snapshot(store, toy_view(), WINDOW)
+    rows = rows_by_id(store, info)
     assert sorted(rows) == ["f1", "f2", "f3", "f4", "f5"]  # f6 is at the (exclusive) end
     got = {k: (r["carrier_delayed_share"], r["origin_temperature_f"], r["origin_condition"]) for k, r in rows.items()}
     assert got == {
@@ -125,10 +114,10 @@ def test_snapshot_joins_each_feature_as_of_the_prediction_time(con):
                                           "origin_condition"]
 
 
-def test_no_feature_row_after_the_prediction_time_is_ever_used(con):
-    info = sn.build_snapshot(con, toy_view(), WINDOW)
-    snapshot = info.table(con).to_pyarrow().to_pylist()
-    features = con.table("fg_carrier__stats_v1", database="features").to_pyarrow().to_pylist()
+def test_no_feature_row_after_the_prediction_time_is_ever_used(store):
+    info = sn.build_snapshot(store, toy_view(), WINDOW)
+    snapshot = store.to_arrow(info.table(store)).to_pylist()
+    features = store.to_arrow(store.table("features", "fg_carrier__stats_v1")).to_pylist()
     for row in snapshot:
         if row["carrier_delayed_share"] is None:
             continue
@@ -137,52 +126,60 @@ def test_no_feature_row_after_the_prediction_time_is_ever_used(con):
         assert sources and all(f["event_at"] <= row["prediction_at"] for f in sources)
 
 
-def test_same_inputs_same_id_and_hash_and_no_duplicate(con):
-    first = sn.build_snapshot(con, toy_view(), WINDOW)
-    again = sn.build_snapshot(con, toy_view(), WINDOW)
+def test_same_inputs_same_id_and_hash_and_no_duplicate(store):
+    first = sn.build_snapshot(store, toy_view(), WINDOW)
+    again = sn.build_snapshot(store, toy_view(), WINDOW)
     assert (again.snapshot_id, again.content_hash) == (first.snapshot_id, first.content_hash)
     assert again.reused and not first.reused
     assert first.snapshot_id.startswith("snap_toy_") and len(first.snapshot_id) == len("snap_toy_") + 12
-    assert len(sn.list_snapshots(con, "toy")) == 1
-    tables = con.list_tables(database=sn.SCHEMA)
+    assert store.execute(f"select count(*) from {sn.REGISTRY} where feature_view = 'toy'") == [(1,)]
+    tables = [name for schema, name in store.relations() if schema == sn.SCHEMA]
     assert sorted(tables) == sorted([first.snapshot_id, "snapshot_registry"])  # no scratch table left
 
 
-def test_hash_ignores_row_order(con):
-    info = sn.build_snapshot(con, toy_view(), WINDOW)
-    con.raw_sql(f"create table main.reordered as select * from {info.qualified_name} order by flight_id desc")
-    assert sn.content_hash(con.table("reordered")) == info.content_hash
+def test_id_and_hash_are_stable_across_releases(store):
+    """The id and hash depend only on the definition and the data: a change to how the library stores or
+    reads snapshots must not give existing models' snapshots new ids."""
+    info = sn.build_snapshot(store, toy_view(), WINDOW)
+    assert (info.snapshot_id, info.content_hash) == (
+        "snap_toy_fd2158590c86", "f2b0803d88066fec05db1e896c6ffb7159598611e2d89cd9bb430fe0025b3015")
 
 
-def test_changed_data_gives_a_new_snapshot_and_leaves_the_old_one_intact(con):
-    first = sn.build_snapshot(con, toy_view(), WINDOW)
-    con.raw_sql("update features.fg_carrier__stats_v1 set delayed_share = 0.25 where delayed_share = 0.20")
-    second = sn.build_snapshot(con, toy_view(), WINDOW)
+def test_hash_ignores_row_order(store):
+    info = sn.build_snapshot(store, toy_view(), WINDOW)
+    store.execute(f"create table main.reordered as select * from {sn.SCHEMA}.{info.snapshot_id} order by flight_id desc")
+    assert sn.content_hash(store.table("main", "reordered")) == info.content_hash
+
+
+def test_changed_data_gives_a_new_snapshot_and_leaves_the_old_one_intact(store):
+    first = sn.build_snapshot(store, toy_view(), WINDOW)
+    store.execute("update features.fg_carrier__stats_v1 set delayed_share = 0.25 where delayed_share = 0.20")
+    second = sn.build_snapshot(store, toy_view(), WINDOW)
     assert second.snapshot_id != first.snapshot_id and second.content_hash != first.content_hash
-    assert rows_by_id(con, first)["f1"]["carrier_delayed_share"] == 0.20
-    assert rows_by_id(con, second)["f1"]["carrier_delayed_share"] == 0.25
-    assert {s.snapshot_id for s in sn.list_snapshots(con)} == {first.snapshot_id, second.snapshot_id}
+    assert rows_by_id(store, first)["f1"]["carrier_delayed_share"] == 0.20
+    assert rows_by_id(store, second)["f1"]["carrier_delayed_share"] == 0.25
+    assert {r["snapshot_id"] for r in store.query(f"select snapshot_id from {sn.REGISTRY}")} == {
+        first.snapshot_id, second.snapshot_id}
 
 
-def test_a_different_window_is_a_different_snapshot(con):
-    first = sn.build_snapshot(con, toy_view(), WINDOW)
-    wider = sn.build_snapshot(con, toy_view(), TimeRange.of("2024-01-01", "2024-01-05"))
+def test_a_different_window_is_a_different_snapshot(store):
+    first = sn.build_snapshot(store, toy_view(), WINDOW)
+    wider = sn.build_snapshot(store, toy_view(), TimeRange.of("2024-01-01", "2024-01-05"))
     assert wider.snapshot_id != first.snapshot_id and wider.row_count == 6
 
 
-def test_registry_row_records_the_definition(con):
-    info = sn.build_snapshot(con, toy_view(), WINDOW)
-    row = con.raw_sql(f"select * from {sn.REGISTRY}").fetchall()
-    assert len(row) == 1
-    stored = sn.get_snapshot(con, info.snapshot_id)
+def test_registry_row_records_the_definition(store):
+    info = sn.build_snapshot(store, toy_view(), WINDOW)
+    assert len(store.execute(f"select * from {sn.REGISTRY}")) == 1
+    stored = sn.get_snapshot(store, info.snapshot_id)
     assert stored.time_range == WINDOW and stored.spine_model == "label_toy" and stored.spine_time == "prediction_at"
-    query = con.raw_sql(f"select query_sql from {sn.REGISTRY}").fetchone()[0]
+    query = store.scalar(f"select query_sql from {sn.REGISTRY}")
     assert "ASOF" in query.upper()
 
 
-def test_explicit_time_splits_are_ordered_and_disjoint(con):
-    info = sn.build_snapshot(con, toy_view(), WINDOW)
-    splits = load_splits(con, info, TimeSplit(validation_start="2024-01-02", test_start="2024-01-03"))
+def test_explicit_time_splits_are_ordered_and_disjoint(store):
+    info = sn.build_snapshot(store, toy_view(), WINDOW)
+    splits = load_splits(store, info, TimeSplit(validation_start="2024-01-02", test_start="2024-01-03"))
     ids = {name: splits.__getattribute__(name)["flight_id"].to_pylist() for name in SPLIT_NAMES}
     assert ids == {"train": ["f1", "f2"], "validation": ["f3", "f4"], "test": ["f5"]}
     times = {name: getattr(splits, name)["prediction_at"].to_pylist() for name in SPLIT_NAMES}
@@ -190,14 +187,14 @@ def test_explicit_time_splits_are_ordered_and_disjoint(con):
     assert max(times["validation"]) < splits.test_start <= min(times["test"])
 
 
-def test_fraction_splits_keep_equal_times_together(con):
-    info = sn.build_snapshot(con, toy_view(), WINDOW)
-    splits = load_splits(con, info, TimeSplit(fractions=(0.2, 0.4, 0.4)))
+def test_fraction_splits_keep_equal_times_together(store):
+    info = sn.build_snapshot(store, toy_view(), WINDOW)
+    splits = load_splits(store, info, TimeSplit(fractions=(0.2, 0.4, 0.4)))
     ids = [getattr(splits, name)["flight_id"].to_pylist() for name in SPLIT_NAMES]
     assert ids == [["f1"], ["f2"], ["f3", "f4", "f5"]]  # f3 and f4 share a time: same split
     assert sum(map(len, ids)) == info.row_count and len({i for part in ids for i in part}) == info.row_count
     with pytest.raises(ValueError, match="empty"):
-        load_splits(con, info, TimeSplit(fractions=(0.4, 0.2, 0.4)))  # both cuts land on the tie
+        load_splits(store, info, TimeSplit(fractions=(0.4, 0.2, 0.4)))  # both cuts land on the tie
 
 
 def test_naive_times_and_bad_splits_are_rejected():

@@ -1,20 +1,21 @@
-"""Materialization: refresh the online store from the warehouse's feature groups, incrementally.
+"""Online materialization: refresh the online store from the warehouse's feature groups, incrementally, then
+republish the champion pointers the inference service follows.
 
-Pure functions; ``flows/online_materialization.py`` wires them into the ``online-materialization`` flow.
 For every ``online: true`` group version in the catalog:
 
 1. **Watermark**: the store's greatest created (loaded) time of the group (``None`` on first sight, or when
    the group's columns changed, which rebuilds it whole; a group without ``created_time`` is read whole
    every time: nothing else tells which rows are new).
-2. **Extract** (DuckDB, the warehouse opened read-only, one query per group): the rows loaded at or after
-   the watermark, reduced to one row per entity by the point-in-time join's tie rule (latest event time,
-   then latest created time with NULL losing, then the largest feature values), converted to storage form
-   in Arrow.
+2. **Extract** (one lazy Ibis expression per group, run by the offline store opened read-only): the rows
+   loaded at or after the watermark, reduced to one row per entity by the point-in-time join's tie rule
+   (latest event time, then latest created time with NULL losing, then the largest feature values),
+   converted to storage form in Arrow.
 3. **Apply**: :meth:`OnlineStore.apply` merges all groups' candidates in one atomic step and records their
    freshness; a candidate older than the stored row is ignored (see :mod:`models_ml.inference.online.store`).
 
-The warehouse is opened only here, read-only, and closed before the store is written: the inference
-service never opens it.
+The warehouse is read only here, read-only, and closed before the online store is written: the inference
+service never opens it. :func:`run_online_materialization` is the pipeline's one composition (refresh,
+then publish); the ``online-materialization`` flow passes it its tasks, which wrap these same steps.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import duckdb
+import ibis
+import ibis.expr.datatypes as idt
+import ibis.expr.types as ir
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -42,22 +45,21 @@ from models_ml.inference.online.store import (
     OnlineStore,
     entity_keys,
     group_id,
+    open_online_store,
     storage_array,
     to_us,
 )
+from models_ml.offline.retrieval import utc_literal
+from models_ml.offline.store import OfflineStore, opened
+from models_ml.training import registry
+from models_ml.training.champion_pointer import Pointer
 
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+_UTC_TIMESTAMP = idt.Timestamp(timezone="UTC")
 
 
 def online_groups(catalog: Catalog) -> list[FeatureGroup]:
     """Every ``online: true`` group version, in a fixed order."""
     return sorted((g for g in catalog.groups.values() if g.online), key=lambda g: (g.name, g.version or 0))
-
-
-def table_schema(con: duckdb.DuckDBPyConnection, group: FeatureGroup) -> pa.Schema:
-    return con.execute(f"select * from {_ident(group.schema)}.{_ident(group.relation)} limit 0").arrow().schema
 
 
 def group_schema(group: FeatureGroup, arrow_schema: pa.Schema) -> GroupSchema:
@@ -76,33 +78,33 @@ def group_schema(group: FeatureGroup, arrow_schema: pa.Schema) -> GroupSchema:
     )
 
 
-def extract_sql(group: FeatureGroup, schema: GroupSchema, incremental: bool) -> tuple[str, str]:
-    """(candidates-per-entity query, statistics query); both take the watermark as their one parameter
-    when ``incremental``."""
-    relation = f"{_ident(group.schema)}.{_ident(group.relation)}"
-    event, created = _ident(group.event_time), _ident(group.created_time) if group.created_time else None
-    where = f"where {created} >= ? or {created} is null" if incremental and created else ""
-    order = [f"{event} desc"]
+def candidates(table: ir.Table, group: FeatureGroup, schema: GroupSchema,
+               watermark: dt.datetime | None) -> tuple[ir.Table, ir.Table]:
+    """(the latest row per entity, one row of statistics) of the group's rows loaded at or after
+    ``watermark`` (every row when None, or when the group has no created time).
+
+    The latest rows hold the entity columns, the features, ``__event_at`` and ``__created_at``; rows with
+    a NULL key or event time take no part. The statistics (``rows``, ``max_created``, ``max_event``) count
+    every row read."""
+    event, created = group.event_time, group.created_time
+    if watermark is not None and created is not None:
+        table = table.filter((table[created] >= utc_literal(watermark)) | table[created].isnull())
+    stats = table.aggregate(
+        rows=table.count(), max_event=table[event].max(),
+        **({"max_created": table[created].max()} if created else {}),
+    )
+    keyed = table.filter(*(table[c].notnull() for c in schema.entity), table[event].notnull())
+    order = [keyed[event].desc()]
     if created:
-        order.append(f"{created} desc nulls last")
-    order += [f"{_ident(n)} desc nulls last" for n, kind in schema.features if kind != "json"]
-    keys = ", ".join(_ident(c) for c in schema.entity)
-    not_null = " and ".join(f"{_ident(c)} is not null" for c in schema.entity)
-    columns = ", ".join(_ident(c) for c in [*schema.entity, *(n for n in schema.feature_names if n not in schema.entity)])
-    created_column = f"{created} as __created_at" if created else "null::timestamptz as __created_at"
-    latest = f"""
-        with candidates as (select * from {relation} {where}),
-        latest as (
-            select {columns}, {event} as __event_at, {created_column}
-            from candidates
-            where {not_null} and {event} is not null
-            qualify row_number() over (partition by {keys} order by {', '.join(order)}) = 1
-        )
-        select * from latest"""
-    stats = f"""
-        select count(*), max({created or 'null::timestamptz'}), max({event})
-        from {relation} {where}"""
-    return latest, stats
+        order.append(keyed[created].desc(nulls_first=False))
+    order += [keyed[n].desc(nulls_first=False) for n, kind in schema.features if kind != "json"]
+    rank = ibis.row_number().over(group_by=[keyed[c] for c in schema.entity], order_by=order)
+    latest = keyed.filter(rank == 0)  # a window in a filter: SQL's QUALIFY
+    columns = [*schema.entity, *(n for n in schema.feature_names if n not in schema.entity)]
+    return latest.select(
+        *columns, __event_at=latest[event],
+        __created_at=latest[created] if created else ibis.null(_UTC_TIMESTAMP),
+    ), stats
 
 
 def to_refresh(table: pa.Table, schema: GroupSchema) -> pa.Table:
@@ -121,21 +123,18 @@ def to_refresh(table: pa.Table, schema: GroupSchema) -> pa.Table:
     return pa.table(columns)
 
 
-def extract(con: duckdb.DuckDBPyConnection, group: FeatureGroup, schema: GroupSchema,
+def extract(warehouse: OfflineStore, table: ir.Table, group: FeatureGroup, schema: GroupSchema,
             watermark: dt.datetime | None) -> GroupRefresh:
-    """The group's candidate rows loaded at or after ``watermark`` (all rows when None), one per entity."""
-    incremental = watermark is not None and group.created_time is not None
-    latest_sql, stats_sql = extract_sql(group, schema, incremental)
-    params = [watermark] if incremental else []
-    rows, max_created, max_event = con.execute(stats_sql, params).fetchone()
-    table = con.execute(latest_sql, params).arrow()
-    if isinstance(table, pa.RecordBatchReader):
-        table = table.read_all()
+    """The group's candidate rows (``table``) loaded at or after ``watermark`` (all rows when None), one per
+    entity."""
+    latest, stats = candidates(table, group, schema, watermark)
+    counted = warehouse.to_arrow(stats).to_pylist()[0]
+    max_created, max_event = counted.get("max_created"), counted["max_event"]
     return GroupRefresh(
-        schema=schema, rows=to_refresh(table, schema),
+        schema=schema, rows=to_refresh(warehouse.to_arrow(latest), schema),
         watermark_us=to_us(max_created) if max_created is not None else None,
         latest_event_us=to_us(max_event) if max_event is not None else None,
-        source_rows=int(rows),
+        source_rows=int(counted["rows"]),
     )
 
 
@@ -213,23 +212,21 @@ def materialize(
     refreshes: list[GroupRefresh] = []
     modes: list[tuple[str, dt.datetime | None]] = []
     clock = time.perf_counter()
-    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
-    try:
-        con.execute("set TimeZone = 'UTC'")
-        built = {(s, t) for s, t in con.execute("select table_schema, table_name from information_schema.tables").fetchall()}
+    with opened(settings, read_only=True) as warehouse:
+        built = warehouse.relations()
         # A home may hold one example's data only: an online group not built here has nothing to serve.
         skipped = [group_id(g.name, g.version) for g in chosen if (g.schema, g.relation) not in built]
         chosen = [g for g in chosen if (g.schema, g.relation) in built]
         for group in chosen:
-            schema = group_schema(group, table_schema(con, group))
+            table = warehouse.table(group.schema, group.relation)
+            # The kinds of the columns as the extract returns them (no query: the table knows its schema).
+            schema = group_schema(group, table.schema().to_pyarrow())
             before = stored_freshness.get(schema.id)
             same_layout = stored_schemas.get(schema.id) == schema
             watermark = before.watermark if (before and same_layout and not full_refresh) else None
             incremental = watermark is not None and group.created_time is not None
-            refreshes.append(extract(con, group, schema, watermark))
+            refreshes.append(extract(warehouse, table, group, schema, watermark))
             modes.append(("incremental" if incremental else "full", watermark))
-    finally:
-        con.close()
     timings["extract"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -237,7 +234,7 @@ def materialize(
     written = store.apply(refreshes, materialized_at) if refreshes else {}
     timings["apply"] = time.perf_counter() - clock
     after = store.freshness() if refreshes else {}
-    report = MaterializationReport(store=store.kind, materialized_at=materialized_at, seconds=timings,
+    report = MaterializationReport(store=store.name, materialized_at=materialized_at, seconds=timings,
                                    not_built=skipped)
     for refresh, (mode, watermark) in zip(refreshes, modes):
         gid = refresh.schema.id
@@ -247,3 +244,59 @@ def materialize(
         ))
     timings["total"] = time.perf_counter() - started
     return report
+
+
+# --------------------------------------------------------------------------------------------------
+# The pipeline: refresh, then publish
+
+
+def refresh_online_store(settings: Settings, store: str | None = None, groups: Sequence[str] | None = None,
+                         full_refresh: bool = False) -> MaterializationReport:
+    """:func:`materialize` into the online store ``store`` (default ``settings.online_store``), opened and
+    closed here."""
+    with open_online_store(settings, store) as online:
+        return materialize(settings, online, groups=groups, full_refresh=full_refresh)
+
+
+@dataclass(frozen=True)
+class OnlineMaterialization:
+    """What a run did: the refresh's report and the champion pointers (re)published."""
+
+    report: MaterializationReport
+    published: list[Pointer]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.report.as_dict(), "published": [
+            {"model": p.model_name, "version": p.version, "pointer": str(p.path)} for p in self.published]}
+
+    def as_markdown(self) -> str:
+        markdown = self.report.as_markdown()
+        if self.published:
+            markdown += "\n\nChampions published for the inference service: " + ", ".join(
+                f"{p.model_name} v{p.version}" for p in self.published)
+        return markdown
+
+
+@dataclass(frozen=True)
+class OnlineSteps:
+    """The steps :func:`run_online_materialization` calls; a flow passes its tasks, which wrap these same
+    functions."""
+
+    refresh: Callable[[Settings, str | None, Sequence[str] | None, bool], MaterializationReport] = refresh_online_store
+    publish: Callable[[Settings], list[Pointer]] = registry.publish_champions
+
+
+def run_online_materialization(
+    settings: Settings,
+    *,
+    store: str | None = None,
+    groups: Sequence[str] | None = None,
+    full_refresh: bool = False,
+    publish_champions: bool = True,
+    steps: OnlineSteps = OnlineSteps(),
+) -> OnlineMaterialization:
+    """Refresh the online store (every online group, or ``groups``), then (re)publish every model's
+    champion pointer, which the inference service follows instead of the registry."""
+    report = steps.refresh(settings, store, groups, full_refresh)
+    published = steps.publish(settings) if publish_champions else []
+    return OnlineMaterialization(report, list(published))

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from models_ml.definitions.catalog import FeatureGroup, FeatureView, per_view
-from models_ml.definitions.on_demand import FUNCTIONS, Kind, _python_floats
+from models_ml.definitions.on_demand import Kind, _python_floats, resolve
 
 
 @dataclass(frozen=True)
@@ -125,16 +125,16 @@ def _online_plan(view: FeatureView) -> _OnlinePlan:
     inputs: dict[tuple[str, str], _OnlineInput] = {}
     by_function: dict[str, list[str]] = {}
     for feature in view.on_demand:
-        kinds = FUNCTIONS[feature.function].parameters
+        kinds = resolve(feature.reference).parameters
         for parameter, column in feature.inputs.items():
             kind = kinds[parameter]
             inputs.setdefault((column, kind), _OnlineInput(column, kind, column in joined, feature.name))
-        by_function.setdefault(feature.function, []).append(feature.name)
+        by_function.setdefault(feature.reference, []).append(feature.name)
     position = {key: i for i, key in enumerate(inputs)}
     features = {feature.name: feature for feature in view.on_demand}
     calls = []
     for function, names in by_function.items():
-        fn = FUNCTIONS[function]
+        fn = resolve(function)
         calls.append(_OnlineCall(fn.compute, tuple(names), tuple(
             tuple(position[(features[name].inputs[parameter], kind)] for name in names)
             for parameter, kind in fn.parameters.items()

@@ -1,9 +1,13 @@
 """The online store: the latest feature values per entity of every ``online: true`` feature group version.
 
-One interface (:class:`OnlineStore`), two implementations: :class:`~models_ml.inference.online.sqlite_store.SqliteStore`
-(embedded, the default: one file under ``FTI_HOME/online/``, no server) and
-:class:`~models_ml.inference.online.redis_store.RedisStore` (a real Redis server, for deployments with several
-service processes or machines). :func:`open_store` picks one from the settings.
+One interface (:class:`OnlineStore`), one module per implementation under ``stores/``, chosen by name from
+``Settings.online_store``: ``sqlite`` (embedded, the default: one file under ``FTI_HOME/online/``, no
+server) or ``redis`` (a Redis server, for deployments with several service processes or machines). A
+name maps to a ``module:Class`` path in :data:`STORES` that is imported on first use, so this module
+imports no store and no store imports anything but this module. A store's options (its class's keywords)
+are ``Settings.online_stores[name]``, handed over by its :meth:`OnlineStore.from_settings`. Adding a store
+is one module, one line in :data:`STORES` and one entry in the store contract tests' parameter list
+(``tests/online/conftest.py``).
 
 **What a refresh does** (:meth:`OnlineStore.apply`, fed by :mod:`models_ml.inference.online.materialize`): for each
 group version, the candidate rows are the offline table's rows loaded since the store's *watermark* (the
@@ -22,10 +26,10 @@ by a Lua script that checks event/created time), and a reader's lookups are one 
 see the Redis module for the chunking of very large refreshes.
 
 **TTL at read time**: a stored row whose event time is older than ``as_of - ttl`` (``as_of`` = the
-request time, default now) is returned as missing, the same bound as the point-in-time join
-(``event_time >= t - ttl`` is valid). The store holds only the latest row, so a request dated *before* the
-stored event time still gets that latest row (the online path answers "now"; replaying history exactly is
-the batch path's job); its age is then negative, which the service reports as is.
+request time) is returned as missing, the same bound as the point-in-time join (``event_time >= t - ttl``
+is valid). The store holds only the latest row, so a request dated *before* the stored event time still
+gets that latest row (the online path answers "now"; replaying history exactly is the batch path's job);
+its age is then negative, which the service reports as is.
 
 **Entity keys** are compared by their text form: the key columns' values, ``str()``-ed and joined with
 ``\\x1f`` (so an integer id in the warehouse and in a request give the same key).
@@ -36,25 +40,32 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime as dt
+import functools
+import importlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from models_ml.core.settings import Settings
-from models_ml.definitions.catalog import FeatureView, per_view
+from models_ml.definitions.catalog import FeatureGroup, FeatureView, per_view
+
+if TYPE_CHECKING:
+    from models_ml.core.settings import Settings
+
+# name -> "module:Class"; imported on first use (see the module docstring)
+STORES: dict[str, str] = {
+    "sqlite": "models_ml.inference.online.stores.sqlite:SqliteStore",
+    "redis": "models_ml.inference.online.stores.redis:RedisStore",
+}
 
 UTC = dt.timezone.utc
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 KEY_SEPARATOR = "\x1f"
 # A NULL created time sorts before any real one (the point-in-time join's rule); stored as this number.
 NULL_CREATED_US = -(2**62)
-
-# Storage kinds of feature columns and how values round-trip through a store.
-KINDS = ("int", "float", "bool", "str", "timestamp", "date", "json")
 
 
 class OnlineStoreError(RuntimeError):
@@ -75,6 +86,11 @@ def from_us(value: int | None) -> dt.datetime | None:
     return _EPOCH + dt.timedelta(microseconds=int(value))
 
 
+def latest_us(*values: int | None) -> int | None:
+    """The greatest of some epoch-microsecond times, None when none is known: a watermark or a latest
+    event time never moves backwards."""
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
 
 
 def storage_array(column: pa.ChunkedArray | pa.Array, kind: str) -> pa.Array:
@@ -245,29 +261,74 @@ class ViewLookup:
     matches: list[list[GroupMatch]]
 
 
-def _columns(ref: Any) -> tuple[str, ...]:
-    """The group columns a view takes: its model features, then any on-demand inputs (``FeatureRef.columns``)."""
-    return tuple(getattr(ref, "columns", ref.features))
-
-
 def expired(age_seconds: float, ttl_seconds: float | None) -> bool:
     """The TTL rule: a row exactly ``ttl`` old is still valid (``event_time >= t - ttl``)."""
     return ttl_seconds is not None and age_seconds > ttl_seconds
 
 
-def within_ttl(row: StoredRow | None, ttl_seconds: float | None, as_of: dt.datetime) -> StoredRow | None:
-    """``row`` unless it is older than ``as_of - ttl`` (see :func:`expired`)."""
-    if row is None or expired((as_of - row.event_at).total_seconds(), ttl_seconds):
-        return None
-    return row
+@dataclass(frozen=True)
+class OnlineLookup:
+    """What a request of a view reads for one of its feature selections: the latest row of ``group`` for
+    the entity whose key columns the request names (``keys``: request field -> group column), and its
+    ``columns`` (model features, then on-demand inputs) under the names ``prefix + column``, which are the
+    names the on-demand functions and the model expect. Resolved once per view (:func:`online_lookups`);
+    the derived attributes are computed on first use and kept."""
+
+    group: FeatureGroup
+    keys: dict[str, str]
+    columns: tuple[str, ...]
+    prefix: str
+
+    @functools.cached_property
+    def output_names(self) -> dict[str, str]:
+        return {column: f"{self.prefix}{column}" for column in self.columns}
+
+    @functools.cached_property
+    def group_id(self) -> str:
+        return group_id(self.group.name, self.group.version)
+
+    @functools.cached_property
+    def key_fields(self) -> tuple[str, ...]:
+        """The request fields holding the entity key, in the group's entity order."""
+        field_of = {column: field for field, column in self.keys.items()}
+        return tuple(field_of[c] for c in self.group.entity)
+
+    @functools.cached_property
+    def outputs(self) -> tuple[str, ...]:
+        return tuple(self.output_names.values())
+
+    @functools.cached_property
+    def ttl_seconds(self) -> float | None:
+        return self.group.ttl.total_seconds() if self.group.ttl is not None else None
+
+    @functools.cached_property
+    def missing(self) -> dict[str, None]:
+        """The features of a request with no row within TTL (copied into each request's, never changed)."""
+        return dict.fromkeys(self.outputs)
+
+
+@per_view
+def online_lookups(view: FeatureView) -> tuple[OnlineLookup, ...]:
+    """Every lookup a request of ``view`` needs: model features and on-demand inputs of each group."""
+    return tuple(OnlineLookup(ref.group, dict(ref.join_keys), ref.columns, ref.prefix) for ref in view.features)
 
 
 class OnlineStore(abc.ABC):
     """Latest feature values per entity; see the module docstring for the refresh and read rules."""
 
-    kind: ClassVar[str]
+    #: the store's name in :data:`STORES`
+    name: ClassVar[str]
+    #: exception types of this store that a retry can fix (an unreachable server)
+    transient: ClassVar[tuple[type[BaseException], ...]] = ()
 
     # -- implemented by each store --------------------------------------------------------------------
+
+    @classmethod
+    @abc.abstractmethod
+    def from_settings(cls, settings: Settings, options: Mapping[str, Any], *, create: bool = True) -> OnlineStore:
+        """The store ``settings`` describe, with its ``options`` (``Settings.online_stores[name]``).
+        ``create=False`` (the service): create nothing; the store reports not ready until a
+        materialization has written it."""
 
     @abc.abstractmethod
     def apply(self, refreshes: Sequence[GroupRefresh], materialized_at: dt.datetime) -> dict[str, int]:
@@ -301,26 +362,15 @@ class OnlineStore(abc.ABC):
 
     # -- shared ----------------------------------------------------------------------------------------
 
-    def get(self, group: str, keys: Sequence[Sequence[Any]], *, as_of: dt.datetime | None = None,
-            features: Sequence[str] | None = None) -> list[StoredRow | None]:
-        """Rows of one group version by entity key values (tuples in the group's entity order), TTL applied
-        relative to ``as_of`` (default now)."""
-        schema = self.schemas().get(group)
-        if schema is None:
-            raise OnlineStoreError(f"the online store holds no group {group!r}; run `fti online materialize`")
-        as_of = as_of or dt.datetime.now(UTC)
-        rows = self.read_rows([RowsRequest(group, [entity_key(k) for k in keys], features)])[0]
-        return [within_ttl(row, schema.ttl_seconds, as_of) for row in rows]
-
     def lookup(self, view: FeatureView, requests: Sequence[Mapping[str, Any]],
                as_of: Sequence[dt.datetime]) -> ViewLookup:
         """The stored features of a feature view for each request (a mapping holding the view's join keys
-        under their spine names), TTL applied relative to each request's ``as_of`` (the :func:`within_ttl`
+        under their spine names), TTL applied relative to each request's ``as_of`` (the :func:`expired`
         rule). One snapshot read. Features come back under their output names (``prefix + column``),
         on-demand inputs included."""
-        plan = _view_reads(view)
+        plan = online_lookups(view)
         found = self.read_rows([
-            RowsRequest(read.group, [entity_key([request.get(c) for c in read.key_fields]) for request in requests],
+            RowsRequest(read.group_id, [entity_key([request.get(c) for c in read.key_fields]) for request in requests],
                         read.columns)
             for read in plan
         ])
@@ -332,57 +382,25 @@ class OnlineStore(abc.ABC):
                 age = None if row is None else (as_of[i] - row.event_at).total_seconds()
                 if age is None or expired(age, ttl):
                     features[i].update(read.missing)
-                    matches[i].append(GroupMatch(read.group, False, None, None))
+                    matches[i].append(GroupMatch(read.group_id, False, None, None))
                 else:
                     values, out = row.values, features[i]
                     for column, output in zip(read.columns, read.outputs):
                         out[output] = values.get(column)
-                    matches[i].append(GroupMatch(read.group, True, row.event_at, age))
+                    matches[i].append(GroupMatch(read.group_id, True, row.event_at, age))
         return ViewLookup(features, matches)
 
 
-@dataclass(frozen=True)
-class _GroupRead:
-    """What a lookup reads of one feature selection of a view, resolved once per view."""
-
-    group: str  # group id in the store
-    key_fields: tuple[str, ...]  # request fields holding the entity key, in the group's entity order
-    columns: tuple[str, ...]
-    outputs: tuple[str, ...]  # output names of ``columns``
-    ttl_seconds: float | None
-
-    @property
-    def missing(self) -> dict[str, None]:
-        return dict.fromkeys(self.outputs)
+def store_class(name: str) -> type[OnlineStore]:
+    """The store registered under ``name`` in :data:`STORES`."""
+    path = STORES.get(name)
+    if path is None:
+        raise OnlineStoreError(f"unknown online store {name!r}: choose one of {sorted(STORES)} (FTI_ONLINE_STORE)")
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
-@per_view
-def _view_reads(view: FeatureView) -> tuple[_GroupRead, ...]:
-    reads = []
-    for ref in view.features:
-        spine_of = {group_column: spine for spine, group_column in ref.join_keys.items()}
-        columns = _columns(ref)
-        reads.append(_GroupRead(
-            group=group_id(ref.group.name, ref.group.version), key_fields=tuple(spine_of[c] for c in ref.group.entity),
-            columns=columns, outputs=tuple(ref.output_name(c) for c in columns),
-            ttl_seconds=ref.group.ttl.total_seconds() if ref.group.ttl is not None else None,
-        ))
-    return tuple(reads)
-
-
-def open_store(settings: Settings, kind: str | None = None, *, create: bool = True) -> OnlineStore:
-    """The online store the settings name (``FTI_ONLINE_STORE``: ``sqlite`` or ``redis``).
-
-    ``create=False`` (the service): never create the SQLite file; the store reports not ready until the
-    materialization has written it.
-    """
-    kind = kind or settings.online_store
-    if kind == "sqlite":
-        from models_ml.inference.online.sqlite_store import SqliteStore
-
-        return SqliteStore(settings.online_store_path, create=create)
-    if kind == "redis":
-        from models_ml.inference.online.redis_store import RedisStore
-
-        return RedisStore(settings.redis_url, prefix=settings.redis_prefix)
-    raise ValueError(f"unknown online store {kind!r}: use 'sqlite' or 'redis' (FTI_ONLINE_STORE)")
+def open_online_store(settings: Settings, name: str | None = None, *, create: bool = True) -> OnlineStore:
+    """The online store ``name`` (default ``settings.online_store``) with its options from the settings."""
+    name = name or settings.online_store
+    return store_class(name).from_settings(settings, settings.online_stores.get(name, {}), create=create)

@@ -1,29 +1,14 @@
 """The embedded online store: one SQLite file in WAL mode (``FTI_HOME/online/online_store.sqlite``).
 
-Why SQLite: measured with ``bench/online.py stores`` on this project's 2-core machine (with other work
-competing for the cores), one feature-view lookup = 5 groups x 1 entity x 10 float features, 100,000
-entities per group, random keys, 20,000 lookups:
-
-====================  ==========  ==========  ============================================================
-candidate             p50 (us)    p99 (us)    what a refresh costs and what a reader sees meanwhile
-====================  ==========  ==========  ============================================================
-SQLite, WAL mode      76          214         upserts of the changed entities only (5 x 50,000 in ~7 s);
-                                              readers keep reading the last commit, 0 torn reads
-dict snapshot         7           15          the whole file rewritten and reloaded (0.9 s here, growing
-(pickle, swapped)                             with the store, in every service process, all in memory)
-LMDB                  12          22          fast, but a package to add, a single map size to choose, and
-                                              no SQL to look at the data
-Redis (loopback)      326         555         see ``redis_store``: a network round trip per lookup
-====================  ==========  ==========  ============================================================
-
-So: **lookups are fast enough by a wide margin** (tens of microseconds against a 5 ms p99 budget for the
-whole request; the dict is faster still, but both are far below the HTTP and model costs). **A refresh
-never tears a read and never blocks it**: WAL mode lets readers read the last committed snapshot while one
-writer commits; a refresh is one transaction, and a reader's lookups of all groups share one read
-transaction, so it sees all of a refresh or none of it (the bench counts 0 torn reads among ~27,000 lookups
-made during a 250,000-entity refresh from another process; their p99 rises to a few ms only because the
-writer takes a core of two). **Refreshes are incremental**: an upsert per changed entity, where a dict
-snapshot (or a DuckDB file) must be rewritten and reloaded whole. **Several processes**: the
+Why SQLite (``bench/online.py stores`` compares it with an in-process dict snapshot, LMDB and Redis on one
+feature-view lookup of 5 groups): **lookups are fast enough by a wide margin** (tens of microseconds, far
+below the HTTP and model costs of a request; a dict is faster still, LMDB close, Redis pays a network round
+trip). **A refresh never tears a read and never blocks it**: WAL mode lets readers read the last committed
+snapshot while one writer commits; a refresh is one transaction, and a reader's lookups of all groups share
+one read transaction, so it sees all of a refresh or none of it (the bench counts torn reads among the
+lookups made during a large refresh from another process: none). **Refreshes are incremental**: an upsert
+per changed entity, where a dict snapshot (or a DuckDB file) must be rewritten and reloaded whole, in every
+service process. **Several processes**: the
 materialization flow writes while any number of service processes read; a DuckDB file admits one writing
 process and would lock the readers out. And it is in the standard library and readable with any SQLite
 client (one table per group version, one column per feature).
@@ -41,11 +26,12 @@ import datetime as dt
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from models_ml.core.settings import Settings
 from models_ml.inference.online.store import (
     Freshness,
     GroupRefresh,
@@ -56,6 +42,7 @@ from models_ml.inference.online.store import (
     StoredRow,
     decoder,
     from_us,
+    latest_us,
     to_us,
 )
 
@@ -79,11 +66,6 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _max(*values: int | None) -> int | None:
-    present = [v for v in values if v is not None]
-    return max(present) if present else None
-
-
 def table_name(schema: GroupSchema) -> str:
     return "fg_" + re.sub(r"[^0-9A-Za-z_]", "_", schema.id.replace(":", "__"))
 
@@ -91,7 +73,11 @@ def table_name(schema: GroupSchema) -> str:
 class SqliteStore(OnlineStore):
     """See the module docstring. Thread-safe: each thread reads through its own connection."""
 
-    kind = "sqlite"
+    name: ClassVar[str] = "sqlite"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, options: Mapping[str, Any], *, create: bool = True) -> SqliteStore:
+        return cls(settings.online_store_path, create=create, **options)
 
     def __init__(self, path: Path, *, create: bool = True, busy_timeout_ms: int = 10_000) -> None:
         self.path = Path(path)
@@ -211,7 +197,7 @@ class SqliteStore(OnlineStore):
             con.execute(f"create table {_ident(table)} (entity_key text primary key, event_us integer not null, "
                         f"created_us integer not null, {', '.join(columns)}) without rowid")
         else:  # never move the watermark or the latest event time backwards
-            watermark, latest = _max(watermark, current[1]), _max(latest, current[2])
+            watermark, latest = latest_us(watermark, current[1]), latest_us(latest, current[2])
         names = ["entity_key", "event_us", "created_us", *schema.entity,
                  *(n for n in schema.feature_names if n not in schema.entity)]
         before = con.total_changes

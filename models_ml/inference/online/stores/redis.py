@@ -12,14 +12,14 @@ Keys (``prefix`` defaults to ``fti``):
 
 **Refresh**: every entity is upserted by one Lua script that compares ``(event, created)`` with the stored
 hash and rewrites the hash only when the candidate is newer, or has the same times and different values (so
-a late-arriving older event never wins and a repeated refresh writes nothing). All the script calls of a refresh and the freshness records go in
-one ``MULTI``/``EXEC``: Redis runs it without interleaving any reader, so a reader sees all of a refresh or
-none of it. But Redis serves nobody else while a transaction runs (about 13 us per entity of 10 features
-on this project's 2-core machine, ``bench/online.py stores``), so a refresh larger than
-``max_transaction_rows`` entities (default 2,000: a stall of ~25 ms at most) is applied in several
-transactions of that size: each entity is still never torn nor set back, and the schema and freshness
-records move only with the last one, but while such a refresh runs a reader may see some entities
-refreshed and others not yet (the bench counts such reads). Incremental refreshes after a feature-pipeline
+a late-arriving older event never wins and a repeated refresh writes nothing). All the script calls of a
+refresh and the freshness records go in one ``MULTI``/``EXEC``: Redis runs it without interleaving any
+reader, so a reader sees all of a refresh or none of it. But Redis serves nobody else while a transaction
+runs (its cost grows with the entities and features written; ``bench/online.py stores`` measures it), so a
+refresh larger than ``max_transaction_rows`` entities (default 2,000: a stall of tens of milliseconds at
+most) is applied in several transactions of that size: each entity is still never torn nor set back, and
+the schema and freshness records move only with the last one, but while such a refresh runs a reader may
+see some entities refreshed and others not yet (the bench counts such reads). Incremental refreshes after a feature-pipeline
 run are usually below the bound; an initial load of millions is not, and should run before serving.
 Raise the bound to trade longer stalls for wider atomicity.
 
@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import redis
 
+from models_ml.core.settings import Settings
 from models_ml.inference.online.store import (
     NULL_CREATED_US,
     Freshness,
@@ -47,6 +48,7 @@ from models_ml.inference.online.store import (
     StoredRow,
     decode,
     from_us,
+    latest_us,
     to_us,
 )
 
@@ -123,7 +125,14 @@ def _text(kind: str, value: Any) -> str:
 class RedisStore(OnlineStore):
     """See the module docstring."""
 
-    kind = "redis"
+    name: ClassVar[str] = "redis"
+    transient: ClassVar[tuple[type[BaseException], ...]] = (redis.ConnectionError, redis.TimeoutError)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, options: Mapping[str, Any], *, create: bool = True) -> RedisStore:
+        """``options``: ``url`` (``FTI_REDIS_URL``), ``prefix`` (``FTI_REDIS_PREFIX``) and any keyword of the
+        class. A server creates nothing, so ``create`` changes nothing."""
+        return cls(**options)
 
     def __init__(self, url: str, *, prefix: str = "fti", max_transaction_rows: int = 2_000,
                  script_batch: int = 500, socket_timeout: float = 5.0) -> None:
@@ -251,8 +260,8 @@ class RedisStore(OnlineStore):
             group, previous = refresh.schema.id, stored.get(refresh.schema.id, {})
             pipe.hset(self._groups_key, group, refresh.schema.to_json())
             pipe.hset(self._freshness_key, group, json.dumps({
-                "watermark_us": _max(refresh.watermark_us, previous.get("watermark_us")),
-                "latest_event_us": _max(refresh.latest_event_us, previous.get("latest_event_us")),
+                "watermark_us": latest_us(refresh.watermark_us, previous.get("watermark_us")),
+                "latest_event_us": latest_us(refresh.latest_event_us, previous.get("latest_event_us")),
                 "materialized_at_us": materialized_us,
             }))
         replies += pipe.execute()
@@ -300,8 +309,3 @@ class RedisStore(OnlineStore):
                 ))
             out.append(rows)
         return out
-
-
-def _max(*values: int | None) -> int | None:
-    present = [v for v in values if v is not None]
-    return max(present) if present else None
