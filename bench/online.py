@@ -7,7 +7,7 @@ default), an in-process dict snapshot loaded from a pickle file (swapped whole o
 refresh of 50,000 entities commits from another process: its p99/max lookup latency during the refresh,
 and whether any lookup saw a torn refresh (values of two refresh generations in one read).
 
-Part 2, ``service``: the real service (``python -m models_ml.inference.online.service``) in a separate process on
+Part 2, ``service``: the real service (``fti serve``, as ``python -m fti.cli serve``) in a separate process on
 loopback, once with the SQLite store and once with Redis. An open-loop generator (``bench/open_loop.py``:
 raw HTTP/1.1 on keep-alive connections, a sender and a receiver thread) sends single-transaction requests
 on a fixed schedule; each latency is measured from the request's *scheduled* send time, so queueing in the
@@ -20,8 +20,8 @@ newest ones, with their spine time, so features are within TTL).
     .venv/bin/python bench/online.py [--home FTI_HOME] [--model flight_delay] [stores|service|all]
 
 The home must hold a built warehouse with a champion of ``--model`` (``make demo``); the bench
-materializes the online store and publishes the champion itself. Targets (issue 5): p99 <= 5 ms at
-200 requests/s, zero errors.
+materializes the online store and publishes the champion itself. Targets: p99 <= 5 ms at 200 requests/s,
+zero errors.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
-import dataclasses  # noqa: E402
 import datetime as dt  # noqa: E402
 import json  # noqa: E402
 import multiprocessing  # noqa: E402
@@ -98,10 +97,10 @@ def _refresh(schema, generation: int, keys: range):
 
 def _open(kind: str, where: str):
     if kind == "sqlite":
-        from models_ml.inference.online.sqlite_store import SqliteStore
+        from models_ml.inference.online.stores.sqlite import SqliteStore
 
         return SqliteStore(Path(where))
-    from models_ml.inference.online.redis_store import RedisStore
+    from models_ml.inference.online.stores.redis import RedisStore
 
     return RedisStore(where, prefix="bench")
 
@@ -257,7 +256,7 @@ def run_stores(lookups: int) -> list[dict]:
               f"| {r['during_lookups']:,} | {r['torn']} |")
     print("\n(dict snapshot: a refresh of any size rewrites and reloads the whole file, in every service process. "
           "redis: the refresh writes 5 x 50,000 entities in transactions of 2,000 (max_transaction_rows), so a "
-          "lookup spanning two of them can see both generations: see models_ml/inference/online/redis_store.py.)")
+          "lookup spanning two of them can see both generations: see models_ml/inference/online/stores/redis.py.)")
     return results
 
 
@@ -267,8 +266,7 @@ def run_stores(lookups: int) -> list[dict]:
 
 def spine_bodies(settings, model: str, n: int = 2000) -> list[bytes]:
     """The newest spine rows of the model's label table, as request bodies (only the published fields)."""
-    import duckdb
-
+    from models_ml.offline.store import opened
     from models_ml.training.champion_pointer import read_pointer
 
     pointer = read_pointer(settings, model)
@@ -277,9 +275,9 @@ def spine_bodies(settings, model: str, n: int = 2000) -> list[bytes]:
     required = [f.name for f in pointer.fields if f.required]
     columns = ", ".join(f'"{c}"' for c in names)
     not_null = " and ".join(f'"{c}" is not null' for c in required)
-    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        rows = con.execute(f'select {columns} from "{label.schema}"."{label.relation}" where {not_null} '
-                           f'order by "{label.spine_time}" desc limit {n}').fetchall()
+    with opened(settings, read_only=True) as warehouse:
+        rows = warehouse.execute(f'select {columns} from "{label.schema}"."{label.relation}" where {not_null} '
+                                 f'order by "{label.spine_time}" desc limit {n}')
     bodies = []
     for row in rows:
         item = {k: (v.astimezone(UTC).isoformat() if isinstance(v, dt.datetime) else v) for k, v in zip(names, row)}
@@ -291,8 +289,8 @@ def spine_bodies(settings, model: str, n: int = 2000) -> list[bytes]:
 def service(settings, env_extra: dict, model: str):
     port = loopback.free_port()
     env = {**os.environ, "FTI_HOME": str(settings.home), "PYTHONPATH": str(ROOT), **env_extra}
-    process = subprocess.Popen([sys.executable, "-m", "models_ml.inference.online.service", "--port", str(port),
-                                "--model", model], env=env)
+    process = subprocess.Popen([sys.executable, "-m", "fti.cli", "serve", "--port", str(port), "--model", model],
+                               env=env, stdout=subprocess.DEVNULL)
     try:
         loopback.wait_for_port(port, 120)
         yield port
@@ -324,26 +322,22 @@ def load_test(port: int, model: str, bodies: list[bytes], rate: float, seconds: 
 
 
 def run_service(settings, model: str, rate: float, seconds: float, steps: list[float], step_seconds: float) -> None:
-    from models_ml.inference.online.materialize import materialize
+    from models_ml.inference.online.materialize import refresh_online_store
     from models_ml.training.registry import publish_champion
-    from models_ml.inference.online.store import open_store
 
     pointer = publish_champion(settings, model)
     print(f"\n## Service: {model} v{pointer.version} (feature view {pointer.view.name} v{pointer.view.version}, "
           f"{len(pointer.view.features)} feature groups, {len(pointer.fields)} request fields)\n")
     bodies = spine_bodies(settings, model)
     rows = []
-    with open_store(settings, "sqlite") as store:
-        materialize(settings, store)
+    refresh_online_store(settings, "sqlite")
     with service(settings, {"FTI_ONLINE_STORE": "sqlite"}, model) as port:
         rows += load_test(port, model, bodies, rate, seconds, steps, step_seconds, "sqlite")
     with redis_server() as url:
         if url is None:
             rows.append("| redis: skipped (redis-server not installed) | | | | | | | | |")
         else:
-            redis_settings = dataclasses.replace(settings, online_store="redis", redis_url=url)
-            with open_store(redis_settings) as store:
-                materialize(redis_settings, store)
+            refresh_online_store(settings.with_online_store("redis", url=url))
             with service(settings, {"FTI_ONLINE_STORE": "redis", "FTI_REDIS_URL": url}, model) as port:
                 rows += load_test(port, model, bodies, rate, seconds, steps, step_seconds, "redis")
     print(f"Open loop, latency from the scheduled send time; {rate:.0f} requests/s for {seconds:.0f} s, then steps of "

@@ -6,19 +6,22 @@ Registered on the main parser by :func:`register`; each command sets ``handler``
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 
+from models_ml.inference.online.store import STORES, OnlineStoreError
 
-def _when(value: dt.datetime | None) -> str:
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+_STORE_HELP = "default: $FTI_ONLINE_STORE or sqlite"
 
 
 def materialize(args: argparse.Namespace) -> int:
     from flows.online_materialization import online_materialization
 
-    result = online_materialization(store=args.store, groups=args.group, full_refresh=args.full_refresh,
-                                    publish_champions=not args.no_publish, home=getattr(args, "home", None))
+    try:
+        result = online_materialization(store=args.store, groups=args.group, full_refresh=args.full_refresh,
+                                        publish_champions=not args.no_publish, home=args.home)
+    except OnlineStoreError as error:
+        print(f"fti: {error}", file=sys.stderr)
+        return 2
     print(f"online store ({result['store']}) refreshed at {result['materialized_at'][:19]} UTC")
     header = f"  {'group':<32}{'mode':<13}{'rows read':>10}{'written':>9}{'entities':>10}  latest event (UTC)"
     print(header)
@@ -36,7 +39,7 @@ def publish(args: argparse.Namespace) -> int:
     from models_ml.training import registry
     from models_ml.training.registry import RegistryError
 
-    settings = load_settings(getattr(args, "home", None))
+    settings = load_settings(args.home)
     try:
         pointers = [registry.publish_champion(settings, args.model)] if args.model else registry.publish_champions(settings)
     except RegistryError as error:
@@ -48,20 +51,23 @@ def publish(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    import dataclasses
     import logging
 
     from models_ml.core.settings import load_settings
-    from models_ml.inference.online.service import serve as run
+    from models_ml.inference.online.serving.app import serve as run
 
-    settings = load_settings(getattr(args, "home", None))
+    settings = load_settings(args.home)
     if args.store:
-        settings = dataclasses.replace(settings, online_store=args.store)
+        settings = settings.with_online_store(args.store)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host, port = args.host or settings.serve_host, args.port or settings.serve_port
     print(f"fti serve: {settings.online_store} store, models under {settings.models_dir}, "
           f"http://{host}:{port} (Ctrl-C to stop)", flush=True)
-    run(settings, host=host, port=port, models=args.model, log_level=args.log_level)
+    try:
+        run(settings, host=host, port=port, models=args.model, log_level=args.log_level)
+    except OnlineStoreError as error:
+        print(f"fti: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -73,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "materialize", help="refresh the online store from the warehouse (online-materialization flow)",
         description="Read the rows loaded since each online feature group's watermark, keep the latest per entity, "
                     "merge them into the online store and record freshness; then publish the champion pointers.")
-    run.add_argument("--store", choices=["sqlite", "redis"], help="default: $FTI_ONLINE_STORE or sqlite")
+    run.add_argument("--store", choices=sorted(STORES), help=_STORE_HELP)
     run.add_argument("--group", action="append", help="only this group (name or name:vN; repeatable)")
     run.add_argument("--full-refresh", action="store_true", help="re-read every row, not only new ones")
     run.add_argument("--no-publish", action="store_true", help="do not publish the champion pointers")
@@ -88,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "store and the published champions. Never opens the warehouse.")
     srv.add_argument("--host", help="address to bind (default: $FTI_SERVE_HOST or 127.0.0.1)")
     srv.add_argument("--port", type=int, help="port (default: $FTI_SERVE_PORT or 8000)")
-    srv.add_argument("--store", choices=["sqlite", "redis"], help="default: $FTI_ONLINE_STORE or sqlite")
+    srv.add_argument("--store", choices=sorted(STORES), help=_STORE_HELP)
     srv.add_argument("--model", action="append", help="serve only this model (repeatable; default all published)")
     srv.add_argument("--log-level", default="warning")
     srv.set_defaults(handler=serve)

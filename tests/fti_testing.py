@@ -16,7 +16,14 @@ from examples.flights.loader import land_flights
 from examples.fraud.generator import FraudConfig
 from examples.fraud.loader import land_fraud as land_fraud_batches
 from models_ml.core.settings import Settings, load_settings
-from models_ml.definitions.catalog import Catalog, Feature, FeatureGroup, FeatureRef, FeatureView, LabelSpec
+from models_ml.definitions.catalog import (
+    Catalog,
+    Feature,
+    FeatureGroup,
+    FeatureRef,
+    FeatureView,
+    LabelSpec,
+)
 from models_ml.offline.store import opened
 
 SLICE_START = dt.date(2013, 1, 1)

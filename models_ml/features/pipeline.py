@@ -19,7 +19,12 @@ from models_ml.core.settings import Settings
 from models_ml.definitions.catalog import Catalog, load_catalog
 from models_ml.features.dbt_runner import DbtBuildError, DbtRun, build
 from models_ml.features.landing import LandingReport
-from models_ml.offline.store import OfflineStore, OfflineStoreError, open_offline_store, opened
+from models_ml.offline.store import (
+    OfflineStore,
+    OfflineStoreError,
+    open_offline_store,
+    opened,
+)
 
 DEFAULT_EXAMPLE = "flights"
 

@@ -43,7 +43,12 @@ import ibis.expr.types as ir
 from models_ml.core.time import TimeRange
 from models_ml.definitions.catalog import FeatureView
 from models_ml.offline.pit import TimeBounds, spine_time_bounds
-from models_ml.offline.retrieval import check_joined_rows, join_features, spine_columns, spine_expr
+from models_ml.offline.retrieval import (
+    check_joined_rows,
+    join_features,
+    spine_columns,
+    spine_expr,
+)
 from models_ml.offline.store import OfflineStore
 
 SCHEMA = "snapshots"

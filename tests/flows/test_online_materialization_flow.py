@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fti_testing import latest_artifact_markdown, query
 
-from models_ml.inference.online.store import open_store
+from models_ml.inference.online.store import open_online_store
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ def test_flow_refreshes_the_store_incrementally_and_reports(prefect_harness, scr
     second = online_materialization(store="sqlite", home=home)
     assert {g["mode"] for g in second["groups"]} == {"incremental"}
     assert sum(g["rows_written"] for g in second["groups"]) == 0  # nothing new: nothing written
-    with open_store(scratch_home, "sqlite", create=False) as store:
+    with open_online_store(scratch_home, "sqlite", create=False) as store:
         fresh = store.freshness()
     assert sorted(fresh) == GROUPS
     assert fresh["fg_airport__weather:v1"].materialized_at.isoformat() == second["materialized_at"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from fti_testing import make_toy_warehouse, toy_catalog
 
 from models_ml.core.settings import load_settings

@@ -1,6 +1,6 @@
-"""Skew test through the real online store: the embedded store, materialized from the warehouse, looked up the
-way the service does, then `online_on_demand.feature_vector`, gives exactly the offline point-in-time join (with its
-on-demand UDFs) for the same new requests.
+"""Skew test through the real online store: the embedded store, materialized from the warehouse, looked up and
+laid out into model rows the way the service does (`OnlineStore.lookup`, then `on_demand.feature_rows`), gives
+exactly the offline point-in-time join (with its on-demand UDFs) for the same new requests.
 
 New requests arrive just after the data in the warehouse ends, so the latest stored row of each entity is
 the one the offline join at (request time - 1 microsecond) takes. The requests are made up (known and unknown
@@ -14,16 +14,14 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pytest
 from fti_testing import FRAUD_CONFIG, copy_home, query, same_value
 
 from models_ml.definitions.catalog import load_catalog
-from models_ml.inference.online import on_demand as online_on_demand
+from models_ml.inference.online.materialize import materialize
+from models_ml.inference.online.on_demand import feature_rows
+from models_ml.inference.online.store import open_online_store
 from models_ml.offline import retrieval
-from models_ml.training import snapshot as sn
-
-materialize = pytest.importorskip("models_ml.inference.online.materialize")
-sqlite_store = pytest.importorskip("models_ml.inference.online.sqlite_store")
+from models_ml.offline.store import opened
 
 UTC = dt.timezone.utc
 
@@ -54,24 +52,21 @@ def test_the_online_store_path_gives_the_offline_feature_vector_exactly(built_ho
     view = load_catalog(home).view("card_fraud")
     requests = _requests(home)
 
-    store = sqlite_store.SqliteStore(tmp_path / "online.sqlite")
-    materialize.materialize(home, store)
     as_of = [dt.datetime.fromisoformat(r["transaction_at"]) for r in requests]
-    found = store.lookup(view, requests, as_of)
-    online = [online_on_demand.feature_vector(view, request, stored) for request, stored in zip(requests, found.features)]
+    with open_online_store(home, "sqlite") as store:
+        materialize(home, store)
+        found = store.lookup(view, requests, as_of)
+    online = feature_rows(view, requests, found.features)
 
-    con = sn.connect(home)
-    try:
+    with opened(home) as warehouse:
         spine = pa.table({
             **{c: [r[c] for r in requests] for c in ["transaction_id", "card_id", "merchant_id", "merchant_category",
                                                      "amount", "latitude", "longitude"]},
             "transaction_at": pa.array(as_of, pa.timestamp("us", tz="UTC")),
             "prediction_at": pa.array([t - dt.timedelta(microseconds=1) for t in as_of], pa.timestamp("us", tz="UTC")),
         })
-        con.create_table("skew_requests", spine, temp=True)
-        offline = retrieval.join_features(con, view, con.table("skew_requests")).order_by("transaction_id").to_pyarrow()
-    finally:
-        con.disconnect()
+        requested = warehouse.ibis.create_table("skew_requests", spine, temp=True)
+        offline = warehouse.to_arrow(retrieval.join_features(warehouse, view, requested))
     offline_rows = {row["transaction_id"]: row for row in offline.to_pylist()}
 
     mismatches = [(r["transaction_id"], name, vector[name], offline_rows[r["transaction_id"]][name])

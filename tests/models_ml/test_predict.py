@@ -19,7 +19,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from fti_testing import TOY_CARRIER, TOY_WEATHER, make_toy_warehouse, toy_catalog, toy_group
+from fti_testing import (
+    TOY_CARRIER,
+    TOY_WEATHER,
+    make_toy_warehouse,
+    toy_catalog,
+    toy_group,
+)
 
 from models_ml.core.settings import load_settings
 from models_ml.core.time import TimeRange, day_window

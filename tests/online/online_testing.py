@@ -10,6 +10,7 @@ from bench.loopback import free_port
 from models_ml.core.settings import Settings
 from models_ml.core.time import TimeRange
 from models_ml.definitions.catalog import load_catalog
+from models_ml.offline.store import opened
 from models_ml.training import evaluate as ev
 from models_ml.training import registry
 from models_ml.training import snapshot as sn
@@ -26,12 +27,9 @@ def train_champion(settings: Settings, *, seed: int = 42) -> registry.ModelVersi
     """Train flight_delay on the slice's first days and make it champion (no Prefect: direct calls)."""
     catalog = load_catalog(settings)
     view = catalog.view(MODEL)
-    con = sn.connect(settings)
-    try:
-        info = sn.build_snapshot(con, view, TimeRange.of("2013-01-01", "2013-01-09"))
-        splits = load_splits(con, info, TimeSplit(fractions=(0.6, 0.2, 0.2)))
-    finally:
-        con.disconnect()
+    with opened(settings) as store:
+        info = sn.build_snapshot(store, view, TimeRange.of("2013-01-01", "2013-01-09"))
+        splits = load_splits(store, info, TimeSplit(fractions=(0.6, 0.2, 0.2)))
     config = tr.TrainConfig(**{**FAST.as_dict(), "seed": seed, "categorical_features": ()})
     model = tr.train_model(splits.train, splits.validation, features=info.feature_columns, target=info.target,
                            config=config, feature_view=view.name, feature_view_version=view.version)

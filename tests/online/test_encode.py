@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from models_ml.inference.online import encode
-from models_ml.inference.online.encode import FAST_PATH_MAX_ROWS, Encoder, Scorer
+from models_ml.inference.online.serving import encode
+from models_ml.inference.online.serving.encode import FAST_PATH_MAX_ROWS, Encoder, Scorer
 from models_ml.training import train as tr
 
 

@@ -1,6 +1,6 @@
 """The benchmark's open-loop generator, against the real service, and the service's heap freeze.
 
-The generator is the instrument behind issue 5's latency figures, so it is checked like code: every
+The generator is the instrument behind the service's latency figures, so it is checked like code: every
 scheduled request is either answered (with its status counted) or counted as an error, wrong statuses are
 errors, and the schedule holds (requests leave at the rate asked for, each latency measured from its
 scheduled time).
@@ -18,7 +18,7 @@ from fti_testing import copy_home
 from online_testing import MODEL, ServerThread, spine_requests
 
 from bench.open_loop import open_loop
-from models_ml.inference.online.service import create_app
+from models_ml.inference.online.serving.app import create_app
 
 pytestmark = pytest.mark.slow
 

@@ -29,8 +29,8 @@ from models_ml.core.settings import PROJECT_ROOT
 from models_ml.inference.online.prediction_log import read_prediction_log
 from models_ml.training.champion_pointer import read_pointer
 from models_ml.training.registry import publish_champion
-from models_ml.inference.online.service import create_app
-from models_ml.inference.online.store import UTC, open_store
+from models_ml.inference.online.serving.app import create_app
+from models_ml.inference.online.store import UTC, open_online_store
 from models_ml.training.train import load_model
 
 pytestmark = pytest.mark.slow
@@ -67,7 +67,7 @@ def requests_(home):
 
 @pytest.fixture(scope="module")
 def counting_store(home):
-    return CountingStore(open_store(home, "sqlite", create=False))
+    return CountingStore(open_online_store(home, "sqlite", create=False))
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def expected_scores(home, items) -> np.ndarray:
     """The champion's scores via training's own encoder, on the features the store holds."""
     pointer = read_pointer(home, MODEL)
     model = load_model(pointer.model_dir)
-    with open_store(home, "sqlite", create=False) as store:
+    with open_online_store(home, "sqlite", create=False) as store:
         as_of = [dt.datetime.fromisoformat(i["prediction_at"]).astimezone(UTC) for i in items]
         found = store.lookup(pointer.view, items, as_of)
     rows = [{**{f: i[f] for f in pointer.view.label.request_features}, **stored} for i, stored in zip(items, found.features)]
@@ -240,12 +240,10 @@ def test_a_newly_promoted_champion_is_swapped_in_without_failed_requests(home, r
 
 
 def test_the_redis_store_serves_the_same_scores(home, requests_, redis_server):
-    import dataclasses
-
     from models_ml.inference.online.materialize import materialize
 
-    redis_home = dataclasses.replace(home, online_store="redis", redis_url=redis_server, redis_prefix="fti-service")
-    with open_store(redis_home) as store:
+    redis_home = home.with_online_store("redis", url=redis_server, prefix="fti-service")
+    with open_online_store(redis_home) as store:
         store.client.flushdb()
         materialize(redis_home, store)
     with ServerThread(create_app(redis_home, log_predictions=False)) as running:
@@ -266,7 +264,7 @@ def test_the_service_never_opens_the_warehouse(home, requests_, tmp_path):
     (isolated.home / "dbt").exists() and shutil.rmtree(isolated.home / "dbt")  # no manifest to parse either
     port = free_port()
     env = {**os.environ, "FTI_HOME": str(isolated.home), "PYTHONPATH": str(PROJECT_ROOT)}
-    process = subprocess.Popen([sys.executable, "-m", "models_ml.inference.online.service", "--port", str(port)], env=env,
+    process = subprocess.Popen([sys.executable, "-m", "fti.cli", "serve", "--port", str(port)], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, timeout=90)

@@ -1,7 +1,8 @@
-"""The online store's contract, the same cases for the embedded (SQLite) and the Redis store.
+"""The online store's contract: the same cases for every store registered by name (SQLite, Redis, ...).
 
 A tiny warehouse is built in each test (two online groups: a card with many feature types and no TTL, and a
-route pair with a one-hour TTL); the materializer reads it into the store under test.
+route pair with a one-hour TTL); the materializer reads it into the store under test. A new store joins by
+one entry in :data:`EMPTY_STORES`, which opens an empty one.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from models_ml.core.settings import load_settings
+from models_ml.core.settings import Settings, load_settings
 from models_ml.definitions.catalog import (
     Catalog,
     Feature,
@@ -23,12 +24,47 @@ from models_ml.definitions.catalog import (
     LabelSpec,
 )
 from models_ml.inference.online.materialize import materialize, to_refresh
-from models_ml.inference.online.store import GroupSchema, RowsRequest, to_us
+from models_ml.inference.online.store import (
+    STORES,
+    GroupRefresh,
+    GroupSchema,
+    RowsRequest,
+    entity_key,
+    open_online_store,
+    to_us,
+)
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
 LOAD = dt.datetime(2024, 2, 1, tzinfo=UTC)
 CARD, PAIR = "fg_card__stats:v1", "fg_pair__stats:v1"
+
+
+def _empty_sqlite(request, settings: Settings):
+    return open_online_store(settings, "sqlite")
+
+
+def _empty_redis(request, settings: Settings):
+    store = open_online_store(settings.with_online_store(
+        "redis", url=request.getfixturevalue("redis_server"), prefix="fti-test"))
+    store.client.flushdb()
+    return store
+
+
+# store name -> (pytest request, settings of a fresh home) -> an empty store of that name
+EMPTY_STORES = {"sqlite": _empty_sqlite, "redis": _empty_redis}
+
+
+def test_every_registered_store_runs_the_contract():
+    assert sorted(EMPTY_STORES) == sorted(STORES)
+
+
+@pytest.fixture(params=sorted(STORES))
+def store(request, tmp_path):
+    """Each registered store, empty."""
+    created = EMPTY_STORES[request.param](request, load_settings(tmp_path / "store-home"))
+    yield created
+    created.close()
 
 
 def minutes(n: float) -> dt.timedelta:
@@ -93,8 +129,13 @@ def run(settings, store, at=None):
     return materialize(settings, store, catalog=catalog(), materialized_at=at)
 
 
-def amount(store, card, as_of=None):
-    row = store.get(CARD, [(card,)], as_of=as_of or T0 + dt.timedelta(days=1))[0]
+def stored(store, group, keys):
+    """The stored rows of some entities (tuples of key values); no TTL applied."""
+    return store.read_rows([RowsRequest(group, [entity_key(k) for k in keys])])[0]
+
+
+def amount(store, card):
+    row = stored(store, CARD, [(card,)])[0]
     return None if row is None else row.values["amount_sum"]
 
 
@@ -104,7 +145,7 @@ def test_latest_event_wins(home, store):
     add_card(home, "b", T0, 7.0)
     report = run(home, store)
     assert {g.group: g.candidates for g in report.groups} == {CARD: 2, PAIR: 0}
-    row = store.get(CARD, [("a",)], as_of=T0 + minutes(30))[0]
+    row = stored(store, CARD, [("a",)])[0]
     assert row.values["amount_sum"] == 3.0 and row.event_at == T0 + minutes(20)
     assert amount(store, "b") == 7.0
 
@@ -128,7 +169,7 @@ def test_late_arriving_older_event_never_overwrites_a_newer_one(home, store):
     report = run(home, store)
     card = {g.group: g for g in report.groups}[CARD]
     assert card.mode == "incremental" and card.candidates == 1 and card.rows_written == 0
-    row = store.get(CARD, [("a",)], as_of=T0 + minutes(40))[0]
+    row = stored(store, CARD, [("a",)])[0]
     assert row.values["amount_sum"] == 2.0 and row.event_at == T0 + minutes(30)
     # the freshness record keeps the newest event time, and the watermark moves on
     assert store.freshness()[CARD].latest_event_at == T0 + minutes(30)
@@ -139,18 +180,18 @@ def test_ttl_is_applied_at_read_time_relative_to_the_request_time(home, store):
     add_pair(home, "JFK", "LAX", T0, 0.25)
     add_card(home, "a", T0, 1.0)
     run(home, store)
-    key = [("JFK", "LAX")]
-    assert store.get(PAIR, key, as_of=T0 + minutes(59))[0].values["share"] == 0.25
-    assert store.get(PAIR, key, as_of=T0 + minutes(60))[0] is not None  # the bound itself is valid
-    assert store.get(PAIR, key, as_of=T0 + minutes(61))[0] is None
-    assert store.get(PAIR, key)[0] is None  # default as of now: long expired
-    assert store.get(CARD, [("a",)])[0] is not None  # no TTL: never expires
+    request = {"tx_id": "t1", "card": "a", "from_airport": "JFK", "to_airport": "LAX", "amount": 3.0}
+    as_of = [T0 + minutes(59), T0 + minutes(60), T0 + minutes(61), dt.datetime.now(UTC)]
+    found = store.lookup(catalog().view("toy"), [request] * len(as_of), as_of)
+    assert [f["pair_share"] for f in found.features] == [0.25, 0.25, None, None]  # the bound itself is valid
+    assert [m[1].found for m in found.matches] == [True, True, False, False]
+    assert [f["card_amount_sum"] for f in found.features] == [1.0] * 4  # no TTL: never expires
 
 
 def test_missing_entity_gives_missing_values(home, store):
     add_card(home, "a", T0, 1.0)
     run(home, store)
-    rows = store.get(CARD, [("a",), ("nobody",), (None,)], as_of=T0)
+    rows = stored(store, CARD, [("a",), ("nobody",), (None,)])
     assert rows[0] is not None and rows[1] is None and rows[2] is None
 
 
@@ -195,7 +236,7 @@ def test_values_round_trip_with_their_types(home, store):
              opened_on=dt.date(2019, 12, 31))
     add_card(home, "b", T0, None, tx_count=None, is_blocked=None, category=None, last_seen_at=None, opened_on=None)
     run(home, store)
-    a, b = store.get(CARD, [("a",), ("b",)], as_of=T0)
+    a, b = stored(store, CARD, [("a",), ("b",)])
     assert a.values == {"amount_sum": 12.5, "tx_count": 3, "is_blocked": True, "category": "travel",
                         "last_seen_at": seen, "opened_on": dt.date(2019, 12, 31)}
     assert b.values == dict.fromkeys(a.values)
@@ -224,8 +265,6 @@ def _refresh(schema: GroupSchema, generation: int, n: int):
         "__created_at": pa.array([LOAD + minutes(generation)] * n, pa.timestamp("us", tz="UTC")),
         "value": pa.array([float(generation)] * n),
     })
-    from models_ml.inference.online.store import GroupRefresh
-
     return GroupRefresh(schema, to_refresh(table, schema), to_us(LOAD + minutes(generation)),
                         to_us(T0 + minutes(generation)), n)
 

@@ -6,7 +6,7 @@ step:
 
 * **Window**: ``[start, end)``, UTC, half-open, on the label's *event time* (``label.event_time`` of the
   feature view; for flight_delay ``scheduled_departure_at``): a day of predictions is the flights
-  *scheduled* that UTC day. :func:`day_window` turns ``(day, days)`` into the window.
+  *scheduled* that UTC day. :func:`models_ml.core.time.day_window` turns ``(day, days)`` into the window.
 * **Spine**: the training spine's own function (:func:`models_ml.offline.retrieval.spine_expr`), selecting by
   event time instead of spine time and leaving the target out (inference must not need it). Every row keeps
   its spine time (``prediction_at``), which is the as-of time of the features.
@@ -21,8 +21,8 @@ step:
   trained on v1). The run is refused with :class:`PredictionError`, naming the group and version, when a
   trained-on group version is not in the catalog (the dbt project), is not built in the warehouse, or
   lacks a feature the model needs.
-* **Scoring**: :func:`models_ml.training.train.feature_matrix` (the encoder training uses, as a float matrix), then
-  LightGBM, a chunk of rows at a time.
+* **Scoring**: :func:`models_ml.training.train.feature_matrix` (the encoder training uses, as a float
+  matrix), then LightGBM, a chunk of rows at a time.
 
 **Missing features rule.** Every spine row is scored; none is dropped or left unscored. A feature group
 with no row for the entity within its TTL before the prediction time gives NULL features, exactly as in

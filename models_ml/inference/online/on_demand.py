@@ -1,6 +1,9 @@
-"""On-demand features online: one request at a time (or a few), from the request and the values looked up
-in the online store, with the same registered functions the snapshot ran (see
-:mod:`models_ml.definitions.on_demand` for why the two agree bit for bit)."""
+"""On-demand features online, and the model's input row of a request.
+
+On-demand features are computed one request at a time (or a few), from the request and the values looked
+up in the online store, with the same declared functions the snapshot ran (see
+:mod:`models_ml.definitions.on_demand` for why the two agree bit for bit). :func:`feature_rows` then lays
+out the row the model scores, which the skew tests compare with the snapshot's row."""
 
 from __future__ import annotations
 
@@ -11,39 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from models_ml.definitions.catalog import FeatureGroup, FeatureView, per_view
+from models_ml.definitions.catalog import FeatureView, per_view
 from models_ml.definitions.on_demand import Kind, _python_floats, resolve
-
-
-@dataclass(frozen=True)
-class OnlineLookup:
-    """What the serving side fetches from the online store for one feature selection of a view: the
-    latest row of ``group`` for the entity whose key columns (``keys``: request field -> group column) the
-    request names, and its ``columns`` under the names ``prefix + column``, which are the names
-    :func:`compute_online` and the model expect in ``stored_features``."""
-
-    group: FeatureGroup
-    keys: dict[str, str]
-    columns: tuple[str, ...]
-    prefix: str
-
-    @property
-    def output_names(self) -> dict[str, str]:
-        return {column: f"{self.prefix}{column}" for column in self.columns}
-
-
-def online_lookups(view: FeatureView) -> list[OnlineLookup]:
-    """Every lookup a request of ``view`` needs: model features and on-demand inputs of each group."""
-    return [OnlineLookup(ref.group, dict(ref.join_keys), ref.columns, ref.prefix) for ref in view.features]
-
-
-def _resolve_view(view: FeatureView | str) -> FeatureView:
-    if isinstance(view, str):
-        from models_ml.core.settings import load_settings
-        from models_ml.definitions.catalog import load_catalog
-
-        return load_catalog(load_settings()).view(view)
-    return view
 
 
 @dataclass(frozen=True)
@@ -111,7 +83,7 @@ class _OnlinePlan:
             absent = next(i for i, stored in enumerate(stored_features) if source.column not in stored)
             return KeyError(f"on-demand feature {source.feature} of view {self.view} needs stored column "
                             f"{source.column!r} (None when missing), which stored_features #{absent} lacks; "
-                            f"look up every column of online_lookups(view)")
+                            f"look up every column of store.online_lookups(view)")
         absent = next(i for i, request in enumerate(requests) if source.column not in request)
         return KeyError(f"on-demand feature {source.feature} of view {self.view} needs request field "
                         f"{source.column!r}, which request #{absent} lacks")
@@ -142,35 +114,50 @@ def _online_plan(view: FeatureView) -> _OnlinePlan:
     return _OnlinePlan(view.name, tuple(features), tuple(inputs.values()), tuple(calls))
 
 
-def compute_many(view: FeatureView | str, requests: Sequence[Mapping[str, Any]],
+def compute_many(view: FeatureView, requests: Sequence[Mapping[str, Any]],
                  stored_features: Sequence[Mapping[str, Any]]) -> list[dict[str, float | None]]:
     """:func:`compute_online` for several requests at once (one numpy call per function, not per request)."""
     if len(requests) != len(stored_features):
         raise ValueError("give one stored_features mapping per request")
-    return _online_plan(_resolve_view(view)).compute(requests, stored_features)
+    return _online_plan(view).compute(requests, stored_features)
 
 
-def compute_online(view: FeatureView | str, request: Mapping[str, Any],
+def compute_online(view: FeatureView, request: Mapping[str, Any],
                    stored_features: Mapping[str, Any]) -> dict[str, float | None]:
     """The view's on-demand features for one request: ``{name: value}``, None when missing.
 
     ``request`` holds the request's fields by label column name (for card_fraud: amount, latitude, longitude,
     transaction_at as an aware datetime or ISO string); ``stored_features`` the values looked up in the
-    online store by output name (``prefix + column``, see :func:`online_lookups`), None for a missing
-    entity or value; timestamps as aware datetimes (or microseconds since the epoch). ``view`` is the
-    catalog's FeatureView (or its name, which loads the catalog: slower, for scripts).
+    online store by output name (``prefix + column``, see
+    :func:`models_ml.inference.online.store.online_lookups`), None for a missing entity or value; timestamps
+    as aware datetimes (or microseconds since the epoch).
     """
     return compute_many(view, [request], [stored_features])[0]
 
 
-def feature_vector(view: FeatureView | str, request: Mapping[str, Any],
-                   stored_features: Mapping[str, Any]) -> dict[str, Any]:
-    """The full model input of one request, in ``view.feature_columns`` order: request features, stored
-    features, on-demand features. What the offline snapshot row holds for the same transaction."""
-    view = _resolve_view(view)
-    values: dict[str, Any] = {name: request.get(name) for name in view.label.request_features}
-    for ref in view.features:
-        for feature in ref.features:
-            values[ref.output_name(feature)] = stored_features.get(ref.output_name(feature))
-    values.update(compute_online(view, request, stored_features))
-    return {name: values[name] for name in view.feature_columns}
+@per_view
+def _row_columns(view: FeatureView) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The request features and the stored model features of the view's rows, in its column order."""
+    stored = tuple(ref.output_name(f) for ref in view.features for f in ref.features)
+    return tuple(view.label.request_features), stored
+
+
+def feature_rows(view: FeatureView, requests: Sequence[Mapping[str, Any]],
+                 stored_features: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The model input of each request, in ``view.feature_columns`` order: request features, stored
+    features (None when missing), on-demand features. What the offline snapshot row holds for the same
+    request: the service scores these rows, and the skew tests compare them with the snapshot's, so the
+    two paths assemble a row in one place."""
+    request_names, stored_names = _row_columns(view)
+    rows = [{**{name: request.get(name) for name in request_names},
+             **{name: stored.get(name) for name in stored_names}}
+            for request, stored in zip(requests, stored_features)]
+    if view.on_demand:
+        for row, computed in zip(rows, compute_many(view, requests, stored_features)):
+            row.update(computed)
+    return rows
+
+
+def feature_vector(view: FeatureView, request: Mapping[str, Any], stored_features: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`feature_rows` of one request."""
+    return feature_rows(view, [request], [stored_features])[0]

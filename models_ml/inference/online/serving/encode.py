@@ -1,15 +1,15 @@
 """The model's input row for online requests, without pandas: one float64 matrix straight from Python values.
 
 :func:`models_ml.training.train.prepare_features` is the one encoder of training and batch inference; for a single
-request its Arrow -> pandas -> LightGBM path costs about a millisecond, most of the online budget. This
+request its Arrow -> pandas -> LightGBM path would be the largest cost of the whole request. This
 builds the very matrix LightGBM derives from that frame (``lightgbm.basic._data_from_pandas``): numeric
 features as float64 (NULL -> NaN, booleans 0/1), categorical features as the position of the value in the
 spec's categories (NULL or unseen -> NaN). ``tests/online/test_encode.py`` proves the scores are identical
 to :meth:`models_ml.training.train.Model.predict` on the same rows, so the two paths cannot skew.
 
 :class:`Scorer` then scores a request's few rows through LightGBM's single-row C entry point, set up once per
-model: ``booster.predict`` re-creates its predictor and parses its parameters on every call (~25 us, more
-than walking the trees). Larger batches go through ``booster.predict``. Both walk the same trees on the same
+model: ``booster.predict`` re-creates its predictor and parses its parameters on every call, which costs
+more than walking the trees. Larger batches go through ``booster.predict``. Both walk the same trees on the same
 float64 values, so the scores are the same bits (the test covers both).
 """
 
@@ -71,7 +71,7 @@ class Encoder:
 
 
 PREDICT_PARAMETERS = "num_threads=1"  # a request's few rows gain nothing from more threads
-FAST_PATH_MAX_ROWS = 16  # measured faster than booster.predict up to ~32 rows; 16 leaves a margin
+FAST_PATH_MAX_ROWS = 16  # the fast path wins for a few dozen rows at most; 16 leaves a margin
 
 
 def _num_iteration(model: Model) -> int:

@@ -1,0 +1,120 @@
+"""What the service's requests share with its watcher thread: the served models, the store's freshness.
+
+**Champion swaps**: the watcher polls each pointer's modification time (every ``poll_seconds``); on a
+change it loads the new pointer and model in that thread and then replaces one reference. A request holds
+the model object it started with, so no request fails or mixes versions during a swap. The same thread
+refreshes the store's freshness (for ``/health`` and the metrics), so no request waits for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models_ml.core.settings import Settings
+from models_ml.inference.online.prediction_log import PredictionLog
+from models_ml.inference.online.serving.metrics import Metrics
+from models_ml.inference.online.serving.scoring import ServedModel
+from models_ml.inference.online.serving.tuning import freeze_heap
+from models_ml.inference.online.store import UTC, OnlineStore
+from models_ml.training.champion_pointer import POINTER_FILE, published_models, read_pointer_file
+
+LOGGER = logging.getLogger("fti.online")
+
+
+@dataclass
+class ServiceState:
+    """Shared between requests and the watcher thread. ``models`` is replaced, never mutated."""
+
+    settings: Settings
+    store: OnlineStore
+    metrics: Metrics
+    log: PredictionLog | None
+    only: tuple[str, ...] | None  # the models to serve; None: every published champion
+    poll_seconds: float
+    freeze_heap: bool = False  # after each load (see tuning.freeze_heap): only when serving owns the process
+    models: dict[str, ServedModel] = field(default_factory=dict)
+    freshness: dict[str, Any] = field(default_factory=dict)
+    load_errors: dict[str, str] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    # -- models ------------------------------------------------------------------------------------------
+
+    def _pointer_files(self) -> dict[str, Path]:
+        names = self.only if self.only is not None else tuple(published_models(self.settings))
+        return {name: self.settings.models_dir / name / POINTER_FILE for name in names}
+
+    def refresh_models(self) -> None:
+        """Load every pointer that changed since it was loaded; swap each in with one assignment."""
+        for name, path in self._pointer_files().items():
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:
+                continue
+            stamp = (stat.st_mtime_ns, stat.st_size)
+            current = self.models.get(name)
+            if current is not None and current.pointer_stamp == stamp:
+                continue
+            try:
+                served = ServedModel.load(read_pointer_file(path), stamp)
+            except Exception as error:  # noqa: BLE001 - keep serving the old model; say why on /health
+                self.load_errors[name] = f"{type(error).__name__}: {error}"
+                self.metrics.errors.labels(name, "model_load").inc()
+                LOGGER.exception("could not load the published champion of %s", name)
+                continue
+            self.load_errors.pop(name, None)
+            self.models = {**self.models, name: served}  # the atomic swap
+            if self.freeze_heap:
+                freeze_heap()
+            self.metrics.model_version.labels(name).set(served.version)
+            if current is not None:
+                self.metrics.model_swaps.labels(name).inc()
+                LOGGER.warning("%s: now serving v%d (was v%d)", name, served.version, current.version)
+
+    # -- the store's freshness ---------------------------------------------------------------------------
+
+    def refresh_freshness(self) -> None:
+        try:
+            records = self.store.freshness()
+        except Exception as error:  # noqa: BLE001 - the store may be down or not materialized yet
+            self.freshness = {"error": str(error)}
+            return
+        now = dt.datetime.now(UTC)
+        self.freshness = {group: f.as_dict() for group, f in records.items()}
+        for group, f in records.items():
+            if f.latest_event_at:
+                self.metrics.store_lag.labels(group).set((now - f.latest_event_at).total_seconds())
+            if f.materialized_at:
+                self.metrics.store_materialized.labels(group).set((now - f.materialized_at).total_seconds())
+
+    # -- the watcher -------------------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.refresh_models()
+                self.refresh_freshness()
+            except Exception:  # noqa: BLE001 - the watcher must outlive any one failure
+                LOGGER.exception("watcher iteration failed")
+
+    def start(self) -> None:
+        self.refresh_models()
+        self.refresh_freshness()
+        if self.log is not None:
+            self.log.start()
+        self._thread = threading.Thread(target=self._watch, name="fti-model-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        if self.log is not None:
+            self.log.close()
+        self.store.close()
