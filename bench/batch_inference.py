@@ -19,7 +19,7 @@ ASOF query to Arrow (no tie-break, no missing-group flags) and the trees alone o
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/batch_inference.py [--rows N] [--threads T] [--trees K]
 
-Target (issue 4): >= 250,000 rows/s end to end on 2 cores.
+Target: >= 250,000 rows/s end to end on 2 cores.
 """
 
 from __future__ import annotations

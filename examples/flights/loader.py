@@ -63,7 +63,7 @@ def _staged_source(reader: duckdb.DuckDBPyConnection, name: str, cache_dir: Path
     """A Parquet copy of one CSV (all columns as text, plus its local calendar day), made once per cache.
 
     The files are written by R, where `NA` means missing: that is the file format, so it lands as NULL.
-    Sorted by day in small row groups, one day reads in milliseconds; re-reading the CSV took seconds.
+    Sorted by day in small row groups, a day's batch reads only its own row groups instead of the whole CSV.
     """
     staged = cache_dir / f"{name}.parquet"
     if not staged.exists():

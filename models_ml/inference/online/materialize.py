@@ -13,7 +13,7 @@ For every ``online: true`` group version in the catalog:
 3. **Apply**: :meth:`OnlineStore.apply` merges all groups' candidates in one atomic step and records their
    freshness; a candidate older than the stored row is ignored (see :mod:`models_ml.inference.online.store`).
 
-The warehouse is read only here, read-only, and closed before the online store is written: the inference
+The warehouse is opened only here, read-only, and closed before the online store is written: the inference
 service never opens it. :func:`run_online_materialization` is the pipeline's one composition (refresh,
 then publish); the ``online-materialization`` flow passes it its tasks, which wrap these same steps.
 """

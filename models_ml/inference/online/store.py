@@ -4,10 +4,10 @@ One interface (:class:`OnlineStore`), one module per implementation under ``stor
 ``Settings.online_store``: ``sqlite`` (embedded, the default: one file under ``FTI_HOME/online/``, no
 server) or ``redis`` (a Redis server, for deployments with several service processes or machines). A
 name maps to a ``module:Class`` path in :data:`STORES` that is imported on first use, so this module
-imports no store and no store imports anything but this module. A store's options (its class's keywords)
+imports no store (the stores import it, never the reverse). A store's options (its class's keywords)
 are ``Settings.online_stores[name]``, handed over by its :meth:`OnlineStore.from_settings`. Adding a store
 is one module, one line in :data:`STORES` and one entry in the store contract tests' parameter list
-(``tests/online/conftest.py``).
+(``EMPTY_STORES`` in ``tests/online/test_store.py``).
 
 **What a refresh does** (:meth:`OnlineStore.apply`, fed by :mod:`models_ml.inference.online.materialize`): for each
 group version, the candidate rows are the offline table's rows loaded since the store's *watermark* (the

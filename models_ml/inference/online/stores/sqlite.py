@@ -8,10 +8,9 @@ snapshot while one writer commits; a refresh is one transaction, and a reader's 
 one read transaction, so it sees all of a refresh or none of it (the bench counts torn reads among the
 lookups made during a large refresh from another process: none). **Refreshes are incremental**: an upsert
 per changed entity, where a dict snapshot (or a DuckDB file) must be rewritten and reloaded whole, in every
-service process. **Several processes**: the
-materialization flow writes while any number of service processes read; a DuckDB file admits one writing
-process and would lock the readers out. And it is in the standard library and readable with any SQLite
-client (one table per group version, one column per feature).
+service process. **Several processes**: the materialization flow writes while any number of service
+processes read; a DuckDB file admits one writing process and would lock the readers out. And it is in the
+standard library and readable with any SQLite client (one table per group version, one column per feature).
 
 Layout: ``fti_groups`` (group id, table, schema, watermark, latest event, materialized at, entities,
 rows written) and one ``WITHOUT ROWID`` table per group version keyed by ``entity_key`` with ``event_us``
@@ -70,6 +69,12 @@ def table_name(schema: GroupSchema) -> str:
     return "fg_" + re.sub(r"[^0-9A-Za-z_]", "_", schema.id.replace(":", "__"))
 
 
+class _ThreadConnection(threading.local):
+    """Each thread's reader connection (None until the thread first reads)."""
+
+    con: sqlite3.Connection | None = None
+
+
 class SqliteStore(OnlineStore):
     """See the module docstring. Thread-safe: each thread reads through its own connection."""
 
@@ -83,7 +88,7 @@ class SqliteStore(OnlineStore):
         self.path = Path(path)
         self._create = create
         self._busy_timeout_ms = busy_timeout_ms
-        self._local = threading.local()
+        self._local = _ThreadConnection()
         self._schemas: dict[str, GroupSchema] = {}
         self._tables: dict[str, str] = {}
         self._selects: dict[tuple[str, tuple[str, ...] | None], _Select] = {}
@@ -109,13 +114,13 @@ class SqliteStore(OnlineStore):
         return con
 
     def _reader(self) -> sqlite3.Connection:
-        con = getattr(self._local, "con", None)
+        con = self._local.con
         if con is None:
             con = self._local.con = self._connect()
         return con
 
     def close(self) -> None:
-        con = getattr(self._local, "con", None)
+        con = self._local.con
         if con is not None:
             con.close()
             self._local.con = None
