@@ -40,7 +40,7 @@ _EXPORTS: dict[str, str] = {
     "load_splits": "models_ml.training.splits",
     "Model": "models_ml.training.train",
     "train_model": "models_ml.training.train",
-    "predict_window": "models_ml.inference.batch.predict",
+    "predict_window": "models_ml.inference.batch.pipeline",
 }
 _MODULES: dict[str, str] = {"registry": "models_ml.training.registry"}
 
