@@ -24,6 +24,7 @@ from models_ml.definitions.catalog import (
     load_catalog,
 )
 from models_ml.inference.online import on_demand as online_on_demand
+from models_ml.inference.online.store import online_lookups
 from models_ml.offline import on_demand as offline_on_demand
 from models_ml.training import snapshot as sn
 
@@ -209,29 +210,29 @@ def test_compute_online_from_a_request_and_stored_values(view):
     stored = _stored(view, card_last_latitude=34.0522, card_last_longitude=-118.2437,
                      card_last_transaction_at=dt.datetime(2024, 2, 1, 12, 0, tzinfo=UTC),
                      card_home_latitude=40.7128, card_home_longitude=-74.0060, card_amount_mean_30d=40.0)
-    values = online_on_demand.compute_online(view, request, stored)
+    values = compute_one(view, request, stored)
     assert values["seconds_since_previous"] == 600.0
     assert values["distance_from_previous_km"] == pytest.approx(3936, abs=5)
     assert values["speed_from_previous_kmh"] == pytest.approx(3936 * 6, rel=1e-3)
     assert values["distance_from_home_km"] == 0.0
     assert values["amount_to_card_mean_ratio"] == 3.0
 
-    first_seen = online_on_demand.compute_online(view, request, _stored(view))  # a card without history
+    first_seen = compute_one(view, request, _stored(view))  # a card without history
     assert first_seen["seconds_since_previous"] is None and first_seen["amount_to_card_mean_ratio"] is None
 
 
 def test_compute_online_names_what_is_missing(view):
     with pytest.raises(KeyError, match="transaction_at"):
-        online_on_demand.compute_online(view, {"amount": 1.0, "latitude": 1.0, "longitude": 1.0}, _stored(view))
+        compute_one(view, {"amount": 1.0, "latitude": 1.0, "longitude": 1.0}, _stored(view))
     stored = _stored(view)
     del stored["card_last_latitude"]
     with pytest.raises(KeyError, match="card_last_latitude"):
-        online_on_demand.compute_online(view, {"amount": 1.0, "latitude": 1.0, "longitude": 1.0,
+        compute_one(view, {"amount": 1.0, "latitude": 1.0, "longitude": 1.0,
                                         "transaction_at": "2024-01-01T00:00:00+00:00"}, stored)
 
 
 def test_online_lookups_name_every_group_key_and_column(view):
-    lookups = {lookup.group.name: lookup for lookup in online_on_demand.online_lookups(view)}
+    lookups = {lookup.group.name: lookup for lookup in online_lookups(view)}
     assert lookups["fg_card__activity"].keys == {"card_id": "card_id"}
     assert "last_transaction_at" in lookups["fg_card__activity"].columns
     assert lookups["fg_card__profile"].output_names == {"home_latitude": "card_home_latitude",
@@ -254,3 +255,8 @@ def test_add_on_demand_appends_the_features_in_the_engine(view):
     assert result[0]["amount_to_card_mean_ratio"] == 2.5
     assert result[1]["seconds_since_previous"] is None and result[1]["distance_from_home_km"] is None
     assert offline_on_demand.add_on_demand(table, dataclasses.replace(view, on_demand=())) is table
+
+
+def compute_one(view, request, stored):
+    """The on-demand features of one request, as the service computes them for a batch of one."""
+    return online_on_demand.compute_many(view, [request], [stored])[0]

@@ -5,8 +5,8 @@ microsecond, then the on-demand features, the fraud example's functions in examp
 DuckDB vectorised UDFs over Arrow chunks).
 Online: what the serving app does per request, emulated without a store server: for each feature group, the
 latest stored row of the entity strictly before the transaction (a plain keyed query, as an online store
-refreshed up to then would hold), then `online_on_demand.feature_vector` (request features + stored features +
-`compute_online` on one-row arrays). Requests carry JSON-like values (the time as an ISO string).
+refreshed up to then would hold), then `online_on_demand.feature_rows` (request features + stored features +
+`compute_many` on one-row arrays). Requests carry JSON-like values (the time as an ISO string).
 
 The vectors must be identical, value for value (floats bit for bit; NULL offline = None online).
 """
@@ -23,6 +23,7 @@ from fti_testing import FRAUD_CONFIG, SLICE_END, same_value
 from models_ml.core.time import TimeRange
 from models_ml.definitions.catalog import FeatureGroup, load_catalog
 from models_ml.inference.online import on_demand as online_on_demand
+from models_ml.inference.online.store import online_lookups
 from models_ml.offline.store import OfflineStore, opened
 from models_ml.training import snapshot as sn
 
@@ -70,7 +71,7 @@ def test_online_path_gives_the_offline_feature_vector_exactly(offline):
     assert sum(r["is_fraud"] for r in rows) >= 20
     assert sum(r["seconds_since_previous"] is None for r in rows) >= 50  # first transactions of cards
 
-    lookups = online_on_demand.online_lookups(view)
+    lookups = online_lookups(view)
     mismatches = []
     for row in rows:
         request = {column: row[column] for column in ["transaction_id", "card_id", "merchant_id", *view.request_columns]}
@@ -81,7 +82,7 @@ def test_online_path_gives_the_offline_feature_vector_exactly(offline):
             found = _latest_before(store, lookup.group, keys, row["transaction_at"], lookup.columns)
             stored.update({output: None if found is None else found[column]
                            for column, output in lookup.output_names.items()})
-        online = online_on_demand.feature_vector(view, request, stored)
+        online = online_on_demand.feature_rows(view, [request], [stored])[0]
         assert list(online) == view.feature_columns
         for name in view.feature_columns:
             if not same_value(online[name], row[name]):

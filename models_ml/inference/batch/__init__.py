@@ -1,0 +1,1 @@
+"""Batch inference: score the entities of a window with a registered model into predictions tables."""

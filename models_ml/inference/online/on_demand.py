@@ -116,23 +116,18 @@ def _online_plan(view: FeatureView) -> _OnlinePlan:
 
 def compute_many(view: FeatureView, requests: Sequence[Mapping[str, Any]],
                  stored_features: Sequence[Mapping[str, Any]]) -> list[dict[str, float | None]]:
-    """:func:`compute_online` for several requests at once (one numpy call per function, not per request)."""
-    if len(requests) != len(stored_features):
-        raise ValueError("give one stored_features mapping per request")
-    return _online_plan(view).compute(requests, stored_features)
+    """The view's on-demand features for each request: ``{name: value}``, None when missing (one numpy call
+    per function for all requests, not one per request).
 
-
-def compute_online(view: FeatureView, request: Mapping[str, Any],
-                   stored_features: Mapping[str, Any]) -> dict[str, float | None]:
-    """The view's on-demand features for one request: ``{name: value}``, None when missing.
-
-    ``request`` holds the request's fields by label column name (for card_fraud: amount, latitude, longitude,
-    transaction_at as an aware datetime or ISO string); ``stored_features`` the values looked up in the
+    A request holds its fields by label column name (for card_fraud: amount, latitude, longitude,
+    transaction_at as an aware datetime or ISO string); its ``stored_features`` the values looked up in the
     online store by output name (``prefix + column``, see
     :func:`models_ml.inference.online.store.online_lookups`), None for a missing entity or value; timestamps
     as aware datetimes (or microseconds since the epoch).
     """
-    return compute_many(view, [request], [stored_features])[0]
+    if len(requests) != len(stored_features):
+        raise ValueError("give one stored_features mapping per request")
+    return _online_plan(view).compute(requests, stored_features)
 
 
 @per_view
@@ -157,7 +152,3 @@ def feature_rows(view: FeatureView, requests: Sequence[Mapping[str, Any]],
             row.update(computed)
     return rows
 
-
-def feature_vector(view: FeatureView, request: Mapping[str, Any], stored_features: Mapping[str, Any]) -> dict[str, Any]:
-    """:func:`feature_rows` of one request."""
-    return feature_rows(view, [request], [stored_features])[0]
