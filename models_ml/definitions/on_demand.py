@@ -17,7 +17,7 @@ and remembers it. The same function then computes the features
 paths (:func:`as_float64`): numbers as float64, timestamps as float64 microseconds since the epoch (exact:
 integers below 2**53, i.e. until the year 2255), a missing value as NaN. Its arithmetic is element-wise
 numpy, which gives the same bits for an element whether the array holds one row or a chunk of 2,048 (the
-skew test, tests/models_ml/test_on_demand_skew.py, checks this end to end). A result that is NaN or
+skew test, tests/skew/test_on_demand_skew.py, checks this end to end). A result that is NaN or
 infinite is missing: NULL in the snapshot, None online.
 
 **Adding a function**: in any importable module, decorate a vectorised function with

@@ -295,7 +295,7 @@ _FILL_ROWS = 4096  # rows per block when filling a matrix: a block (4096 x featu
 def feature_matrix(table: pa.Table, spec: ModelSpec, out: np.ndarray | None = None) -> np.ndarray:
     """The float64 matrix (rows x ``spec.features``, C order) LightGBM builds from :func:`prepare_features`'
     frame when it predicts, built straight from Arrow: scoring skips pandas and LightGBM's own copy of the
-    frame, and the scores are the same bits (tests/models_ml/test_train_evaluate.py). ``out``: a matrix
+    frame, and the scores are the same bits (tests/training/test_train_evaluate.py). ``out``: a matrix
     with at least as many rows to fill (batch scoring reuses one), else a new one.
 
     Filled a block of rows at a time: writing a whole column at a time into a row-major matrix touches a
