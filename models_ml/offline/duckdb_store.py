@@ -7,6 +7,7 @@ set lock"), which is this engine's transient error: orchestration retries it, ev
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
@@ -18,7 +19,14 @@ import pyarrow as pa
 
 from models_ml.core.settings import Settings
 from models_ml.core.time import TimeRange
-from models_ml.offline.store import OfflineStore, OfflineStoreError, WindowReplaced
+from models_ml.offline.store import (
+    CREATED_AT,
+    EVENT_AT,
+    LatestRows,
+    OfflineStore,
+    OfflineStoreError,
+    WindowReplaced,
+)
 
 
 def ident(name: str) -> str:
@@ -70,10 +78,45 @@ class DuckDBStore(OfflineStore):
         ).fetchall()
         return [r[0] for r in rows] or None
 
+    @contextlib.contextmanager
+    def _relation_read(self, schema: str, name: str) -> Iterator[None]:
+        """Turn the engine's "no such table" into the door's error. Reading and failing costs one query;
+        asking the catalog first would cost a second one on every read that succeeds."""
+        try:
+            yield
+        except duckdb.CatalogException as error:
+            raise OfflineStoreError(f"no relation {schema}.{name} in the warehouse: run the feature pipeline "
+                                    f"first") from error
+
     def arrow_schema(self, schema: str, name: str) -> pa.Schema:
-        if not self.exists(schema, name):
-            raise OfflineStoreError(f"no relation {schema}.{name} in the warehouse: run the feature pipeline first")
-        return self._raw.execute(f"select * from {qualified(schema, name)} limit 0").arrow().schema
+        with self._relation_read(schema, name):
+            return self._raw.execute(f"select * from {qualified(schema, name)} limit 0").to_arrow_table().schema
+
+    def latest_rows(self, schema: str, name: str, *, keys: Sequence[str], event_time: str,
+                    created_time: str | None, columns: Sequence[str], tie_break: Sequence[str] = (),
+                    since: dt.datetime | None = None) -> LatestRows:
+        """The portable version's result from two parameterized statements: building and compiling its Ibis
+        expressions costs more than running them on an incremental read, which reads a few rows."""
+        relation = qualified(schema, name)
+        event = ident(event_time)
+        created = ident(created_time) if created_time else None
+        since_filter = f"({created} >= ? or {created} is null)" if since is not None and created else None
+        params = [since] if since_filter else []
+        order = [f"{event} desc", *([f"{created} desc nulls last"] if created else []),
+                 *(f"{ident(c)} desc nulls last" for c in tie_break)]
+        keyed = " and ".join([*(f"{ident(c)} is not null" for c in keys), f"{event} is not null",
+                              *([since_filter] if since_filter else [])])
+        selected = ", ".join([*(ident(c) for c in columns), f"{event} as {ident(EVENT_AT)}",
+                              f"{created or 'null::timestamptz'} as {ident(CREATED_AT)}"])
+        latest = (f"select {selected} from {relation} where {keyed} qualify row_number() over "
+                  f"(partition by {', '.join(ident(c) for c in keys)} order by {', '.join(order)}) = 1")
+        stats = (f"select count(*), max({created or 'null::timestamptz'}), max({event}) from {relation}"
+                 + (f" where {since_filter}" if since_filter else ""))
+        with self._relation_read(schema, name):
+            read, max_created, max_event = self._raw.execute(stats, params).fetchone()
+            rows = self._raw.execute(latest, params).to_arrow_table()
+        return LatestRows(rows=rows, rows_read=int(read), max_event=max_event,
+                          max_created=max_created if created else None)
 
     # -- atomic writes ------------------------------------------------------------------------------
 

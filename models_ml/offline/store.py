@@ -10,7 +10,10 @@ tests' parameter list (``tests/offline/test_store_contract.py``).
 What an implementation provides, and the rules each method keeps:
 
 * :attr:`OfflineStore.ibis`: the Ibis backend, for lazy expressions over the warehouse's relations;
-* reads: :meth:`table`, :meth:`to_arrow`, :meth:`relations`, :meth:`columns`, :meth:`arrow_schema`;
+* reads: :meth:`table`, :meth:`to_arrow`, :meth:`relations`, :meth:`columns`, :meth:`arrow_schema`, and
+  :meth:`latest_rows` (the latest row per entity since a watermark, for online materialization: a portable
+  Ibis version here, which an engine may replace with its own query when building the expressions costs
+  more than running them);
 * atomic writes: :meth:`create_table` (a table appears whole or not at all), :meth:`replace_window` (a
   time window of a table is replaced in one transaction: readers see the old rows or the new ones),
   :meth:`insert`, :meth:`rename_table`, :meth:`drop_table`;
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import datetime as dt
 import importlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -56,6 +60,23 @@ class WindowReplaced:
     table: str
     deleted: int
     inserted: int
+
+
+#: the columns :meth:`OfflineStore.latest_rows` returns a row's event and created times in: fixed names, so
+#: a reader needs no relation's time column names and no feature column clashes with them
+EVENT_AT = "__event_at"
+CREATED_AT = "__created_at"
+
+
+@dataclass(frozen=True)
+class LatestRows:
+    """What :meth:`OfflineStore.latest_rows` read: the latest row per entity, and statistics of every row
+    read (NULL keys and event times included), which tell the reader its next watermark."""
+
+    rows: pa.Table
+    rows_read: int
+    max_event: dt.datetime | None
+    max_created: dt.datetime | None  # None as well when the relation has no created time
 
 
 class OfflineStore(abc.ABC):
@@ -96,10 +117,51 @@ class OfflineStore(abc.ABC):
 
     @abc.abstractmethod
     def arrow_schema(self, schema: str, name: str) -> pa.Schema:
-        """The relation's columns as an Arrow schema (the types a read returns)."""
+        """The relation's columns as an Arrow schema (the types a read returns); OfflineStoreError when the
+        relation does not exist."""
 
     def exists(self, schema: str, name: str) -> bool:
         return self.columns(schema, name) is not None
+
+    def latest_rows(self, schema: str, name: str, *, keys: Sequence[str], event_time: str,
+                    created_time: str | None, columns: Sequence[str], tie_break: Sequence[str] = (),
+                    since: dt.datetime | None = None) -> LatestRows:
+        """The latest row per entity (``keys``) of ``schema.name`` among the rows loaded at or after
+        ``since`` (``created_time >= since``, or a NULL created time: nothing tells when such a row came;
+        every row when ``since`` or ``created_time`` is None).
+
+        "Latest" is the point-in-time join's tie rule, so the online store holds the row the offline join
+        would take: the greatest ``event_time``, then the greatest ``created_time`` (NULL loses), then the
+        greatest ``tie_break`` values in turn (NULL loses). Rows with a NULL key or event time take no part.
+        :attr:`LatestRows.rows` holds ``columns``, then the row's event time as :data:`EVENT_AT` and its
+        created time as :data:`CREATED_AT` (a NULL UTC timestamp without ``created_time``), in no
+        particular order.
+
+        This version is two portable Ibis expressions (the rows, the statistics). An engine may override it
+        with its own query, returning the same Arrow table (the contract tests compare them)."""
+        import ibis
+        import ibis.expr.datatypes as idt
+
+        table = self.table(schema, name)
+        if since is not None and created_time is not None:
+            watermark = ibis.literal(since, type=idt.Timestamp(timezone="UTC"))
+            table = table.filter((table[created_time] >= watermark) | table[created_time].isnull())
+        stats = table.aggregate(
+            rows=table.count(), max_event=table[event_time].max(),
+            **({"max_created": table[created_time].max()} if created_time else {}),
+        )
+        keyed = table.filter(*(table[c].notnull() for c in keys), table[event_time].notnull())
+        order = [keyed[event_time].desc()]
+        if created_time:
+            order.append(keyed[created_time].desc(nulls_first=False))
+        order += [keyed[c].desc(nulls_first=False) for c in tie_break]
+        rank = ibis.row_number().over(group_by=[keyed[c] for c in keys], order_by=order)
+        latest = keyed.filter(rank == 0)  # a window in a filter: SQL's QUALIFY
+        created = latest[created_time] if created_time else ibis.null(idt.Timestamp(timezone="UTC"))
+        rows = self.to_arrow(latest.select(*columns, **{EVENT_AT: latest[event_time], CREATED_AT: created}))
+        counted = self.to_arrow(stats).to_pylist()[0]
+        return LatestRows(rows=rows, rows_read=int(counted["rows"]), max_event=counted["max_event"],
+                          max_created=counted.get("max_created"))
 
     # -- atomic writes ------------------------------------------------------------------------------
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 import datetime as dt
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from models_ml.core.settings import load_settings
 from models_ml.core.time import TimeRange
 from models_ml.offline.store import (
     BACKENDS,
+    CREATED_AT,
+    EVENT_AT,
+    LatestRows,
+    OfflineStore,
     OfflineStoreError,
     backend_class,
     open_offline_store,
@@ -126,3 +131,83 @@ def test_insert_appends_by_name_and_transactions_roll_back_together(store):
     store.drop_table("raw", "ledger2")
     store.drop_table("raw", "ledger2")  # dropping an absent table is a no-op
     assert not store.exists("raw", "ledger2")
+
+
+def test_arrow_schema_of_a_missing_relation_is_the_doors_error(store):
+    with pytest.raises(OfflineStoreError, match="no relation s.absent"):
+        store.arrow_schema("s", "absent")
+    store.create_table("s", "present", rows(["a"], [1], [1.0]))
+    with pytest.raises(OfflineStoreError, match="no relation nope.present"):
+        store.arrow_schema("nope", "present")
+
+
+# -- latest_rows: the engine's version and the portable one give the same Arrow table ------------------
+
+def versions(store, schema: str, name: str, **options) -> LatestRows:
+    """``latest_rows`` as the engine runs it, checked against the portable Ibis version of the base class:
+    the same rows (in key order: neither promises one), types and statistics."""
+    engine = store.latest_rows(schema, name, **options)
+    portable = OfflineStore.latest_rows(store, schema, name, **options)
+    order = [(k, "ascending") for k in options["keys"]]
+    assert engine.rows.sort_by(order).equals(portable.rows.sort_by(order), check_metadata=True)
+    assert (engine.rows_read, engine.max_event, engine.max_created) == (
+        portable.rows_read, portable.max_event, portable.max_created)
+    return LatestRows(engine.rows.sort_by(order), engine.rows_read, engine.max_event, engine.max_created)
+
+
+def loaded(entries: list[tuple]) -> pa.Table:
+    """(entity, event day, loaded day or None, score, tag) rows, the entity id possibly None."""
+    return pa.table({
+        "entity_id": pa.array([e[0] for e in entries], pa.string()),
+        "event_at": pa.array([at(e[1]) if e[1] else None for e in entries], pa.timestamp("us", tz="UTC")),
+        "loaded_at": pa.array([at(e[2]) if e[2] else None for e in entries], pa.timestamp("us", tz="UTC")),
+        "score": pa.array([e[3] for e in entries], pa.float64()),
+        "tag": pa.array([e[4] for e in entries], pa.string()),
+    })
+
+
+TIES = loaded([
+    ("later_event", 3, 5, 1.0, "x"), ("later_event", 4, 4, 0.0, "won"),  # the later event wins, loaded earlier
+    ("later_load", 3, 5, 1.0, "x"), ("later_load", 3, 6, 0.0, "won"),  # same event: the later load wins
+    ("null_load", 3, None, 9.0, "x"), ("null_load", 3, 5, 0.0, "won"),  # a NULL load loses to any load
+    ("larger", 3, 5, 1.0, "x"), ("larger", 3, 5, 2.0, "won"),  # then the larger feature value
+    ("null_score", 3, 5, None, "x"), ("null_score", 3, 5, 1.0, "won"),  # a NULL value loses
+    ("tag", 3, 5, 1.0, "a"), ("tag", 3, 5, 1.0, "won"),  # then the next tie-break column
+    (None, 9, 9, 1.0, "no key"), ("no_event", None, 9, 1.0, "no event"),  # take no part, but are counted
+])
+LATEST = dict(keys=["entity_id"], event_time="event_at", created_time="loaded_at",
+              columns=["entity_id", "score", "tag"], tie_break=["score", "tag"])
+
+
+def test_latest_rows_keeps_the_tie_rules_winner_per_entity(store):
+    store.create_table("f", "ties", TIES)
+    got = versions(store, "f", "ties", **LATEST)
+    assert got.rows.column_names == ["entity_id", "score", "tag", EVENT_AT, CREATED_AT]
+    assert got.rows[EVENT_AT].type == got.rows[CREATED_AT].type == pa.timestamp("us", tz="UTC")
+    assert got.rows["entity_id"].to_pylist() == sorted(
+        ["later_event", "later_load", "null_load", "larger", "null_score", "tag"])
+    assert set(got.rows["tag"].to_pylist()) == {"won"}
+    by_entity = {r["entity_id"]: r for r in got.rows.to_pylist()}
+    assert by_entity["later_event"][EVENT_AT] == at(4) and by_entity["later_load"][CREATED_AT] == at(6)
+    assert (got.rows_read, got.max_event, got.max_created) == (TIES.num_rows, at(9), at(9))
+
+
+def test_latest_rows_since_a_watermark_reads_later_and_unknown_loads_only(store):
+    store.create_table("f", "ties", TIES)
+    got = versions(store, "f", "ties", **LATEST, since=at(6))
+    # loaded on day 6 or later, or at an unknown time; the NULL-load row wins now that its rival is not read
+    assert {r["entity_id"]: r["score"] for r in got.rows.to_pylist()} == {"later_load": 0.0, "null_load": 9.0}
+    assert (got.rows_read, got.max_event, got.max_created) == (4, at(9), at(9))
+    whole = versions(store, "f", "ties", **{**LATEST, "created_time": None}, since=at(6))  # no load time: all
+    assert whole.rows_read == TIES.num_rows and whole.max_created is None
+    assert whole.rows[CREATED_AT].null_count == whole.rows.num_rows
+
+
+def test_latest_rows_with_nothing_to_read_is_empty_with_the_same_columns(store):
+    store.create_table("f", "ties", TIES.filter(pc.is_valid(TIES["loaded_at"])))
+    store.create_table("f", "empty", TIES.slice(0, 0))
+    for name, since in [("ties", at(10)), ("empty", None)]:
+        got = versions(store, "f", name, **LATEST, since=since)
+        assert got.rows.num_rows == 0
+        assert got.rows.column_names == ["entity_id", "score", "tag", EVENT_AT, CREATED_AT]
+        assert (got.rows_read, got.max_event, got.max_created) == (0, None, None)

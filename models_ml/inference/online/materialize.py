@@ -6,10 +6,10 @@ For every ``online: true`` group version in the catalog:
 1. **Watermark**: the store's greatest created (loaded) time of the group (``None`` on first sight, or when
    the group's columns changed, which rebuilds it whole; a group without ``created_time`` is read whole
    every time: nothing else tells which rows are new).
-2. **Extract** (one lazy Ibis expression per group, run by the offline store opened read-only): the rows
-   loaded at or after the watermark, reduced to one row per entity by the point-in-time join's tie rule
-   (latest event time, then latest created time with NULL losing, then the largest feature values),
-   converted to storage form in Arrow.
+2. **Extract** (:meth:`OfflineStore.latest_rows`, the offline store opened read-only): the rows loaded at
+   or after the watermark, reduced to one row per entity by the point-in-time join's tie rule (latest event
+   time, then latest created time with NULL losing, then the largest feature values), converted to storage
+   form in Arrow.
 3. **Apply**: :meth:`OnlineStore.apply` merges all groups' candidates in one atomic step and records their
    freshness; a candidate older than the stored row is ignored (see :mod:`models_ml.inference.online.store`).
 
@@ -27,9 +27,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import ibis
-import ibis.expr.datatypes as idt
-import ibis.expr.types as ir
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -49,12 +46,9 @@ from models_ml.inference.online.store import (
     storage_array,
     to_us,
 )
-from models_ml.offline.retrieval import utc_literal
-from models_ml.offline.store import OfflineStore, opened
+from models_ml.offline.store import CREATED_AT, EVENT_AT, OfflineStore, opened
 from models_ml.training import registry
 from models_ml.training.champion_pointer import Pointer
-
-_UTC_TIMESTAMP = idt.Timestamp(timezone="UTC")
 
 
 def online_groups(catalog: Catalog) -> list[FeatureGroup]:
@@ -78,42 +72,13 @@ def group_schema(group: FeatureGroup, arrow_schema: pa.Schema) -> GroupSchema:
     )
 
 
-def candidates(table: ir.Table, group: FeatureGroup, schema: GroupSchema,
-               watermark: dt.datetime | None) -> tuple[ir.Table, ir.Table]:
-    """(the latest row per entity, one row of statistics) of the group's rows loaded at or after
-    ``watermark`` (every row when None, or when the group has no created time).
-
-    The latest rows hold the entity columns, the features, ``__event_at`` and ``__created_at``; rows with
-    a NULL key or event time take no part. The statistics (``rows``, ``max_created``, ``max_event``) count
-    every row read."""
-    event, created = group.event_time, group.created_time
-    if watermark is not None and created is not None:
-        table = table.filter((table[created] >= utc_literal(watermark)) | table[created].isnull())
-    stats = table.aggregate(
-        rows=table.count(), max_event=table[event].max(),
-        **({"max_created": table[created].max()} if created else {}),
-    )
-    keyed = table.filter(*(table[c].notnull() for c in schema.entity), table[event].notnull())
-    order = [keyed[event].desc()]
-    if created:
-        order.append(keyed[created].desc(nulls_first=False))
-    order += [keyed[n].desc(nulls_first=False) for n, kind in schema.features if kind != "json"]
-    rank = ibis.row_number().over(group_by=[keyed[c] for c in schema.entity], order_by=order)
-    latest = keyed.filter(rank == 0)  # a window in a filter: SQL's QUALIFY
-    columns = [*schema.entity, *(n for n in schema.feature_names if n not in schema.entity)]
-    return latest.select(
-        *columns, __event_at=latest[event],
-        __created_at=latest[created] if created else ibis.null(_UTC_TIMESTAMP),
-    ), stats
-
-
 def to_refresh(table: pa.Table, schema: GroupSchema) -> pa.Table:
     """Extracted rows -> the storage form :class:`GroupRefresh` expects."""
     kinds = schema.kinds()
     columns: dict[str, pa.Array] = {
         "entity_key": entity_keys(table, schema.entity),
-        "event_us": storage_array(table["__event_at"], "timestamp"),
-        "created_us": pc.fill_null(storage_array(table["__created_at"], "timestamp"), NULL_CREATED_US),
+        "event_us": storage_array(table[EVENT_AT], "timestamp"),
+        "created_us": pc.fill_null(storage_array(table[CREATED_AT], "timestamp"), NULL_CREATED_US),
     }
     for column in schema.entity:
         columns[column] = pc.cast(table[column], pa.string()).combine_chunks()
@@ -123,18 +88,22 @@ def to_refresh(table: pa.Table, schema: GroupSchema) -> pa.Table:
     return pa.table(columns)
 
 
-def extract(warehouse: OfflineStore, table: ir.Table, group: FeatureGroup, schema: GroupSchema,
+def extract(warehouse: OfflineStore, group: FeatureGroup, schema: GroupSchema,
             watermark: dt.datetime | None) -> GroupRefresh:
-    """The group's candidate rows (``table``) loaded at or after ``watermark`` (all rows when None), one per
-    entity."""
-    latest, stats = candidates(table, group, schema, watermark)
-    counted = warehouse.to_arrow(stats).to_pylist()[0]
-    max_created, max_event = counted.get("max_created"), counted["max_event"]
+    """The group's rows loaded at or after ``watermark`` (all rows when None), one per entity by the tie
+    rule (:meth:`OfflineStore.latest_rows`), in storage form. Features that have no order (``json``: lists,
+    structs) break no ties."""
+    read = warehouse.latest_rows(
+        group.schema, group.relation, keys=schema.entity, event_time=group.event_time,
+        created_time=group.created_time,
+        columns=[*schema.entity, *(n for n in schema.feature_names if n not in schema.entity)],
+        tie_break=[n for n, kind in schema.features if kind != "json"], since=watermark,
+    )
     return GroupRefresh(
-        schema=schema, rows=to_refresh(warehouse.to_arrow(latest), schema),
-        watermark_us=to_us(max_created) if max_created is not None else None,
-        latest_event_us=to_us(max_event) if max_event is not None else None,
-        source_rows=int(counted["rows"]),
+        schema=schema, rows=to_refresh(read.rows, schema),
+        watermark_us=to_us(read.max_created) if read.max_created is not None else None,
+        latest_event_us=to_us(read.max_event) if read.max_event is not None else None,
+        source_rows=read.rows_read,
     )
 
 
@@ -218,14 +187,13 @@ def materialize(
         skipped = [group_id(g.name, g.version) for g in chosen if (g.schema, g.relation) not in built]
         chosen = [g for g in chosen if (g.schema, g.relation) in built]
         for group in chosen:
-            table = warehouse.table(group.schema, group.relation)
-            # The kinds of the columns as the extract returns them (no query: the table knows its schema).
-            schema = group_schema(group, table.schema().to_pyarrow())
+            # The kinds of the columns as the extract returns them.
+            schema = group_schema(group, warehouse.arrow_schema(group.schema, group.relation))
             before = stored_freshness.get(schema.id)
             same_layout = stored_schemas.get(schema.id) == schema
             watermark = before.watermark if (before and same_layout and not full_refresh) else None
             incremental = watermark is not None and group.created_time is not None
-            refreshes.append(extract(warehouse, table, group, schema, watermark))
+            refreshes.append(extract(warehouse, group, schema, watermark))
             modes.append(("incremental" if incremental else "full", watermark))
     timings["extract"] = time.perf_counter() - clock
 

@@ -7,7 +7,7 @@ name maps to a ``module:Class`` path in :data:`STORES` that is imported on first
 imports no store (the stores import it, never the reverse). A store's options (its class's keywords)
 are ``Settings.online_stores[name]``, handed over by its :meth:`OnlineStore.from_settings`. Adding a store
 is one module, one line in :data:`STORES` and one entry in the store contract tests' parameter list
-(``EMPTY_STORES`` in ``tests/online/test_store.py``).
+(``EMPTY_STORES`` in ``tests/inference/online/test_store.py``).
 
 **What a refresh does** (:meth:`OnlineStore.apply`, fed by :mod:`models_ml.inference.online.materialize`): for each
 group version, the candidate rows are the offline table's rows loaded since the store's *watermark* (the

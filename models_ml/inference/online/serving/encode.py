@@ -4,7 +4,7 @@
 request its Arrow -> pandas -> LightGBM path would be the largest cost of the whole request. This
 builds the very matrix LightGBM derives from that frame (``lightgbm.basic._data_from_pandas``): numeric
 features as float64 (NULL -> NaN, booleans 0/1), categorical features as the position of the value in the
-spec's categories (NULL or unseen -> NaN). ``tests/online/test_encode.py`` proves the scores are identical
+spec's categories (NULL or unseen -> NaN). ``tests/inference/online/test_encode.py`` proves the scores are identical
 to :meth:`models_ml.training.train.Model.predict` on the same rows, so the two paths cannot skew.
 
 :class:`Scorer` then scores a request's few rows through LightGBM's single-row C entry point, set up once per

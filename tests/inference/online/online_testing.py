@@ -21,15 +21,20 @@ UTC = dt.timezone.utc
 MODEL = "flight_delay"
 FAST = tr.TrainConfig(num_boost_round=40, early_stopping_rounds=10, num_leaves=7, min_data_in_leaf=20,
                       min_data_per_group=10, learning_rate=0.2)
+FLIGHT_RANGE = TimeRange.of("2013-01-01", "2013-01-09")
+FLIGHT_SPLIT = TimeSplit(fractions=(0.6, 0.2, 0.2))
 
 
-def train_champion(settings: Settings, *, seed: int = 42) -> registry.ModelVersion:
-    """Train flight_delay on the slice's first days and make it champion (no Prefect: direct calls)."""
+def train_champion(settings: Settings, *, seed: int = 42, model_name: str = MODEL,
+                   time_range: TimeRange = FLIGHT_RANGE, split: TimeSplit = FLIGHT_SPLIT) -> registry.ModelVersion:
+    """Train a model (default flight_delay, on the slice's first days) and make it champion, which publishes
+    its pointer. Direct calls, no Prefect, no plots, a gate that passes anything: the online tests need a
+    served model, not a good one, and drawing the plots would cost more than training."""
     catalog = load_catalog(settings)
-    view = catalog.view(MODEL)
+    view = catalog.view(model_name)
     with opened(settings) as store:
-        info = sn.build_snapshot(store, view, TimeRange.of("2013-01-01", "2013-01-09"))
-        splits = load_splits(store, info, TimeSplit(fractions=(0.6, 0.2, 0.2)))
+        info = sn.build_snapshot(store, view, time_range)
+        splits = load_splits(store, info, split)
     config = tr.TrainConfig(**{**FAST.as_dict(), "seed": seed, "categorical_features": ()})
     model = tr.train_model(splits.train, splits.validation, features=info.feature_columns, target=info.target,
                            config=config, feature_view=view.name, feature_view_version=view.version)
@@ -40,8 +45,8 @@ def train_champion(settings: Settings, *, seed: int = 42) -> registry.ModelVersi
         feature_group_versions=info.feature_group_versions, snapshot_id=info.snapshot_id,
         snapshot_hash=info.content_hash, code_version="test",
     )
-    version = registry.register_model(settings, MODEL, model, evaluation, gate, lineage)
-    registry.promote(settings, MODEL, version.version)
+    version = registry.register_model(settings, model_name, model, evaluation, gate, lineage)
+    registry.promote(settings, model_name, version.version)
     return version
 
 
