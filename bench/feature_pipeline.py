@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._machine import describe_machine  # noqa: E402
 from examples.flights.loader import LAST_DAY, land_flights  # noqa: E402
 from models_ml.core.settings import Settings, load_settings  # noqa: E402
-from models_ml.features.dbt_runner import DbtRun, build  # noqa: E402
+from models_ml.definitions.dbt_project import DbtRun  # noqa: E402
+from models_ml.features.dbt_runner import build  # noqa: E402
 from models_ml.features.pipeline import count_rows  # noqa: E402
 from models_ml.offline.store import opened  # noqa: E402
 

@@ -18,7 +18,7 @@ from prefect.artifacts import create_markdown_artifact
 from flows.retry import CPU_TASK_OPTIONS, io_task_options
 from models_ml.core.settings import Settings, load_settings
 from models_ml.features import pipeline as fp
-from models_ml.features.dbt_runner import DbtRun
+from models_ml.definitions.dbt_project import DbtRun
 from models_ml.features.landing import LandingReport
 
 IO = io_task_options()

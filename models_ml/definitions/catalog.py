@@ -556,7 +556,10 @@ def load_catalog(settings: Settings, refresh: bool = False) -> Catalog:
     project changed since the manifest was written."""
     path: Path = settings.manifest_path
     if refresh or not path.exists() or _changed_since_parsed(settings, path):
-        from models_ml.features.dbt_runner import build
+        from models_ml.definitions.dbt_project import run_dbt
 
-        build(settings, ["parse"])
+        run = run_dbt(settings, ["parse"])
+        if not run.success:
+            raise CatalogError(f"dbt could not parse the project in {settings.dbt_project_dir}: "
+                               f"{run.exception or 'see ' + str(settings.dbt_log_dir)}")
     return catalog_from_manifest(json.loads(path.read_text()))

@@ -17,7 +17,8 @@ from types import ModuleType
 
 from models_ml.core.settings import Settings
 from models_ml.definitions.catalog import Catalog, load_catalog
-from models_ml.features.dbt_runner import DbtBuildError, DbtRun, build
+from models_ml.definitions.dbt_project import DbtRun
+from models_ml.features.dbt_runner import DbtBuildError, build
 from models_ml.features.landing import LandingReport
 from models_ml.offline.store import (
     OfflineStore,
