@@ -150,6 +150,42 @@ class LabelSpec:
     def qualified_relation(self) -> str:
         return f"{self.schema}.{self.relation}"
 
+    @property
+    def order_keys(self) -> list[str]:
+        """Spine time then the entity keys, once each (an entity key may be the spine time itself)."""
+        return list(dict.fromkeys([self.spine_time, *self.entity]))
+
+
+@dataclass(frozen=True)
+class InferenceSpine:
+    """The model listing what batch inference scores: the entities and their prediction times, known before
+    the outcome (tomorrow's flights, this month's active customers). It carries the label's entity keys,
+    spine time, event time, request features and join keys under the label's column names, so the same
+    point-in-time join serves it; it has no target."""
+
+    model: str
+    schema: str
+    relation: str
+
+    @property
+    def qualified_relation(self) -> str:
+        return f"{self.schema}.{self.relation}"
+
+
+@dataclass(frozen=True)
+class Domain:
+    """One domain's raw data: the dbt sources it lands (their source-level ``meta.fti``) and the loader that
+    lands them, an importable module named in that meta (see :mod:`models_ml.features.pipeline`)."""
+
+    name: str
+    loader: str
+    sources: tuple[str, ...]
+
+    @property
+    def dbt_selection(self) -> str:
+        """Everything its data feeds: the domain's sources and every model downstream of them."""
+        return " ".join(f"source:{source}+" for source in self.sources)
+
 
 TRAINING_SECTIONS: tuple[str, ...] = ("train", "split", "evaluation", "gate")
 # The split section is read key by key by the training pipeline (the other sections by typed config classes,
@@ -204,6 +240,14 @@ class FeatureView:
     features: tuple[FeatureRef, ...]
     on_demand: tuple[OnDemandFeature, ...] = ()
     training: TrainingConfig = TrainingConfig()
+    inference_spine: InferenceSpine | None = None
+
+    @property
+    def scoring_relation(self) -> tuple[str, str]:
+        """(schema, name) of what batch inference scores: the inference spine, or (a view without one) the
+        label model, which re-scores only entities whose outcome is already known."""
+        spine = self.inference_spine or self.label
+        return spine.schema, spine.relation
 
     @property
     def feature_columns(self) -> list[str]:
@@ -268,6 +312,9 @@ def per_view(derive: Callable[[FeatureView], _Derived]) -> Callable[[FeatureView
 class Catalog:
     groups: dict[tuple[str, int | None], FeatureGroup] = field(default_factory=dict)
     views: dict[str, FeatureView] = field(default_factory=dict)
+    domains: dict[str, Domain] = field(default_factory=dict)
+    # domain name -> the qualified relations (feature groups, labels, inference spines) its sources feed
+    domain_relations: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def group(self, name: str, version: int | None = None) -> FeatureGroup:
         candidates = [g for (n, _), g in self.groups.items() if n == name]
@@ -285,14 +332,31 @@ class Catalog:
             f"(versions: {sorted(g.version for g in candidates if g.version is not None)})"
         )
 
-    def view(self, name: str) -> FeatureView:
-        if name not in self.views:
-            raise CatalogError(f"no feature view {name!r} (known: {', '.join(sorted(self.views)) or 'none'})")
-        return self.views[name]
+    def view(self, name: str | None = None) -> FeatureView:
+        """The view called ``name``; without a name, the only view there is."""
+        return self.views[_named_or_only(name, sorted(self.views), "feature view", "--view")]
+
+    def domain(self, name: str | None = None) -> Domain:
+        """The domain called ``name``; without a name, the only domain there is."""
+        return self.domains[_named_or_only(name, sorted(self.domains), "domain", "--domain")]
+
+
+def _named_or_only(name: str | None, known: list[str], what: str, flag: str) -> str:
+    """``name`` if known; without a name the only one there is; otherwise a one-line error listing them."""
+    listed = ", ".join(known) or "none"
+    if name is None:
+        if len(known) == 1:
+            return known[0]
+        raise CatalogError(f"which {what}? the project has {len(known)} ({listed}): name one with {flag}")
+    if name not in known:
+        raise CatalogError(f"no {what} {name!r} (known: {listed})")
+    return name
 
 
 GROUP_KEYS: tuple[str, ...] = ("entity", "event_time", "created_time", "ttl", "online")
-VIEW_KEYS: tuple[str, ...] = ("version", "label", "features", "on_demand", "training")
+VIEW_KEYS: tuple[str, ...] = ("version", "label", "inference_spine", "features", "on_demand", "training")
+INFERENCE_SPINE_KEYS: tuple[str, ...] = ("model",)
+DOMAIN_KEYS: tuple[str, ...] = ("domain", "loader")
 LABEL_KEYS: tuple[str, ...] = ("model", "entity", "spine_time", "target", "event_time", "request_features", "slices")
 SELECTION_KEYS: tuple[str, ...] = ("group", "version", "join_keys", "prefix", "features", "on_demand_inputs")
 ON_DEMAND_KEYS: tuple[str, ...] = ("name", "function", "inputs")
@@ -380,6 +444,43 @@ def _label(nodes: dict[str, dict[str, Any]], spec: dict[str, Any], where: str) -
     )
 
 
+def _model_node(nodes: dict[str, dict[str, Any]], name: Any) -> dict[str, Any] | None:
+    return next((n for n in nodes.values() if n.get("resource_type") == "model" and n["name"] == name), None)
+
+
+def _inference_spine(nodes: dict[str, dict[str, Any]], spec: Any, where: str) -> InferenceSpine | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, Mapping) or not spec.get("model"):
+        raise CatalogError(f"{where}: meta.fti.inference_spine must be a mapping with `model: <dbt model>`, "
+                           f"got {spec!r}")
+    _check_keys(spec, INFERENCE_SPINE_KEYS, where, "meta.fti.inference_spine")
+    node = _model_node(nodes, spec["model"])
+    if node is None:
+        raise CatalogError(f"{where}: inference spine model {spec['model']!r} not found in the dbt project")
+    return InferenceSpine(model=node["name"], schema=node["schema"], relation=node.get("alias") or node["name"])
+
+
+def _domains(sources: dict[str, dict[str, Any]]) -> dict[str, Domain]:
+    """Domains from the sources' source-level ``meta.fti`` (``domain``, ``loader``), one per domain name."""
+    found: dict[str, Domain] = {}
+    for node in sources.values():
+        meta = (node.get("source_meta") or {}).get("fti")
+        if not meta:
+            continue
+        where = f"source {node['source_name']}"
+        _check_keys(meta, DOMAIN_KEYS, where, "meta.fti")
+        name, loader = meta.get("domain"), meta.get("loader")
+        if not name or not loader:
+            raise CatalogError(f"{where}: meta.fti needs `domain` (a name) and `loader` (an importable module)")
+        known = found.get(name)
+        if known and known.loader != loader:
+            raise CatalogError(f"{where}: domain {name!r} has two loaders, {known.loader} and {loader}")
+        sources_of = tuple(dict.fromkeys([*(known.sources if known else ()), node["source_name"]]))
+        found[name] = Domain(name=name, loader=loader, sources=sources_of)
+    return found
+
+
 def _view(exposure: dict[str, Any], meta: dict[str, Any], catalog: Catalog, nodes: dict[str, Any]) -> FeatureView:
     where = f"feature view {exposure['name']}"
     _check_keys(meta, VIEW_KEYS, where, "meta.fti")
@@ -400,6 +501,7 @@ def _view(exposure: dict[str, Any], meta: dict[str, Any], catalog: Catalog, node
             )
         refs.append(FeatureRef(group, features, join_keys, entry.get("prefix", ""), inputs))
     label = _label(nodes, meta.get("label") or {}, where)
+    spine = _inference_spine(nodes, meta.get("inference_spine"), where)
     view = FeatureView(
         name=exposure["name"],
         version=int(meta.get("version", 1)),
@@ -408,6 +510,7 @@ def _view(exposure: dict[str, Any], meta: dict[str, Any], catalog: Catalog, node
         features=tuple(refs),
         on_demand=_on_demand(meta.get("on_demand") or [], where),
         training=_training(meta.get("training"), where),
+        inference_spine=spine,
     )
     columns = [*view.feature_columns, *(c for ref in view.features for c in map(ref.output_name, ref.on_demand_inputs))]
     duplicated = sorted({c for c in columns if columns.count(c) > 1})
@@ -525,6 +628,7 @@ def catalog_from_manifest(manifest: dict[str, Any]) -> Catalog:
             if any(columns <= set(group.entity) for columns in proven):
                 group = dataclasses.replace(group, unique_entity=True)
             catalog.groups[(group.name, group.version)] = group
+    catalog.domains.update(_domains(manifest.get("sources", {})))
     for exposure in manifest.get("exposures", {}).values():
         meta = _fti_meta(exposure)
         if exposure.get("type") == "ml" and meta:

@@ -11,7 +11,7 @@ import datetime as dt
 import importlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from types import ModuleType
 
@@ -30,7 +30,8 @@ from models_ml.offline.store import (
 DEFAULT_EXAMPLE = "flights"
 
 RUNS_SCHEMA, RUNS_TABLE = "ops", "feature_pipeline_runs"
-QUARANTINE = ("quarantine", "quarantined_rows")
+# Each domain's quarantine model (dbt macro `quarantined_rows`) is built as quarantine.quarantined_rows__<source>.
+QUARANTINE_SCHEMA, QUARANTINE_PREFIX = "quarantine", "quarantined_rows__"
 
 
 def example_loader(example: str = DEFAULT_EXAMPLE) -> ModuleType:
@@ -87,19 +88,30 @@ def relation_row_counts(store: OfflineStore, relations: list[str]) -> dict[str, 
     return counts
 
 
-def published_relations(catalog: Catalog) -> list[str]:
-    """Every feature group and label relation the catalog knows."""
+def published_relations(catalog: Catalog, domains: Collection[str] | None = None) -> list[str]:
+    """Every feature group, label and inference spine relation the catalog knows; with ``domains``, only
+    those their sources feed."""
+    if domains is not None:
+        return sorted({r for d in domains for r in catalog.domain_relations.get(catalog.domain(d).name, ())})
     relations = {g.qualified_relation for g in catalog.groups.values()}
     relations |= {v.label.qualified_relation for v in catalog.views.values()}
+    relations |= {v.inference_spine.qualified_relation for v in catalog.views.values() if v.inference_spine}
     return sorted(relations)
 
 
+def quarantine_relations(store: OfflineStore) -> list[str]:
+    """Every domain's quarantine table built in the warehouse, as ``schema.name``."""
+    return sorted(f"{schema}.{name}" for schema, name in store.relations()
+                  if schema == QUARANTINE_SCHEMA and name.startswith(QUARANTINE_PREFIX))
+
+
 def quarantine_counts(store: OfflineStore) -> dict[str, int]:
-    """Quarantined rows per `source_table/rule` (empty before the quarantine model was built)."""
-    if not store.exists(*QUARANTINE):
+    """Quarantined rows per `source_table/rule`, over every domain (empty before any was built)."""
+    relations = quarantine_relations(store)
+    if not relations:
         return {}
-    rows = store.execute(f"select source_table || '/' || rule_broken, count(*) from {'.'.join(QUARANTINE)} "
-                         f"group by 1 order by 1")
+    union = " union all ".join(f"select source_table, rule_broken from {r}" for r in relations)
+    rows = store.execute(f"select source_table || '/' || rule_broken, count(*) from ({union}) group by 1 order by 1")
     return {k: int(v) for k, v in rows}
 
 

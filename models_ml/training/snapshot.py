@@ -116,7 +116,7 @@ def snapshot_expr(
     (see :func:`join_features` for the spine bounds)."""
     label = view.label
     joined = join_features(store, view, spine_expr(store, view, time_range), bounds=bounds)
-    return joined.order_by([label.spine_time, *label.entity])
+    return joined.order_by(label.order_keys)
 
 
 # --------------------------------------------------------------------------------------------------

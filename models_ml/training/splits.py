@@ -101,7 +101,8 @@ def load_splits(store: OfflineStore, info: SnapshotInfo, split: TimeSplit | None
         (t < utc_literal(test_start), "validation"),
         else_="test",
     )
-    arrow = store.to_arrow(table.mutate(__split=part).order_by([info.spine_time, *info.entity]))
+    order = list(dict.fromkeys([info.spine_time, *info.entity]))  # an entity key may be the spine time
+    arrow = store.to_arrow(table.mutate(__split=part).order_by(order))
     labels = arrow["__split"]
     arrow = arrow.drop_columns(["__split"])
     parts = {name: arrow.filter(pc.equal(labels, name)) for name in SPLIT_NAMES}

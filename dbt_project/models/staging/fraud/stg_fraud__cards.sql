@@ -1,4 +1,4 @@
--- Valid cards (see base_fraud__cards for the rules; broken rows are in quarantined_rows).
+-- Valid cards (see base_fraud__cards for the rules; broken rows are in quarantined_rows__fraud).
 with
 
 valid as (

@@ -1,4 +1,4 @@
--- Valid merchants (see base_fraud__merchants for the rules; broken rows are in quarantined_rows).
+-- Valid merchants (see base_fraud__merchants for the rules; broken rows are in quarantined_rows__fraud).
 with
 
 valid as (

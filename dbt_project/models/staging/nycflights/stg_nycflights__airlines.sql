@@ -1,4 +1,4 @@
--- Valid airlines rows (see base_nycflights__airlines for the rules; broken rows are in quarantined_rows).
+-- Valid airlines rows (see base_nycflights__airlines for the rules; broken rows are in quarantined_rows__nycflights).
 with
 
 valid as (

@@ -1,4 +1,4 @@
--- Valid airports rows (see base_nycflights__airports for the rules; broken rows are in quarantined_rows).
+-- Valid airports rows (see base_nycflights__airports for the rules; broken rows are in quarantined_rows__nycflights).
 with
 
 valid as (

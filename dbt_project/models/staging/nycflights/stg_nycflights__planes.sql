@@ -1,4 +1,4 @@
--- Valid planes rows (see base_nycflights__planes for the rules; broken rows are in quarantined_rows).
+-- Valid planes rows (see base_nycflights__planes for the rules; broken rows are in quarantined_rows__nycflights).
 with
 
 valid as (

@@ -1,4 +1,4 @@
--- Valid weather rows (see base_nycflights__weather for the rules; broken rows are in quarantined_rows).
+-- Valid weather rows (see base_nycflights__weather for the rules; broken rows are in quarantined_rows__nycflights).
 with
 
 valid as (

@@ -1,6 +1,6 @@
 -- Typed card transactions with the first validation rule each row breaks (null when valid). Append-only:
 -- each run checks only newly landed raw rows. Rows are never dropped here: stg_fraud__transactions keeps
--- the valid ones, quarantined_rows the others.
+-- the valid ones, quarantined_rows__fraud the others.
 with
 
 source as (

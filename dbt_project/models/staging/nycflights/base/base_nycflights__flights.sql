@@ -1,6 +1,6 @@
 -- Typed flights with the first validation rule each row breaks (null when valid). Append-only: each run
 -- types and checks only newly loaded raw rows. Rows are never dropped here: stg_nycflights__flights keeps
--- the valid ones, quarantined_rows the others.
+-- the valid ones, quarantined_rows__nycflights the others.
 with
 
 source as (
