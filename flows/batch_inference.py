@@ -85,16 +85,19 @@ STEPS = bp.BatchSteps(resolve_model=resolve_model_task, check_lineage=check_line
 def batch_inference(
     day: str | None = None,
     days: int = 1,
-    model: str = "flight_delay",
+    model: str | None = None,
     alias: str = "champion",
     home: str | None = None,
 ) -> dict[str, Any]:
-    """Score the spine rows of ``days`` UTC days from ``day`` (on the label's event time) into predictions.<model>.
+    """Score the inference spine's rows of ``days`` UTC days from ``day`` (on the event time) with ``model``
+    (default: the only registered model) into predictions.<model>.
 
-    ``day`` defaults to the first day with unscored rows (see models_ml.inference.batch.predict.default_day): after the
-    daily feature pipeline, that is the day it just landed.
+    ``day`` defaults to the first day with unscored rows (see models_ml.inference.batch.predict.default_day):
+    after the daily feature pipeline, that is the schedule it just published (tomorrow's flights).
     """
-    run = bp.run_batch_inference(load_settings(home), model, alias=alias, day=day, days=days, steps=STEPS)
+    settings = load_settings(home)
+    model = registry.model_name(settings, model)
+    run = bp.run_batch_inference(settings, model, alias=alias, day=day, days=days, steps=STEPS)
     get_run_logger().info("%s v%d: %s rows scored, %s flagged, mean score %s -> %s", model, run.model_version,
                           f"{run.rows:,}", f"{run.flagged_rows:,}",
                           "-" if run.mean_score is None else f"{run.mean_score:.4f}", run.table)

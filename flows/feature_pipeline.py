@@ -25,10 +25,10 @@ IO = io_task_options()
 
 
 @task(name="land-raw-data", **IO)
-def land_task(settings: Settings, through: dt.date | None, example: str = fp.DEFAULT_EXAMPLE
+def land_task(settings: Settings, through: dt.date | None, domain: str | None = None
               ) -> tuple[dt.date, LandingReport]:
-    day, report = fp.land_raw(settings, through, example)
-    get_run_logger().info("landed %s %s rows through %s: %s", report.total_rows, example, day, report.rows_landed())
+    day, report = fp.land_raw(settings, through, domain)
+    get_run_logger().info("landed %s %s rows through %s: %s", report.total_rows, domain, day, report.rows_landed())
     return day, report
 
 
@@ -59,13 +59,13 @@ def _report(run: fp.FeaturePipelineRun) -> None:
 @flow(name="feature-pipeline")
 def feature_pipeline(
     through: str | None = None, full_refresh: bool = False, home: str | None = None,
-    example: str = fp.DEFAULT_EXAMPLE,
+    domain: str | None = None,
 ) -> dict:
-    """Land raw data of `example` (an `examples/<example>/loader.py`) through `through` (ISO date; default:
-    the next day not landed) and build the features its data feeds."""
+    """Land raw data of `domain` (declared with its dbt sources; default: the only one) through `through`
+    (ISO date; default: the next day not landed) and build the features its data feeds."""
     run = fp.run_feature_pipeline(
         load_settings(home), dt.date.fromisoformat(through) if through else None, full_refresh=full_refresh,
-        example=example, steps=STEPS, on_finish=_report,
+        domain=domain, steps=STEPS, on_finish=_report,
     )
     return run.as_dict()
 

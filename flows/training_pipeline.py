@@ -89,7 +89,7 @@ STEPS = tp.TrainingSteps(build_snapshot=build_snapshot_task, load_splits=load_sp
 
 @flow(name="training")
 def training(
-    view: str = "flight_delay",
+    view: str | None = None,
     start: str | None = None,
     end: str | None = None,
     validation_start: str | None = None,
@@ -100,7 +100,8 @@ def training(
     promote: bool = True,
     home: str | None = None,
 ) -> dict[str, Any]:
-    """Train a new version of the model behind feature view `view` and decide its alias.
+    """Train a new version of the model behind feature view `view` (default: the only view) and decide its
+    alias.
 
     The time range ``[start, end)`` and the cut dates (ISO dates, UTC, on the spine time) default to the
     view's training config; ``fractions`` (train, validation, test) replace the cut dates; ``overrides`` and
@@ -111,6 +112,7 @@ def training(
                             test_start=test_start, fractions=fractions, overrides=overrides,
                             gate_overrides=gate_overrides)
     run = tp.run_training(settings, plan, promote=promote, steps=STEPS)
+    view = plan.view
     get_run_logger().info("%s v%d: gate %s -> %s", view, run.version.version, run.gate.summary(), run.alias)
     create_markdown_artifact(
         key=f"training-{view.replace('_', '-')}",

@@ -29,10 +29,16 @@ def features_list(args: argparse.Namespace) -> int:
     if catalog.views:
         print()
         print(table(
-            [[v.name, f"v{v.version}", v.label.model, v.label.target, str(len(v.feature_columns)),
+            [[v.name, f"v{v.version}", v.label.model, v.label.target,
+              v.inference_spine.model if v.inference_spine else "- (label model)", str(len(v.feature_columns)),
               ", ".join(f"{g}:v{ver}" for g, ver in v.group_versions().items())] for v in catalog.views.values()],
-            ["feature view", "version", "label model", "target", "features", "groups"],
+            ["feature view", "version", "label model", "target", "inference spine", "features", "groups"],
         ))
+    if catalog.domains:
+        print()
+        print(table([[d.name, ", ".join(d.sources), d.loader] for d in sorted(catalog.domains.values(),
+                                                                            key=lambda d: d.name)],
+                    ["domain", "dbt sources", "loader"]))
     return 0
 
 
@@ -54,7 +60,10 @@ def features_show(args: argparse.Namespace) -> int:
     if args.name in catalog.views:
         view = catalog.views[args.name]
         print(f"feature view {view.name} v{view.version}: {view.description}")
-        print(f"  spine: {view.label.qualified_relation} at {view.label.spine_time}, target {view.label.target}")
+        print(f"  training spine: {view.label.qualified_relation} at {view.label.spine_time}, "
+              f"target {view.label.target}")
+        scored = view.inference_spine.qualified_relation if view.inference_spine else "the label model"
+        print(f"  inference spine: {scored}, windowed on {view.label.event_time}")
         rows = [[c, "request", view.label.model] for c in view.label.request_features]
         for ref in view.features:
             rows += [[ref.output_name(f), ref.group.feature(f).data_type, f"{ref.group.name} v{ref.group.version}"]
@@ -70,7 +79,7 @@ def features_run(args: argparse.Namespace) -> int:
     from flows.feature_pipeline import feature_pipeline
 
     result = feature_pipeline(through=args.through, full_refresh=args.full_refresh, home=args.home,
-                              example=args.example)
+                              domain=args.domain)
     print(table([[t, f"{n:,}"] for t, n in sorted(result["rows_built"].items())], ["table", "rows"]))
     return 0
 
@@ -100,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = features.add_parser("run", help="run the feature pipeline flow (land + dbt build)")
     run.add_argument("--through", help="land raw data through this ISO date (default: next day)")
     run.add_argument("--full-refresh", action="store_true")
-    run.add_argument("--example", default="flights", help="which example system's raw data to land (flights, fraud)")
+    run.add_argument("--domain", help="whose raw data to land and build (a domain declared with its dbt sources, "
+                                      "see `fti features list`; default: the only one)")
     run.set_defaults(handler=features_run)
 
     demo_parser = commands.add_parser("demo", help="the end-to-end demo on the real flights data")

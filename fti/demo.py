@@ -3,8 +3,11 @@
 1. feature pipeline: land eleven months day by day, build every feature group (tests included);
 2. training pipeline: snapshot, train, evaluate, register and promote the flight-delay model (skipped when
    a champion is already registered, so a second demo run changes nothing but the new runs);
-3. feature pipeline again for the following week, then batch inference on it with the champion;
-4. a Markdown report with plots under FTI_HOME/reports/.
+3. the following week, night by night: batch inference scores tomorrow's flights from the published
+   schedule, before they depart; then the feature pipeline lands the day (its outcomes, and the next
+   day's schedule);
+4. the predictions joined to their outcomes (ROC-AUC per day), and a Markdown report with plots under
+   FTI_HOME/reports/.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 from models_ml.core.settings import Settings
 from models_ml.training import registry
 
-MODEL = "flight_delay"
+DOMAIN, MODEL = "flights", "flight_delay"
 
 
 def _say(message: str) -> None:
@@ -44,8 +47,10 @@ def run_demo(
     from flows.training_pipeline import training
     from models_ml.definitions.catalog import load_catalog
     from models_ml.features.pipeline import count_rows
+    from models_ml.inference.batch.outcomes import daily_outcomes
     from models_ml.inference.batch.predict import predictions_relation
-    from models_ml.training.report import write_report
+    from models_ml.inference.batch.report import write_report
+    from models_ml.offline.store import opened
 
     started = time.perf_counter()
     settings.ensure_home()
@@ -54,7 +59,7 @@ def run_demo(
     _say(f"state directory: {settings.home}")
 
     _say(f"1/4 feature pipeline: land real flights day by day through {through}, dbt build (tests included)")
-    result = feature_pipeline(through=through, home=str(settings.home))
+    result = feature_pipeline(through=through, home=str(settings.home), domain=DOMAIN)
     _say(f"    landed {sum(result['rows_landed'].values()):,} new raw rows, "
          f"quarantined {sum(result['rows_quarantined'].values()):,} {result['rows_quarantined'] or ''}")
 
@@ -67,18 +72,28 @@ def run_demo(
              f"(gate {'passed' if summary['gate_passed'] else 'failed'}), snapshot {summary['snapshot_id']}")
     champion = registry.resolve(settings, MODEL, registry.CHAMPION)
 
-    _say(f"3/4 the following days: feature pipeline through {last_predicted}, "
-         f"then batch inference for {first_predicted}..{last_predicted} with {MODEL} v{champion.version}")
-    feature_pipeline(through=last_predicted.isoformat(), home=str(settings.home))
-    scored = batch_inference(day=first_predicted.isoformat(), days=predict_days, model=MODEL,
-                             home=str(settings.home))
+    _say(f"3/4 night by night, {first_predicted}..{last_predicted}: score tomorrow's flights from the published "
+         f"schedule with {MODEL} v{champion.version}, before they depart; then land the day")
+    scored_rows = flagged_rows = 0
+    for offset in range(predict_days):
+        day = first_predicted + dt.timedelta(days=offset)
+        scored = batch_inference(day=day.isoformat(), model=MODEL, home=str(settings.home))
+        scored_rows, flagged_rows = scored_rows + scored["rows"], flagged_rows + scored["flagged_rows"]
+        _say(f"    {day}: scored {scored['rows']:,} scheduled flights the night before "
+             f"({scored['flagged_rows']:,} with a feature group missing)")
+        feature_pipeline(through=day.isoformat(), home=str(settings.home), domain=DOMAIN)
     predictions_table = scored["table"]
 
-    _say("4/4 report")
+    _say("4/4 the predictions joined to their outcomes, and the report")
     catalog = load_catalog(settings)
     view = catalog.view(MODEL)
+    with opened(settings, read_only=True) as store:
+        outcomes = daily_outcomes(store, view, predictions_relation(MODEL))
+    for day in outcomes:
+        auc = "-" if day.roc_auc is None else f"{day.roc_auc:.4f}"
+        _say(f"    {day.day}: {day.scored:,} scored, {day.with_outcome:,} outcomes known, ROC-AUC {auc}")
     relations = sorted({ref.group.qualified_relation for ref in view.features}
-                       | {view.label.qualified_relation, predictions_table})
+                       | {view.label.qualified_relation, ".".join(view.scoring_relation), predictions_table})
     rows, _ = count_rows(settings, relations)
     report = write_report(settings, view, champion, predictions_relation(MODEL), rows)
 
@@ -93,7 +108,8 @@ def run_demo(
           + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k in {"roc_auc", "pr_auc", "log_loss", "brier", "ece"}))
     if worst:
         print(f"  worst slice: {worst[0]['slice_column']}={worst[0]['slice_value']} ROC-AUC {worst[0]['roc_auc']:.4f}")
-    print(f"  predictions: {predictions_table} ({scored['rows']:,} rows scored this run, {scored['flagged_rows']:,} flagged for missing features)")
+    print(f"  predictions: {predictions_table} ({scored_rows:,} rows scored before departure this run, "
+          f"{flagged_rows:,} flagged for missing features)")
     print(f"  report:      {report}")
     print(f"  warehouse:   {settings.warehouse_path}")
     print(f"  models:      {champion.model_dir}")

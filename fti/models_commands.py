@@ -192,7 +192,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rollback.set_defaults(handler=_friendly(models_rollback))
 
     train_parser = subparsers.add_parser("train", help="run the training flow for a feature view")
-    train_parser.add_argument("--view", default="flight_delay")
+    train_parser.add_argument("--view", help="the feature view whose model to train (default: the only one)")
     train_parser.add_argument("--start", help="first spine time (ISO date, UTC; default from the model config)")
     train_parser.add_argument("--end", help="end of the window, exclusive")
     train_parser.add_argument("--validation-start", help="validation split starts here")

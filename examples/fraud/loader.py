@@ -51,8 +51,6 @@ STREAMS = {"transactions": "transaction_at", "chargebacks": "reported_at"}  # ta
 GROUND_TRUTH = ("is_fraud", "fraud_pattern", "dirty_kind")
 DATASET_TABLE = "fraud_dataset"
 REFERENCE_BATCH = "reference"
-# The dbt selection this example's data feeds: its staging models and everything downstream of them.
-DBT_SELECTION = "staging.fraud+"
 
 BatchSize = Literal["day", "hour"]
 _STEP = {"day": dt.timedelta(days=1), "hour": dt.timedelta(hours=1)}

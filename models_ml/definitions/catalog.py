@@ -4,7 +4,9 @@ The dbt project is the single source of truth: feature groups are models under `
 `config.meta.fti`, feature views are `ml` exposures with `config.meta.fti` (their on-demand functions named
 ``module:function``, their training config under ``training``). Python never hard-codes a table or column
 name; it asks the catalog. A key of `meta.fti` the catalog does not know is an error, not ignored: a typo
-would otherwise silently fall back to a default.
+would otherwise silently fall back to a default. So is a column `meta.fti` names that the model does not
+declare, and a time column not declared `timestamp with time zone`: caught here, in one line naming the model,
+the key and the fix, rather than as a failed join or a silently shifted clock at the first run.
 """
 
 from __future__ import annotations
@@ -391,6 +393,57 @@ def _as_tuple(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+TIMESTAMPTZ_TYPES: tuple[str, ...] = ("timestamp with time zone", "timestamptz")
+_COLUMN_FIX = "fix the name or declare the column in its YAML"
+_TIMESTAMPTZ_FIX = "declare it `timestamp with time zone` and cast in SQL (`::timestamptz`), storage is UTC"
+
+
+def _declared_types(node: Mapping[str, Any]) -> dict[str, str]:
+    """Column name -> its declared data_type (lower case, single spaces; '' when none), in declared order:
+    the columns the model's YAML promises, which is all the catalog may rely on before anything is built."""
+    return {c["name"]: " ".join((c.get("data_type") or "").lower().split())
+            for c in (node.get("columns") or {}).values()}
+
+
+def _require_columns(declared: Mapping[str, str], named: Collection[tuple[str, str]], where: str, model: str,
+                     joined: bool = False) -> None:
+    """Each (key, column) names a declared column of ``model``: otherwise one line naming the key, the column,
+    the columns there are and the fix. A misspelt column would otherwise surface only as a failed join or a
+    missing request field at the first run. ``joined``: the column could also have been a joined one."""
+    for key, column in named:
+        if column not in declared:
+            what = "neither a joined feature column nor" if joined else "not"
+            raise CatalogError(f"{where}: {key} {column!r} is {what} a column of {model} "
+                               f"(columns: {', '.join(declared) or 'none declared'}); {_COLUMN_FIX}")
+
+
+def _require_timestamptz(declared: Mapping[str, str], named: Collection[tuple[str, str]], where: str,
+                         model: str) -> None:
+    """Each (key, column) is declared ``timestamp with time zone``: a naive timestamp would be read in
+    whatever zone the session has, and point-in-time joins would compare instants that are hours apart."""
+    for key, column in named:
+        declared_type = declared.get(column, "")
+        if declared_type not in TIMESTAMPTZ_TYPES:
+            shown = f"declared {declared_type!r}" if declared_type else "declared without a data_type"
+            raise CatalogError(f"{where}: {key} {column!r} of {model} is {shown}, not timestamp with time zone; "
+                               f"{_TIMESTAMPTZ_FIX}")
+
+
+def _check_group_columns(node: Mapping[str, Any], meta: Mapping[str, Any], entity: tuple[str, ...],
+                         where: str) -> None:
+    """The group's keys and times are declared columns, its times timestamptz. A group must declare its
+    columns: its features are read from them, and without them nothing `meta.fti` names could be checked."""
+    declared, model = _declared_types(node), f"model {node['name']}"
+    if not declared:
+        raise CatalogError(f"{where}: {model} declares no columns; a feature group must declare every column "
+                           f"(name and data_type) in its YAML")
+    times = [("meta.fti.event_time", meta["event_time"])]
+    if meta.get("created_time"):
+        times.append(("meta.fti.created_time", meta["created_time"]))
+    _require_columns(declared, [*(("meta.fti.entity", c) for c in entity), *times], where, model)
+    _require_timestamptz(declared, times, where, model)
+
+
 def _group(node: dict[str, Any], meta: dict[str, Any]) -> FeatureGroup:
     where = f"feature group {node['name']}"
     _check_keys(meta, GROUP_KEYS, where, "meta.fti")
@@ -398,11 +451,8 @@ def _group(node: dict[str, Any], meta: dict[str, Any]) -> FeatureGroup:
         if not meta.get(required):
             raise CatalogError(f"{where}: meta.fti.{required} is missing")
     columns = _columns(node)
-    names = {c.name for c in columns}
     entity = _as_tuple(meta["entity"])
-    for column in (*entity, meta["event_time"]):
-        if names and column not in names:
-            raise CatalogError(f"{where}: meta.fti names column {column!r}, which the model does not declare")
+    _check_group_columns(node, meta, entity, where)
     version = node.get("version")
     return FeatureGroup(
         name=node["name"],
@@ -516,7 +566,8 @@ def _view(exposure: dict[str, Any], meta: dict[str, Any], catalog: Catalog, node
     duplicated = sorted({c for c in columns if columns.count(c) > 1})
     if duplicated:
         raise CatalogError(f"{where}: output feature names clash: {duplicated}; give the groups a prefix")
-    _check_on_demand_inputs(view, nodes, where)
+    _check_view_columns(view, meta, nodes, where)
+    _check_on_demand_names(view, nodes, where)
     return view
 
 
@@ -570,20 +621,66 @@ def _training(spec: Any, where: str) -> TrainingConfig:
     return TrainingConfig(**sections)
 
 
-def _check_on_demand_inputs(view: FeatureView, nodes: dict[str, Any], where: str) -> None:
-    """Every on-demand input is a joined column or a column the label model declares."""
+# Label columns a view names that an inference spine does not carry: it exists before the outcome.
+_LABEL_ONLY_KEYS: tuple[str, ...] = ("meta.fti.label.target", "meta.fti.label.slices")
+
+
+def _label_times(view: FeatureView) -> list[tuple[str, str]]:
+    """(key, column) of the label's times: the spine time, and the event time when it is another column."""
+    label = view.label
+    times = [("meta.fti.label.spine_time", label.spine_time)]
+    if label.event_time != label.spine_time:
+        times.append(("meta.fti.label.event_time", label.event_time))
+    return times
+
+
+def _label_columns_named(view: FeatureView, meta: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(key, column) of every label column the view reads, on-demand inputs aside: the spine of its joins
+    (entity, times, join keys), its target, its request features and its evaluation slices."""
+    label, entries = view.label, meta.get("features") or []
+    named = [*(("meta.fti.label.entity", c) for c in label.entity), ("meta.fti.label.target", label.target),
+             *_label_times(view)]
+    named += [("meta.fti.label.request_features", c) for c in label.request_features]
+    named += [("meta.fti.label.slices", c) for c in label.slices]
+    for i, ref in enumerate(view.features):
+        key = f"meta.fti.features[{i}].join_keys"
+        if "join_keys" not in entries[i]:
+            key += f" (by default group {ref.group.name}'s entity)"
+        named += [(key, column) for column in ref.join_keys]
+    return named
+
+
+def _on_demand_request_inputs_named(view: FeatureView) -> list[tuple[str, str]]:
+    """(key, column) of every on-demand input that is not a joined column: the request (label) must carry it."""
+    joined = set(view.joined_columns)
+    return [(f"meta.fti.on_demand[{i}].inputs.{parameter}", column) for i, feature in enumerate(view.on_demand)
+            for parameter, column in feature.inputs.items() if column not in joined]
+
+
+def _check_view_columns(view: FeatureView, meta: Mapping[str, Any], nodes: dict[str, Any], where: str) -> None:
+    """Every column the view reads from its label model is declared there, and so is every one it reads from
+    its inference spine (all but the target and slices), their times timestamptz: training and batch scoring
+    join on the same columns, so a spine missing one would fail only at the first scoring run."""
+    named, times, inputs = _label_columns_named(view, meta), _label_times(view), _on_demand_request_inputs_named(view)
+    models = [(f"label model {view.label.model}", view.label.model, named)]
+    if view.inference_spine is not None:
+        spine_named = [pair for pair in named if pair[0] not in _LABEL_ONLY_KEYS]
+        models.append((f"inference spine model {view.inference_spine.model}", view.inference_spine.model, spine_named))
+    for model, name, columns in models:
+        declared = _declared_types(_model_node(nodes, name) or {})
+        _require_columns(declared, columns, where, model)
+        _require_timestamptz(declared, times, where, model)
+        _require_columns(declared, inputs, where, model, joined=True)
+
+
+def _check_on_demand_names(view: FeatureView, nodes: dict[str, Any], where: str) -> None:
+    """No on-demand feature is named like a label column: the snapshot would hold two columns of one name."""
     if not view.on_demand:
         return
-    label_node = next((n for n in nodes.values()
-                       if n.get("resource_type") == "model" and n["name"] == view.label.model), {})
-    label_columns = set((label_node.get("columns") or {}).keys())
-    for column in view.on_demand_request_inputs:
-        if label_columns and column not in label_columns:
-            raise CatalogError(f"{where}: on-demand input {column!r} is neither a joined feature column nor a "
-                               f"column of label model {view.label.model}")
-    if label_columns & {f.name for f in view.on_demand}:
-        raise CatalogError(f"{where}: on-demand feature names clash with label columns: "
-                           f"{sorted(label_columns & {f.name for f in view.on_demand})}")
+    label_columns = set(_declared_types(_model_node(nodes, view.label.model) or {}))
+    clashing = sorted(label_columns & {f.name for f in view.on_demand})
+    if clashing:
+        raise CatalogError(f"{where}: on-demand feature names clash with label columns: {clashing}")
 
 
 def _uniquely_tested_columns(nodes: dict[str, dict[str, Any]]) -> dict[str, list[set[str]]]:
@@ -634,7 +731,41 @@ def catalog_from_manifest(manifest: dict[str, Any]) -> Catalog:
         if exposure.get("type") == "ml" and meta:
             view = _view(exposure, meta, catalog, nodes)
             catalog.views[view.name] = view
+    catalog.domain_relations.update(_domain_relations(manifest, catalog))
     return catalog
+
+
+def _downstream(nodes: Mapping[str, Mapping[str, Any]], starts: Collection[str]) -> set[str]:
+    """Unique ids of every node that depends, directly or through others, on one of ``starts``."""
+    children: dict[str, list[str]] = {}
+    for unique_id, node in nodes.items():
+        for parent in (node.get("depends_on") or {}).get("nodes") or ():
+            children.setdefault(parent, []).append(unique_id)
+    reached: set[str] = set()
+    pending = list(starts)
+    while pending:
+        for child in children.get(pending.pop(), ()):
+            if child not in reached:
+                reached.add(child)
+                pending.append(child)
+    return reached
+
+
+def _domain_relations(manifest: Mapping[str, Any], catalog: Catalog) -> dict[str, tuple[str, ...]]:
+    """Domain -> the published relations (feature groups, labels, inference spines) its sources feed, so a
+    domain's pipeline publishes, counts and checks only what its own data changed."""
+    published = {g.qualified_relation for g in catalog.groups.values()}
+    for view in catalog.views.values():
+        published |= {spec.qualified_relation for spec in (view.label, view.inference_spine) if spec is not None}
+    nodes, sources = manifest.get("nodes", {}), manifest.get("sources", {})
+    relations: dict[str, tuple[str, ...]] = {}
+    for name in catalog.domains:
+        starts = [uid for uid, source in sources.items()
+                  if ((source.get("source_meta") or {}).get("fti") or {}).get("domain") == name]
+        reached = (nodes[uid] for uid in _downstream(nodes, starts) if uid in nodes)
+        found = {f"{n['schema']}.{n.get('alias') or n['name']}" for n in reached if n.get("resource_type") == "model"}
+        relations[name] = tuple(sorted(found & published))
+    return relations
 
 
 _NOT_PROJECT = {"target", "dbt_packages", "logs"}

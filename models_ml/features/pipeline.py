@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from types import ModuleType
 
 from models_ml.core.settings import Settings
-from models_ml.definitions.catalog import Catalog, load_catalog
+from models_ml.definitions.catalog import Catalog, CatalogError, Domain, load_catalog
 from models_ml.definitions.dbt_project import DbtRun
 from models_ml.features.dbt_runner import DbtBuildError, build
 from models_ml.features.landing import LandingReport
@@ -27,24 +27,30 @@ from models_ml.offline.store import (
     opened,
 )
 
-DEFAULT_EXAMPLE = "flights"
-
 RUNS_SCHEMA, RUNS_TABLE = "ops", "feature_pipeline_runs"
 # Each domain's quarantine model (dbt macro `quarantined_rows`) is built as quarantine.quarantined_rows__<source>.
 QUARANTINE_SCHEMA, QUARANTINE_PREFIX = "quarantine", "quarantined_rows__"
 
 
-def example_loader(example: str = DEFAULT_EXAMPLE) -> ModuleType:
-    """The raw-data loader of an example system, `examples/<example>/loader.py`.
+def domain_loader(settings: Settings, domain: str | None = None) -> tuple[Domain, ModuleType]:
+    """A domain (by name; without one, the only domain there is) and its loader module.
 
-    A loader provides `land_through(store, through, cache_dir)` (land every batch through that day not
-    landed yet), `next_unlanded_day(store)` and `DBT_SELECTION` (the dbt selection its data feeds; None =
-    all), so a new example needs a loader and SQL, not a change here.
+    A domain is declared with its dbt sources (source-level ``meta.fti: {domain, loader}``); the loader is
+    any importable module providing ``land_through(store, through, cache_dir)`` (land every batch through
+    that day not landed yet; idempotent) and ``next_unlanded_day(store)``. So a new domain needs SQL, YAML
+    and a loader, not a change here (README, "Add a domain").
     """
+    found = load_catalog(settings).domain(domain)
     try:
-        return importlib.import_module(f"examples.{example}.loader")
+        loader = importlib.import_module(found.loader)
     except ModuleNotFoundError as error:
-        raise ValueError(f"no example {example!r} (expected a module examples/{example}/loader.py)") from error
+        raise CatalogError(f"domain {found.name}: its loader module {found.loader!r} cannot be imported "
+                           f"({error}); fix `meta.fti.loader` of its sources") from error
+    missing = [name for name in ("land_through", "next_unlanded_day") if not callable(getattr(loader, name, None))]
+    if missing:
+        raise CatalogError(f"domain {found.name}: loader {found.loader} lacks {', '.join(missing)} "
+                           f"(see the loader contract in README, \"Add a domain\")")
+    return found, loader
 
 
 # --------------------------------------------------------------------------------------------------
@@ -52,11 +58,11 @@ def example_loader(example: str = DEFAULT_EXAMPLE) -> ModuleType:
 
 
 def land_raw(
-    settings: Settings, through: dt.date | None = None, example: str = DEFAULT_EXAMPLE
+    settings: Settings, through: dt.date | None = None, domain: str | None = None
 ) -> tuple[dt.date, LandingReport]:
-    """Land the example's raw data through `through` (default: the next day not landed yet); returns the
+    """Land the domain's raw data through `through` (default: the next day not landed yet); returns the
     day landed through and what was landed."""
-    loader = example_loader(example)
+    _, loader = domain_loader(settings, domain)
     with opened(settings) as store:
         day = through or loader.next_unlanded_day(store)
         return day, loader.land_through(store, day, settings.home / "cache")
@@ -65,7 +71,8 @@ def land_raw(
 def build_features(settings: Settings, full_refresh: bool = False, select: str | None = None) -> DbtRun:
     """`dbt build`: staging, quarantine, features and labels, with their tests and unit tests.
 
-    `select` limits the build to a dbt selection (an example's `DBT_SELECTION`); None builds everything.
+    `select` limits the build to a dbt selection (a domain's: its sources and everything downstream); None
+    builds everything.
     Raises DbtBuildError (naming each failing test with its failing rows) when anything fails; models
     downstream of a failure are skipped, so they are not published.
     """
@@ -202,7 +209,7 @@ def record_run(settings: Settings, run: FeaturePipelineRun) -> None:
 class FeatureSteps:
     """The steps :func:`run_feature_pipeline` calls; a flow passes its tasks, which wrap these same functions."""
 
-    land: Callable[[Settings, dt.date | None, str], tuple[dt.date, LandingReport]] = land_raw
+    land: Callable[[Settings, dt.date | None, str | None], tuple[dt.date, LandingReport]] = land_raw
     build: Callable[[Settings, bool, str | None], DbtRun] = build_features
     count: Callable[[Settings], tuple[dict[str, int], dict[str, int]]] = count_rows
 
@@ -212,22 +219,23 @@ def run_feature_pipeline(
     through: dt.date | None = None,
     *,
     full_refresh: bool = False,
-    example: str = DEFAULT_EXAMPLE,
+    domain: str | None = None,
     steps: FeatureSteps = FeatureSteps(),
     on_finish: Callable[[FeaturePipelineRun], None] | None = None,
 ) -> FeaturePipelineRun:
-    """Land `example`'s raw data through `through` (default: the next day not landed), build the features
+    """Land `domain`'s raw data (default: the only domain there is) through `through` (default: the next day not landed), build the features
     its data feeds, and record the run in ops.feature_pipeline_runs, failed or not.
 
     A failing dbt test raises DbtBuildError after the run (status ``failed``, the error) is recorded;
     ``on_finish`` sees every run once it is recorded (the flow's artifact).
     """
+    found, _ = domain_loader(settings, domain)  # a wrong name fails here, before anything runs or is recorded
     run = FeaturePipelineRun()
     before, _ = steps.count(settings)
     try:
-        day, landed = steps.land(settings, through, example)
+        day, landed = steps.land(settings, through, found.name)
         run.landed_through, run.rows_landed = day.isoformat(), landed.rows_landed()
-        dbt = steps.build(settings, full_refresh, example_loader(example).DBT_SELECTION)
+        dbt = steps.build(settings, full_refresh, found.dbt_selection)
         run.dbt_seconds, run.dbt_node_seconds = dbt.seconds, dbt.node_seconds()
         run.status = "succeeded"
     except DbtBuildError as error:

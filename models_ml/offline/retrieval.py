@@ -1,7 +1,9 @@
 """Feature retrieval: a view's spine joined point-in-time to its feature groups, described by the catalog.
 
 The one place training snapshots and batch inference get their rows from, so the two cannot skew. The
-spine is the view's label model restricted to a window; every feature selection of the view is one
+training spine is the view's label model restricted to a window; the inference spine is the view's
+``inference_spine`` model (what is to be scored, known before the outcome), or the label model for a view
+without one; every feature selection of the view is one
 :class:`~models_ml.offline.pit.FeatureSource`; the view's on-demand features are computed from the
 joined row. Everything here is a lazy Ibis expression over the offline store's tables, so it runs on any
 engine behind the door.
@@ -51,16 +53,18 @@ def utc_literal(value: dt.datetime) -> ir.TimestampScalar:
 
 def spine_expr(
     store: OfflineStore, view: FeatureView, time_range: TimeRange, *, on: str | None = None,
-    with_target: bool = True,
+    with_target: bool = True, relation: tuple[str, str] | None = None,
 ) -> ir.Table:
-    """The label rows whose spine time (or the ``on`` column) lies in ``[start, end)``, with the columns the
-    snapshot keeps. Batch inference selects by the label's event time and without the target."""
+    """The rows of the label model (or ``relation``) whose spine time (or the ``on`` column) lies in
+    ``[start, end)``, with the columns the snapshot keeps. Batch inference selects from the inference spine,
+    by the label's event time and without the target."""
     label = view.label
-    table = store.table(label.schema, label.relation)
+    schema, name = relation or (label.schema, label.relation)
+    table = store.table(schema, name)
     columns = spine_columns(view, with_target=with_target)
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise ValueError(f"label model {label.qualified_relation} lacks columns {missing} that view {view.name} needs")
+        raise ValueError(f"{schema}.{name} lacks columns {missing} that view {view.name} needs")
     t = table[on or label.spine_time]
     return table.filter(t >= utc_literal(time_range.start), t < utc_literal(time_range.end)).select(*columns)
 
@@ -118,8 +122,10 @@ def found_column(index: int) -> str:
 
 
 def inference_spine(store: OfflineStore, view: FeatureView, window: TimeRange) -> ir.Table:
-    """The label rows whose event time lies in the window, with the training spine's columns but the target."""
-    return spine_expr(store, view, window, on=view.label.event_time, with_target=False)
+    """The rows to score whose event time lies in the window (from the view's inference spine, or its label
+    model), with the training spine's columns but the target."""
+    return spine_expr(store, view, window, on=view.label.event_time, with_target=False,
+                      relation=view.scoring_relation)
 
 
 def inference_sources(store: OfflineStore, view: FeatureView) -> list[FeatureSource]:

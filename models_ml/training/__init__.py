@@ -1,1 +1,1 @@
-"""The training pipeline: snapshots, time splits, LightGBM training, evaluation and the gate, the model registry and its champion pointer, reports."""
+"""The training pipeline: snapshots, time splits, LightGBM training, evaluation and the gate, the model registry and its champion pointer."""

@@ -49,7 +49,7 @@ class TrainingPlan:
 
 def plan_training(
     settings: Settings,
-    view: str,
+    view: str | None = None,
     *,
     start: str | None = None,
     end: str | None = None,
@@ -60,14 +60,17 @@ def plan_training(
     gate_overrides: Mapping[str, Any] | None = None,
     config: Mapping[str, Any] | None = None,
 ) -> TrainingPlan:
-    """The run of the model behind ``view``: each argument given wins over its ``config`` entry (default: the
+    """The run of the model behind ``view`` (default: the only view of the project; an unknown name is a
+    CatalogError listing the views): each argument given wins over its ``config`` entry (default: the
     training config the view declares in the dbt project of ``settings``).
 
     The time range ``[start, end)`` and the cut dates (ISO dates, UTC, on the spine time) come from its
     ``[split]``; ``fractions`` (train, validation, test) replace the cut dates; ``overrides`` and
     ``gate_overrides`` replace hyperparameters and gate thresholds.
     """
-    config = tr.read_config(view, catalog=load_catalog(settings)) if config is None else config
+    catalog = load_catalog(settings)
+    view = catalog.view(view).name
+    config = tr.read_config(view, catalog=catalog) if config is None else config
     split_config = config.get("split", {})
     start, end = start or split_config.get("start"), end or split_config.get("end")
     if not (start and end):

@@ -333,6 +333,17 @@ def list_models(settings: Settings) -> list[str]:
         return [r[0] for r in store.execute(f"select distinct model_name from {SCHEMA}.model_versions order by 1")]
 
 
+def model_name(settings: Settings, name: str | None = None) -> str:
+    """``name`` if given; else the only registered model (a RegistryError names them when there are more)."""
+    if name is not None:
+        return name
+    names = list_models(settings)
+    if len(names) != 1:
+        raise RegistryError(f"which model? the registry has {len(names)} ({', '.join(names) or 'none'}): "
+                            f"name one with --model")
+    return names[0]
+
+
 def get_version(settings: Settings, model_name: str, version: int | None = None) -> ModelVersion:
     """One version (the latest when ``version`` is None)."""
     versions = list_versions(settings, model_name)

@@ -9,7 +9,6 @@ import datetime as dt
 from fti_testing import land_fraud, table_differences, ticking_clock
 
 from examples.fraud.generator import FraudConfig
-from examples.fraud.loader import DBT_SELECTION
 from models_ml.core.settings import load_settings
 from models_ml.definitions.catalog import load_catalog
 from models_ml.features.dbt_runner import build
@@ -24,7 +23,8 @@ MICRO_BATCHES = [dt.datetime(2024, 1, 8, 1, tzinfo=UTC), dt.datetime(2024, 1, 8,
 
 
 def _build(settings, *extra: str) -> None:
-    build(settings, ["build", "--select", *DBT_SELECTION.split(), *extra], dbt_vars=DBT_VARS)
+    selection = load_catalog(settings).domain("fraud").dbt_selection
+    build(settings, ["build", "--select", *selection.split(), *extra], dbt_vars=DBT_VARS)
 
 
 

@@ -59,7 +59,7 @@ def _with_group_meta(manifest: dict, name: str, **changes) -> dict:
     ("changes", "message"),
     [
         ({"event_time": None}, "fg_carrier__delay_stats: meta.fti.event_time is missing"),
-        ({"entity": ["carrier"]}, "names column 'carrier'"),
+        ({"entity": ["carrier"]}, "meta.fti.entity 'carrier' is not a column of model fg_carrier__delay_stats"),
         ({"ttl": "soon"}, "ttl 'soon' is not like"),
         ({"freshness": "1 day"}, "fg_carrier__delay_stats: unknown key meta.fti.freshness; known: entity, "),
     ],

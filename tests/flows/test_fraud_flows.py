@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 def test_feature_pipeline_lands_the_next_fraud_day_and_builds_only_fraud(prefect_harness, scratch_home):
     flights_before = query(scratch_home, "select count(*) from features.fg_carrier__delay_stats_v1")
-    result = feature_pipeline(example="fraud", home=str(scratch_home.home))
+    result = feature_pipeline(domain="fraud", home=str(scratch_home.home))
 
     assert result["landed_through"] == "2013-01-11"  # the day after the slice: chargebacks still arrive
     assert set(result["rows_landed"]) == {"fraud_transactions", "fraud_chargebacks"}

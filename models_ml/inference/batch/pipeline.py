@@ -57,8 +57,8 @@ def choose_window(settings: Settings, view: FeatureView, relation: tuple[str, st
         with opened(settings) as store:
             day = pr.default_day(store, view, relation)
         if day is None:
-            raise ValueError(f"label model {view.label.qualified_relation} is empty: nothing to score; "
-                             f"run the feature pipeline first")
+            schema, name = view.scoring_relation
+            raise pr.EmptyWindow(f"nothing to score: {schema}.{name} is empty; run the feature pipeline first")
     return day_window(day, days)
 
 
@@ -174,7 +174,7 @@ class BatchSteps:
 
 def run_batch_inference(
     settings: Settings,
-    model_name: str,
+    model_name: str | None = None,
     *,
     alias: str = registry.CHAMPION,
     window: TimeRange | None = None,
@@ -186,12 +186,14 @@ def run_batch_inference(
     steps: BatchSteps = BatchSteps(),
 ) -> PredictionRun:
     """Score every spine row of ``window`` (or of ``days`` UTC days from ``day``, by default the first day
-    with unscored rows) with ``model_name``'s ``alias`` and replace those rows of its predictions table.
+    with unscored rows) with ``model_name``'s ``alias`` (default: the only registered model) and replace those
+    rows of its predictions table. A window with nothing to score raises EmptyWindow.
 
     ``seconds`` of the result: per step, with scoring split into ``prepare_features``, ``predict`` and
     ``assemble``.
     """
     timings = Timings()
+    model_name = registry.model_name(settings, model_name)
     relation = pr.predictions_relation(model_name, alias)
     with timings.stage("resolve_model"):
         version, model = steps.resolve_model(settings, model_name, alias)

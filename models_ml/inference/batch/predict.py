@@ -7,9 +7,17 @@ step:
 * **Window**: ``[start, end)``, UTC, half-open, on the label's *event time* (``label.event_time`` of the
   feature view; for flight_delay ``scheduled_departure_at``): a day of predictions is the flights
   *scheduled* that UTC day. :func:`models_ml.core.time.day_window` turns ``(day, days)`` into the window.
-* **Spine**: the training spine's own function (:func:`models_ml.offline.retrieval.spine_expr`), selecting by
-  event time instead of spine time and leaving the target out (inference must not need it). Every row keeps
-  its spine time (``prediction_at``), which is the as-of time of the features.
+* **Spine**: what is to be scored, known *before* the outcome: the view's ``inference_spine`` model (for
+  flight_delay ``spine_flight__scheduled``, the published schedule, landed the day before the flights fly),
+  through the training spine's own function (:func:`models_ml.offline.retrieval.spine_expr`), selecting by
+  event time and without a target. A view without an inference spine scores its label model, which holds
+  only entities whose outcome is already known (a re-score of the past). Every row keeps its spine time
+  (``prediction_at``), which is the as-of time of the features: a flight scored tonight for tomorrow gets
+  the features known as of two hours before its departure that exist by tonight (the point-in-time join
+  never reads later rows; a group with nothing within its TTL yet is flagged missing, see below).
+* **Empty window**: a window with no spine row fails (:class:`EmptyWindow`, naming the spine, the window
+  and the range the spine does hold); the CLI exits non-zero. Nothing is written, the previous predictions
+  stay.
 * **Features**: the training snapshot's own point-in-time join (:func:`models_ml.offline.retrieval.join_features`
   over :func:`models_ml.offline.retrieval.feature_sources`), so training and inference cannot skew. Each source
   also outputs the matched row's event time under an internal name (``matched_event_time``). It is NULL
@@ -86,6 +94,10 @@ class PredictionError(ValueError):
     """A batch-inference request that must be refused; the message names what is missing and how to fix it."""
 
 
+class EmptyWindow(PredictionError):
+    """The window has nothing to score: a run that scored nothing is a failure, not a silent success."""
+
+
 # --------------------------------------------------------------------------------------------------
 # Tables, timings
 
@@ -122,10 +134,11 @@ def check_built(store: OfflineStore, view: FeatureView, version: registry.ModelV
                 f"was trained on, is not built in the warehouse (no table {group.qualified_relation}): "
                 f"run the feature pipeline (`fti features run` or `dbt build --select {group.name}`) first"
             )
-    label = view.label
-    if (label.schema, label.relation) not in built:
-        raise PredictionError(f"label model {label.model} is not built (no table {label.qualified_relation}): "
-                              f"run the feature pipeline first")
+    spine = view.inference_spine or view.label
+    if (spine.schema, spine.relation) not in built:
+        what = "inference spine" if view.inference_spine else "label model"
+        raise PredictionError(f"{what} {spine.model} of view {view.name} is not built (no table "
+                              f"{spine.qualified_relation}): run the feature pipeline first")
 
 
 def inference_view(store: OfflineStore, catalog: Catalog, version: registry.ModelVersion) -> FeatureView:
@@ -149,12 +162,27 @@ def load_features(
     one small query for the spine's time bounds and size, which also checks that every spine row came out
     exactly once)."""
     bounds = spine_time_bounds(retrieval.inference_spine(store, view, window), view.label.spine_time)
+    if not bounds.rows:
+        raise EmptyWindow(_empty_window_message(store, view, window))
     table = store.to_arrow(retrieval.features_expr(store, view, window, features, bounds))
     try:
         retrieval.check_joined_rows(view, bounds, table.num_rows)
     except ValueError as error:
         raise PredictionError(str(error)) from error
     return table
+
+
+def _empty_window_message(store: OfflineStore, view: FeatureView, window: TimeRange) -> str:
+    """Which spine was empty in the window, and what it does hold (its event-time range)."""
+    schema, name = view.scoring_relation
+    event = view.label.event_time
+    table = store.table(schema, name)
+    row = table.aggregate(first=table[event].min(), last=table[event].max()).to_pyarrow().to_pylist()[0]
+    holds = (f"it holds {row['first']:%Y-%m-%d %H:%M} to {row['last']:%Y-%m-%d %H:%M} UTC"
+             if row["first"] is not None else "it is empty")
+    return (f"nothing to score: {schema}.{name} has no row with {event} in "
+            f"[{window.start:%Y-%m-%d %H:%M}, {window.end:%Y-%m-%d %H:%M}) UTC ({holds}); pick a day in that "
+            f"range, or run the feature pipeline to land more")
 
 
 def missing_groups(features: pa.Table, view: FeatureView) -> tuple[pa.ListArray, np.ndarray]:
@@ -261,7 +289,7 @@ def _day(value: dt.datetime) -> dt.date:
 def default_day(store: OfflineStore, view: FeatureView, relation: tuple[str, str]) -> dt.date | None:
     """The first UTC day with unscored spine rows (see the module docstring); None when the spine is empty."""
     event = view.label.event_time
-    spine = store.table(view.label.schema, view.label.relation)
+    spine = store.table(*view.scoring_relation)
     latest = store.table(*relation)[event].max().to_pyarrow().as_py() if store.exists(*relation) else None
     if latest is None:
         newest = spine[event].max().to_pyarrow().as_py()

@@ -3,5 +3,5 @@
 {{ config(schema='quarantine', materialized='table') }}
 {{ quarantined_rows('nycflights', [
     'base_nycflights__flights', 'base_nycflights__weather', 'base_nycflights__planes',
-    'base_nycflights__airlines', 'base_nycflights__airports',
+    'base_nycflights__airlines', 'base_nycflights__airports', 'base_nycflights__schedule',
 ]) }}

@@ -1,0 +1,61 @@
+"""Predictions joined to outcomes once they are known: how a batch-scored window did, day by day.
+
+Batch inference scores the inference spine before the outcome exists; the label model's row for the same
+entity arrives later. This joins a predictions table to the label model on the entity keys (in the engine)
+and measures, per UTC day of the event time, how many rows were scored, how many have an outcome yet, the
+mean score against the actual rate, and the ROC-AUC of the scores on the rows with an outcome.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from models_ml.definitions.catalog import FeatureView
+from models_ml.inference.batch.predict import SCORE
+from models_ml.offline.store import OfflineStore
+from models_ml.training.evaluate import roc_auc
+
+_KNOWN = "__fti_outcome_known"
+
+
+@dataclass(frozen=True)
+class DayOutcome:
+    """One UTC day of predictions and what came of them (``roc_auc`` None until both classes are known)."""
+
+    day: dt.date
+    scored: int
+    with_outcome: int
+    mean_score: float
+    actual_rate: float | None
+    roc_auc: float | None
+
+
+def daily_outcomes(store: OfflineStore, view: FeatureView, predictions: tuple[str, str]) -> list[DayOutcome]:
+    """Every predicted day of the ``(schema, name)`` predictions table, joined to the view's label model."""
+    label = view.label
+    scored = store.table(*predictions).select(*label.entity, label.event_time, SCORE)
+    outcomes = store.table(label.schema, label.relation)
+    outcomes = outcomes.select(*label.entity, outcomes[label.target].name("__fti_target"))
+    joined = scored.left_join(outcomes, list(label.entity))
+    joined = joined.select(day=joined[label.event_time].date(), score=joined[SCORE],  # session zone: UTC
+                           target=joined["__fti_target"])
+    table = store.to_arrow(joined.order_by("day"))
+    days = table["day"].to_numpy()
+    scores = table["score"].to_numpy()
+    target = table["target"]
+    known_all = pc.is_valid(target).to_numpy(zero_copy_only=False)
+    y_all = pc.fill_null(target.cast(pa.float64()), 0.0).to_numpy()
+    result = []
+    for day in dict.fromkeys(days.tolist()):
+        in_day = days == day
+        known = known_all & in_day
+        y = y_all[known]
+        auc = roc_auc(y, scores[known])  # None until both classes are known
+        result.append(DayOutcome(day=day, scored=int(in_day.sum()), with_outcome=int(known.sum()),
+                                 mean_score=float(scores[in_day].mean()),
+                                 actual_rate=float(y.mean()) if len(y) else None, roc_auc=auc))
+    return result
