@@ -43,7 +43,7 @@ def dst_home(tmp_path_factory):
 
 
 def test_every_real_flight_agrees_with_the_sources_utc_hour(dst_home):
-    disagree = query(dst_home, "select count(*) from quarantine.quarantined_rows "
+    disagree = query(dst_home, "select count(*) from quarantine.quarantined_rows__nycflights "
                                "where rule_broken = 'schedule_disagrees_with_time_hour'")[0][0]
     flights = query(dst_home, "select count(*) from staging.stg_nycflights__flights")[0][0]
     assert flights > 3000 and disagree == 0
@@ -75,5 +75,5 @@ def test_weather_keeps_both_repeated_local_hours_as_distinct_instants(dst_home):
            order by 1""",
     )
     assert [r[0].astimezone(UTC).hour for r in rows] == [5, 6, 7]
-    quarantined = query(dst_home, "select count(*) from quarantine.quarantined_rows where source_table like '%weather'")
+    quarantined = query(dst_home, "select count(*) from quarantine.quarantined_rows__nycflights where source_table like '%weather'")
     assert quarantined[0][0] == 0

@@ -84,7 +84,7 @@ def test_dirty_transactions_are_quarantined_with_their_rule_and_never_staged(bui
     expected = {"duplicate": "duplicate_key", "non_positive_amount": "impossible_amount",
                 "impossible_coordinates": "impossible_coordinates", "missing_card": "null_key"}
     quarantined = dict(query(built_home, """
-        select record->>'transaction_id' || '/' || rule_broken, count(*) from quarantine.quarantined_rows
+        select record->>'transaction_id' || '/' || rule_broken, count(*) from quarantine.quarantined_rows__fraud
         where source_table = 'fraud.transactions' group by all"""))
     for row in dirty:
         if row["transaction_at"] < landed_through:

@@ -1,11 +1,15 @@
 """Rows that break a validation rule land in quarantine with the rule, and nothing else changes."""
 
 import datetime as dt
+import shutil
+from pathlib import Path
 
 import pyarrow as pa
 from fti_testing import query
 
+from models_ml.core.settings import load_settings
 from models_ml.definitions.catalog import load_catalog
+from models_ml.definitions.dbt_project import run_dbt
 from models_ml.features.dbt_runner import build
 from models_ml.features.landing import land_batch
 from models_ml.features.pipeline import published_relations
@@ -58,7 +62,7 @@ def test_bad_rows_go_to_quarantine_and_change_nothing_published(scratch_home):
 
     quarantined = query(
         scratch_home,
-        "select source_table, rule_broken from quarantine.quarantined_rows where batch_id = 'injected'",
+        "select source_table, rule_broken from quarantine.quarantined_rows__nycflights where batch_id = 'injected'",
     )
     expected = [("nycflights.flights", rule) for rule in BAD_FLIGHTS] + [
         ("nycflights.flights", "duplicate_key"), ("nycflights.weather", "impossible_wind")]
@@ -71,6 +75,23 @@ def test_quarantine_keeps_the_raw_record(scratch_home):
     with opened(scratch_home) as store:
         land_batch(store, "flights", "injected", _text_rows([{**GOOD_FLIGHT, "dep_delay": "soon"}]))
     build(scratch_home, ["build"])
-    (record,) = query(scratch_home, "select record->>'dep_delay' from quarantine.quarantined_rows "
+    (record,) = query(scratch_home, "select record->>'dep_delay' from quarantine.quarantined_rows__nycflights "
                                     "where batch_id = 'injected'")[0]
     assert record == "soon"
+
+
+def test_a_base_model_left_out_of_its_domains_quarantine_fails_the_build_naming_it(tmp_path, monkeypatch):
+    """The quarantine model lists its base models (dbt records dependencies at parse time), and the macro
+    checks the list against the graph, so a new raw table's broken rows cannot be silently missed."""
+    root = Path(__file__).resolve().parents[2]
+    project = tmp_path / "project"
+    shutil.copytree(root / "dbt_project", project / "dbt_project", ignore=shutil.ignore_patterns("target", "logs"))
+    shutil.copy(root / "profiles.yml", project)
+    model = project / "dbt_project" / "models" / "staging" / "fraud" / "quarantined_rows__fraud.sql"
+    model.write_text(model.read_text().replace("'base_fraud__cards', ", ""))
+    monkeypatch.setenv("FTI_PROJECT_ROOT", str(project))
+    run = run_dbt(load_settings(tmp_path / "home"), ["compile", "--select", "quarantined_rows__fraud"])
+    messages = " ".join([run.exception or "", *(o.message or "" for o in run.outcomes)])
+    assert not run.success
+    assert ("quarantine of source fraud leaves out base model(s) base_fraud__cards: add them to the list in "
+            "quarantined_rows__fraud") in messages

@@ -79,8 +79,8 @@ def _with_view_meta(manifest: dict, change) -> dict:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda meta: meta.update(trainig={}), "unknown key meta.fti.trainig; known: version, label, features, "
-                                                "on_demand, training"),
+        (lambda meta: meta.update(trainig={}), "unknown key meta.fti.trainig; known: version, label, "
+                                                "inference_spine, features, on_demand, training"),
         (lambda meta: meta["label"].update(categorical_request_features=[], weights="w"),
          r"unknown keys meta\.fti\.label\.categorical_request_features, meta\.fti\.label\.weights; known: model, "),
         (lambda meta: meta["features"][1].update(prefx="c_"),

@@ -278,10 +278,16 @@ def test_a_killed_process_between_delete_and_insert_keeps_the_previous_rows(home
     assert rows(home) == before
 
 
-def test_first_write_of_an_empty_window_creates_an_empty_table(home):
-    result = run(home, day="2025-06-01")
-    assert (result.rows, result.flagged_rows, result.mean_score) == (0, 0, None)
-    assert rows(home) == []
+def test_a_window_with_nothing_to_score_fails_naming_the_spine_and_what_it_holds(home):
+    run(home, day="2024-01-02")
+    before = rows(home)
+    with pytest.raises(pr.EmptyWindow) as refusal:
+        run(home, day="2025-06-01")
+    assert str(refusal.value) == (
+        "nothing to score: labels.label_toy has no row with scheduled_at in [2025-06-01 00:00, 2025-06-02 00:00) "
+        "UTC (it holds 2024-01-01 02:00 to 2024-01-28 03:47 UTC); pick a day in that range, or run the feature "
+        "pipeline to land more")
+    assert rows(home) == before  # the published predictions are untouched
 
 
 # --------------------------------------------------------------------------------------------------
