@@ -47,8 +47,8 @@ def check_lineage_task(settings: Settings, version: registry.ModelVersion, catal
 
 @task(name="choose-window", **IO)
 def choose_window_task(settings: Settings, view: FeatureView, relation: tuple[str, str], day: str | None,
-                       days: int) -> TimeRange:
-    window = bp.choose_window(settings, view, relation, day, days)
+                       days: int, zone: str = "UTC") -> TimeRange:
+    window = bp.choose_window(settings, view, relation, day, days, zone)
     if day is None:
         get_run_logger().info("no day given: %s is the first day with unscored rows", window.start.date())
     return window
@@ -88,8 +88,10 @@ def batch_inference(
     model: str | None = None,
     alias: str = "champion",
     home: str | None = None,
+    timezone: str = "UTC",
 ) -> dict[str, Any]:
-    """Score the inference spine's rows of ``days`` UTC days from ``day`` (on the event time) with ``model``
+    """Score the inference spine's rows of ``days`` days from ``day`` (calendar days of ``timezone``, on the
+    event time) with ``model``
     (default: the only registered model) into predictions.<model>.
 
     ``day`` defaults to the first day with unscored rows (see models_ml.inference.batch.predict.default_day):
@@ -97,7 +99,7 @@ def batch_inference(
     """
     settings = load_settings(home)
     model = registry.model_name(settings, model)
-    run = bp.run_batch_inference(settings, model, alias=alias, day=day, days=days, steps=STEPS)
+    run = bp.run_batch_inference(settings, model, alias=alias, day=day, days=days, timezone=timezone, steps=STEPS)
     get_run_logger().info("%s v%d: %s rows scored, %s flagged, mean score %s -> %s", model, run.model_version,
                           f"{run.rows:,}", f"{run.flagged_rows:,}",
                           "-" if run.mean_score is None else f"{run.mean_score:.4f}", run.table)

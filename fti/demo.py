@@ -21,6 +21,7 @@ from models_ml.core.settings import Settings
 from models_ml.training import registry
 
 DOMAIN, MODEL = "flights", "flight_delay"
+ZONE = "America/New_York"  # a flights day is a New York day: the schedule is published per local day
 
 
 def _say(message: str) -> None:
@@ -77,7 +78,7 @@ def run_demo(
     scored_rows = flagged_rows = 0
     for offset in range(predict_days):
         day = first_predicted + dt.timedelta(days=offset)
-        scored = batch_inference(day=day.isoformat(), model=MODEL, home=str(settings.home))
+        scored = batch_inference(day=day.isoformat(), model=MODEL, home=str(settings.home), timezone=ZONE)
         scored_rows, flagged_rows = scored_rows + scored["rows"], flagged_rows + scored["flagged_rows"]
         _say(f"    {day}: scored {scored['rows']:,} scheduled flights the night before "
              f"({scored['flagged_rows']:,} with a feature group missing)")
@@ -88,7 +89,7 @@ def run_demo(
     catalog = load_catalog(settings)
     view = catalog.view(MODEL)
     with opened(settings, read_only=True) as store:
-        outcomes = daily_outcomes(store, view, predictions_relation(MODEL))
+        outcomes = daily_outcomes(store, view, predictions_relation(MODEL), ZONE)
     for day in outcomes:
         auc = "-" if day.roc_auc is None else f"{day.roc_auc:.4f}"
         _say(f"    {day.day}: {day.scored:,} scored, {day.with_outcome:,} outcomes known, ROC-AUC {auc}")

@@ -31,7 +31,7 @@ def predict(args: argparse.Namespace) -> int:
 
     try:
         result = batch_inference(day=args.day, days=args.days, model=args.model, alias=args.alias,
-                                 home=args.home)
+                                 home=args.home, timezone=args.timezone)
     except (PredictionError, RegistryError) as error:
         print(f"fti: {error}", file=sys.stderr)
         return 2
@@ -39,7 +39,7 @@ def predict(args: argparse.Namespace) -> int:
     mean = "-" if result["mean_score"] is None else f"{result['mean_score']:.4f}"
     print(f"{result['model_name']} v{result['model_version']} ({result['alias']}), feature view "
           f"{result['feature_view']} v{result['feature_view_version']}")
-    print(f"  window      [{start[:10]}, {end[:10]}) UTC on the event time")
+    print(f"  window      [{start[:16]}, {end[:16]}) UTC on the event time")
     print(f"  rows scored {result['rows']:,}   flagged (a feature group missing) {result['flagged_rows']:,}   "
           f"mean score {mean}")
     for group, count in result["missing_by_group"].items():
@@ -73,12 +73,12 @@ def outcomes(args: argparse.Namespace) -> int:
             print(f"fti: no predictions table {'.'.join(relation)} yet: run `fti predict --model {name}`",
                   file=sys.stderr)
             return 2
-        days = daily_outcomes(store, view, relation)
+        days = daily_outcomes(store, view, relation, args.timezone)
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     print(f"{'.'.join(relation)} joined to {view.label.qualified_relation} on {', '.join(view.label.entity)}")
     print(table([[str(d.day), f"{d.scored:,}", f"{d.with_outcome:,}", f"{d.mean_score:.3f}", fmt(d.actual_rate),
                   fmt(d.roc_auc)] for d in days],
-                ["day (UTC)", "scored", "with outcome", "mean score", "actual rate", "ROC-AUC"]))
+                [f"day ({args.timezone})", "scored", "with outcome", "mean score", "actual rate", "ROC-AUC"]))
     return 0
 
 
@@ -94,6 +94,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--day", type=_iso_day,
                         help="first UTC day to score (default: the first day with unscored rows)")
     parser.add_argument("--days", type=_positive, default=1, help="number of days (default 1)")
+    parser.add_argument("--timezone", default="UTC",
+                        help="whose calendar days --day and --days are (IANA name, e.g. America/New_York; "
+                             "default UTC)")
     parser.add_argument("--model", help="registered model name (default: the only one registered)")
     parser.add_argument("--alias", default="champion",
                         help="alias or version to score with (default champion; another alias writes "
@@ -107,4 +110,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     outcome.add_argument("--model", help="registered model name (default: the only one registered)")
     outcome.add_argument("--alias", default="champion", help="whose predictions table (default champion)")
+    outcome.add_argument("--timezone", default="UTC", help="whose calendar days (IANA name; default UTC)")
     outcome.set_defaults(handler=outcomes)

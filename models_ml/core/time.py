@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from dataclasses import dataclass
 
 UTC = dt.timezone.utc
@@ -42,9 +43,22 @@ class TimeRange:
         return cls(as_utc(start), as_utc(end))
 
 
-def day_window(day: str | dt.date, days: int = 1) -> TimeRange:
-    """``[day, day + days)`` in UTC: the entities whose event time falls on those UTC days."""
+def day_window(day: str | dt.date, days: int = 1, zone: str = "UTC") -> TimeRange:
+    """``[day, day + days)`` as calendar days of the IANA time ``zone`` (default UTC), as a UTC range: the
+    entities whose event time falls on those days there (a New York day is 23, 24 or 25 hours long)."""
     if days < 1:
         raise ValueError(f"days must be at least 1, got {days}")
     start = day if isinstance(day, dt.date) else dt.date.fromisoformat(day)
-    return TimeRange.of(start, start + dt.timedelta(days=days))
+    tz = time_zone(zone)
+    midnight = lambda d: dt.datetime.combine(d, dt.time(0), tzinfo=tz)  # noqa: E731
+    return TimeRange(as_utc(midnight(start)), as_utc(midnight(start + dt.timedelta(days=days))))
+
+
+def time_zone(zone: str) -> dt.tzinfo:
+    """The IANA time zone ``zone`` (ValueError naming it when there is none)."""
+    if zone == "UTC":
+        return UTC
+    try:
+        return zoneinfo.ZoneInfo(zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
+        raise ValueError(f"unknown time zone {zone!r}: use an IANA name like UTC or America/New_York") from error

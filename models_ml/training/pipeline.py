@@ -68,9 +68,10 @@ def plan_training(
     ``[split]``; ``fractions`` (train, validation, test) replace the cut dates; ``overrides`` and
     ``gate_overrides`` replace hyperparameters and gate thresholds.
     """
-    catalog = load_catalog(settings)
-    view = catalog.view(view).name
-    config = tr.read_config(view, catalog=catalog) if config is None else config
+    if config is None or view is None:  # a given config and view name need no dbt project
+        catalog = load_catalog(settings)
+        view = catalog.view(view).name
+        config = tr.read_config(view, catalog=catalog) if config is None else config
     split_config = config.get("split", {})
     start, end = start or split_config.get("start"), end or split_config.get("end")
     if not (start and end):

@@ -253,12 +253,12 @@ def test_deployments_register_and_a_worker_runs_the_feature_pipeline(tmp_path):
             (pull_step,) = deployment["pull_steps"]
             directory = pull_step["prefect.deployments.steps.set_working_directory"]["directory"]
             assert Path(directory).resolve() == ROOT  # the checkout, found when deploying
-        features = _api(api_url, "GET", "/deployments/name/feature-pipeline/daily")
-        assert features["parameters"] == {"full_refresh": False}
+        features = _api(api_url, "GET", "/deployments/name/feature-pipeline/flights")
+        assert features["parameters"] == {"domain": "flights", "full_refresh": False}
         assert features["schedules"][0]["schedule"]["cron"] == "0 6 * * *"
 
         output = processes.run(
-            "deployment-run", "deployment", "run", "feature-pipeline/daily",
+            "deployment-run", "deployment", "run", "feature-pipeline/flights",
             "--param", f"through={RUN_THROUGH}", "--param", f"home={home}",
         )
         match = re.search(r"UUID: ([0-9a-f-]{36})", output)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import duckdb
@@ -206,3 +207,14 @@ def test_naive_times_and_bad_splits_are_rejected():
         TimeSplit(validation_start="2024-01-03", test_start="2024-01-02")
     with pytest.raises(ValueError):
         TimeSplit(fractions=(0.5, 0.5, 0.5))
+
+
+def test_an_entity_key_may_be_the_spine_time_itself(store):
+    """Churn's label is one row per customer and month start: its keys are (customer_id, prediction_at)."""
+    view = toy_view()
+    keyed = dataclasses.replace(view, label=dataclasses.replace(view.label, entity=("flight_id", "prediction_at")))
+    info = sn.build_snapshot(store, keyed, WINDOW)
+    assert store.to_arrow(info.table(store)).column_names.count("prediction_at") == 1
+    assert info.row_count == 5
+    splits = load_splits(store, info, TimeSplit(validation_start="2024-01-02", test_start="2024-01-03"))
+    assert splits.train["flight_id"].to_pylist() == ["f1", "f2"]

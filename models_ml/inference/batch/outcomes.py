@@ -14,12 +14,11 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from models_ml.core.time import time_zone
 from models_ml.definitions.catalog import FeatureView
 from models_ml.inference.batch.predict import SCORE
 from models_ml.offline.store import OfflineStore
 from models_ml.training.evaluate import roc_auc
-
-_KNOWN = "__fti_outcome_known"
 
 
 @dataclass(frozen=True)
@@ -34,17 +33,19 @@ class DayOutcome:
     roc_auc: float | None
 
 
-def daily_outcomes(store: OfflineStore, view: FeatureView, predictions: tuple[str, str]) -> list[DayOutcome]:
-    """Every predicted day of the ``(schema, name)`` predictions table, joined to the view's label model."""
+def daily_outcomes(store: OfflineStore, view: FeatureView, predictions: tuple[str, str],
+                   zone: str = "UTC") -> list[DayOutcome]:
+    """Every predicted day (a calendar day of ``zone``) of the ``(schema, name)`` predictions table, joined
+    to the view's label model."""
     label = view.label
     scored = store.table(*predictions).select(*label.entity, label.event_time, SCORE)
     outcomes = store.table(label.schema, label.relation)
     outcomes = outcomes.select(*label.entity, outcomes[label.target].name("__fti_target"))
     joined = scored.left_join(outcomes, list(label.entity))
-    joined = joined.select(day=joined[label.event_time].date(), score=joined[SCORE],  # session zone: UTC
-                           target=joined["__fti_target"])
-    table = store.to_arrow(joined.order_by("day"))
-    days = table["day"].to_numpy()
+    joined = joined.select(at=joined[label.event_time], score=joined[SCORE], target=joined["__fti_target"])
+    table = store.to_arrow(joined.order_by("at"))
+    at = table["at"].cast(pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us", tz=str(time_zone(zone))))
+    days = pc.local_timestamp(at).cast(pa.date32()).to_numpy(zero_copy_only=False)
     scores = table["score"].to_numpy()
     target = table["target"]
     known_all = pc.is_valid(target).to_numpy(zero_copy_only=False)

@@ -50,16 +50,16 @@ def check_lineage(settings: Settings, version: registry.ModelVersion, catalog: C
 
 
 def choose_window(settings: Settings, view: FeatureView, relation: tuple[str, str], day: str | dt.date | None,
-                  days: int) -> TimeRange:
-    """``[day, day + days)`` UTC; without a day, from the first day with unscored rows (:func:`~models_ml.
-    inference.batch.predict.default_day`)."""
+                  days: int, zone: str = "UTC") -> TimeRange:
+    """``[day, day + days)`` as days of ``zone`` (default UTC); without a day, from the first day with
+    unscored rows (:func:`~models_ml.inference.batch.predict.default_day`)."""
     if day is None:
         with opened(settings) as store:
-            day = pr.default_day(store, view, relation)
+            day = pr.default_day(store, view, relation, zone)
         if day is None:
             schema, name = view.scoring_relation
             raise pr.EmptyWindow(f"nothing to score: {schema}.{name} is empty; run the feature pipeline first")
-    return day_window(day, days)
+    return day_window(day, days, zone)
 
 
 def load_features(settings: Settings, view: FeatureView, window: TimeRange, features: Sequence[str]) -> pa.Table:
@@ -166,7 +166,7 @@ class BatchSteps:
 
     resolve_model: Callable[[Settings, str, str], tuple[registry.ModelVersion, Model]] = resolve_model
     check_lineage: Callable[[Settings, registry.ModelVersion, Catalog | None], FeatureView] = check_lineage
-    choose_window: Callable[[Settings, FeatureView, tuple[str, str], Any, int], TimeRange] = choose_window
+    choose_window: Callable[[Settings, FeatureView, tuple[str, str], Any, int, str], TimeRange] = choose_window
     load_features: Callable[[Settings, FeatureView, TimeRange, Sequence[str]], pa.Table] = load_features
     score: Callable[..., tuple[pa.Table, dict[str, float]]] = score
     write: Callable[[Settings, tuple[str, str], pa.Table, FeatureView, TimeRange], WindowReplaced] = write
@@ -180,13 +180,14 @@ def run_batch_inference(
     window: TimeRange | None = None,
     day: str | dt.date | None = None,
     days: int = 1,
+    timezone: str = "UTC",
     catalog: Catalog | None = None,
     num_threads: int | None = None,
     scored_at: dt.datetime | None = None,
     steps: BatchSteps = BatchSteps(),
 ) -> PredictionRun:
-    """Score every spine row of ``window`` (or of ``days`` UTC days from ``day``, by default the first day
-    with unscored rows) with ``model_name``'s ``alias`` (default: the only registered model) and replace those
+    """Score every spine row of ``window`` (or of ``days`` days from ``day``, calendar days of ``timezone``,
+    by default the first day with unscored rows) with ``model_name``'s ``alias`` (default: the only registered model) and replace those
     rows of its predictions table. A window with nothing to score raises EmptyWindow.
 
     ``seconds`` of the result: per step, with scoring split into ``prepare_features``, ``predict`` and
@@ -201,7 +202,7 @@ def run_batch_inference(
         view = steps.check_lineage(settings, version, catalog)
     if window is None:
         with timings.stage("choose_window"):
-            window = steps.choose_window(settings, view, relation, day, days)
+            window = steps.choose_window(settings, view, relation, day, days, timezone)
     with timings.stage("features"):
         features = steps.load_features(settings, view, window, model.spec.features)
     scored_at = scored_at or dt.datetime.now(_UTC)

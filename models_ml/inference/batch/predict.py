@@ -73,7 +73,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from models_ml.core.time import TimeRange
+from models_ml.core.time import TimeRange, time_zone
 from models_ml.core.timing import Timings
 from models_ml.definitions.catalog import Catalog, FeatureView
 from models_ml.definitions.pinning import LineageError, pin_view
@@ -282,12 +282,12 @@ def write_predictions(store: OfflineStore, relation: tuple[str, str], prediction
 # Choosing the day
 
 
-def _day(value: dt.datetime) -> dt.date:
-    return value.astimezone(_UTC).date()
-
-
-def default_day(store: OfflineStore, view: FeatureView, relation: tuple[str, str]) -> dt.date | None:
-    """The first UTC day with unscored spine rows (see the module docstring); None when the spine is empty."""
+def default_day(store: OfflineStore, view: FeatureView, relation: tuple[str, str],
+                zone: str = "UTC") -> dt.date | None:
+    """The first day (in ``zone``) with unscored spine rows (see the module docstring); None when the spine is
+    empty."""
+    tz = time_zone(zone)
+    _day = lambda value: value.astimezone(tz).date()  # noqa: E731
     event = view.label.event_time
     spine = store.table(*view.scoring_relation)
     latest = store.table(*relation)[event].max().to_pyarrow().as_py() if store.exists(*relation) else None
