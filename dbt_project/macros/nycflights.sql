@@ -38,6 +38,21 @@
             || '-' || strftime(scheduled_departure_at at time zone 'UTC', '%Y%m%dT%H%MZ')
 {%- endmacro %}
 
+{#-
+  What the flight-delay model knows of a flight before it departs: its keys, route, plane, schedule, the
+  prediction time and the request features. The inference spine is exactly these; the label adds the outcome.
+-#}
+{% macro flight_delay_spine_columns() -%}
+        flight_id,
+        carrier_code,
+        origin_airport_code,
+        destination_airport_code,
+        tail_number,
+        scheduled_departure_at,
+        {{ flight_prediction_columns() }},
+        distance_miles
+{%- endmacro %}
+
 {#- When the flight-delay prediction is made, and the request features known then (New York local). -#}
 {% macro flight_prediction_columns() -%}
         scheduled_departure_at - to_hours({{ var('flight_delay_lead_hours') }}) as prediction_at,

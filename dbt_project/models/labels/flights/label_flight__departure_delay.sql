@@ -4,6 +4,7 @@
 -- delay, and dropping them would teach the model that bad days look better than they are. Their label
 -- becomes known at the scheduled departure; a flown flight's at its actual departure.
 -- The schedule columns (hour, weekday, distance) are known when the prediction is made: request features.
+-- The columns known before departure are the inference spine's own (macro flight_delay_spine_columns).
 with
 
 flights as (
@@ -16,15 +17,8 @@ new_flights as (
 
 final as (
     select
-        flight_id,
-        carrier_code,
-        origin_airport_code,
-        destination_airport_code,
-        tail_number,
-        scheduled_departure_at,
-        {{ flight_prediction_columns() }},
+        {{ flight_delay_spine_columns() }},
         coalesce(departed_at, scheduled_departure_at) as label_known_at,
-        distance_miles,
         departure_delay_minutes,
         is_cancelled,
         is_cancelled or departure_delay_minutes > {{ var('flight_delay_threshold_minutes') }} as is_delayed,

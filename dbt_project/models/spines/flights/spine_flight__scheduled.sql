@@ -14,14 +14,7 @@ new_schedule as (
 
 final as (
     select
-        flight_id,
-        carrier_code,
-        origin_airport_code,
-        destination_airport_code,
-        tail_number,
-        scheduled_departure_at,
-        {{ flight_prediction_columns() }},
-        distance_miles,
+        {{ flight_delay_spine_columns() }},
         loaded_at
     from new_schedule
 )
