@@ -17,7 +17,16 @@ os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 import datetime as dt  # noqa: E402
 
 import pytest  # noqa: E402
-from fti_testing import SLICE_END, copy_home, land, land_fraud, ticking_clock  # noqa: E402
+from fti_testing import (  # noqa: E402
+    CHURN_CLOCK_START,
+    CHURN_TEST_CONFIG,
+    SLICE_END,
+    copy_home,
+    land,
+    land_churn,
+    land_fraud,
+    ticking_clock,
+)
 
 from models_ml.core.settings import Settings, load_settings  # noqa: E402
 from models_ml.features.dbt_runner import build  # noqa: E402
@@ -31,6 +40,17 @@ def built_home(tmp_path_factory) -> Settings:
     land(settings, SLICE_END, ticking_clock())
     land_fraud(settings, SLICE_END, ticking_clock(dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc)))
     build(settings, ["build"])
+    return settings
+
+
+@pytest.fixture(scope="session")
+def churn_home(tmp_path_factory) -> Settings:
+    """The small churn dataset (fti_testing.CHURN_TEST_CONFIG, 2024-01-01..2024-03-10) landed in one go and
+    built with `dbt build` of the churn domain only (its own home: adding it to `built_home` would cost that
+    fixture more than its data is worth to the other tests). Do not modify."""
+    settings = load_settings(tmp_path_factory.mktemp("fti-churn") / "home")
+    land_churn(settings, CHURN_TEST_CONFIG.last_day, ticking_clock(CHURN_CLOCK_START))
+    build(settings, ["build", "--select", "source:churn+"])
     return settings
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import duckdb
 
+from examples.churn.generator import ChurnConfig
+from examples.churn.loader import land_churn as land_churn_days
 from examples.flights.loader import land_flights
 from examples.fraud.generator import FraudConfig
 from examples.fraud.loader import land_fraud as land_fraud_batches
@@ -38,6 +40,15 @@ FRAUD_CONFIG = FraudConfig(
 )
 
 
+# A small subscription business (about 400 customers, 70 days from 2024-01-01 to 2024-03-10), with more
+# churn and dirty rows than full size so small tests see every rule and enough cancellations. By its last
+# day the labels of the month starts 2024-01-01 and 2024-02-01 are known; 2024-03-01 is in the inference
+# spine only.
+CHURN_TEST_CONFIG = ChurnConfig(seed=23, start=dt.date(2024, 1, 1), days=70, n_initial_customers=250,
+                                n_new_customers=150, churn_rate_scale=2.0, dirty_row_share=0.004)
+CHURN_CLOCK_START = dt.datetime(2026, 1, 3, tzinfo=dt.timezone.utc)
+
+
 def ticking_clock(start: dt.datetime = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)) -> Callable[[], dt.datetime]:
     """A landing clock that advances one second per batch: two homes landed in the same order get the
     same ingestion times, so their tables can be compared row for row."""
@@ -55,6 +66,13 @@ def land_fraud(settings: Settings, through: dt.date | dt.datetime, clock: Callab
     """Land the fraud dataset's batches through `through` (its own clock: flights' ingestion times stay put)."""
     with opened(settings) as store:
         return land_fraud_batches(store, through, settings.home / "cache", config=config, batch=batch, clock=clock)
+
+
+def land_churn(settings: Settings, through: dt.date, clock: Callable[[], dt.datetime],
+               config: ChurnConfig = CHURN_TEST_CONFIG):
+    """Land the churn dataset's days through `through` (its own clock, as for fraud)."""
+    with opened(settings) as store:
+        return land_churn_days(store, through, settings.home / "cache", config=config, clock=clock)
 
 
 def copy_home(source: Settings, target: Path) -> Settings:

@@ -12,8 +12,9 @@ drifting slowly), a payment-failure propensity (most cards rarely fail, some oft
 **Why customers leave.** Every day an active customer may form the *intent* to cancel, with a hazard that
 grows with recent support tickets (more so severe ones), recent failed payments, a short tenure, the basic
 plan, a promo signup, a low usage habit, and a hidden propensity no feature sees. Once intent forms, usage
-usually decays (a fifth of the leavers keep using as before), the customer files more tickets, and cancels
-2 to ~50 days later; some are won back and never cancel. Payments renew every 30 days; a failed payment is
+usually decays (about one leaver in seven keeps using as before), the customer files more tickets, and
+cancels 10 to ~70 days later (a month on average); one in ten is won back and never cancels. Some of the
+customers there at the start already intend to leave, as many as at any other time. Payments renew every 30 days; a failed payment is
 retried after 3 and 6 days, and after three failures most customers are cancelled (``payment_failed``).
 Usage also dips for ordinary reasons (holidays), so a decline is a signal, not a verdict.
 
@@ -80,8 +81,8 @@ class ChurnConfig:
     seed: int = 17
     start: dt.date = dt.date(2024, 1, 1)
     days: int = 366
-    n_initial_customers: int = 2_500
-    n_new_customers: int = 2_500
+    n_initial_customers: int = 3_000
+    n_new_customers: int = 3_000
     churn_rate_scale: float = 1.0  # multiplies every customer's hazard of deciding to leave
     dirty_row_share: float = 0.0005
 
@@ -196,7 +197,7 @@ def _simulate(config: ChurnConfig, rng: np.random.Generator):
         + np.array([c[2] for c in COUNTRIES])[country]
         + np.array([c[2] for c in CHANNELS])[channel]
         - 0.45 * (np.log(habit) - np.log(1.4))
-        + rng.normal(0.0, 0.6, n)  # what no feature sees
+        + rng.normal(0.0, 0.4, n)  # what no feature sees
     )
 
     # Billing: every 30 days from signup; the first renewal 30 days after it.
@@ -207,7 +208,8 @@ def _simulate(config: ChurnConfig, rng: np.random.Generator):
     cancelled = np.zeros(n, bool)
     cancel_day = np.full(n, -1, np.int64)  # scheduled cancellation (intent or payment), -1: none
     cancel_reason = np.full(n, -1, np.int64)  # index into VOLUNTARY_REASONS, or len() for payment_failed
-    intent_day = np.full(n, -1, np.int64)
+    intends = np.zeros(n, bool)
+    intent_day = np.zeros(n, np.int64)  # when the intent formed (before the period for some initial ones)
     decay_days = np.ones(n)
     silent = np.zeros(n, bool)
     won_back = np.zeros(n, bool)
@@ -216,6 +218,19 @@ def _simulate(config: ChurnConfig, rng: np.random.Generator):
     ticket_pressure = np.zeros(n)
     fail_pressure = np.zeros(n)
     decay = 0.5 ** (1 / PRESSURE_HALF_LIFE_DAYS)
+
+    def intend_to_leave(who: np.ndarray, day) -> None:
+        k = len(who)
+        intends[who], intent_day[who] = True, day
+        cancel_day[who] = np.maximum(day + 10 + np.round(rng.gamma(2.0, 10.0, k)).astype(np.int64), 0)
+        cancel_reason[who] = _pick(rng, [0.3, 0.3, 0.2, 0.1, 0.1], k)
+        decay_days[who] = rng.uniform(3.0, 12.0, k)
+        silent[who] = rng.uniform(0, 1, k) < 0.15
+        won_back[who] = rng.uniform(0, 1, k) < 0.10
+
+    # The initial customers are mid-life: about as many already intend to leave as would at any time.
+    already = np.flatnonzero(initial & (rng.uniform(0, 1, n) < min(0.5, 0.05 * config.churn_rate_scale)))
+    intend_to_leave(already, -rng.integers(1, 31, len(already)))
 
     usage = _Events("customer", "day", "sessions", "minutes")
     payments = _Events("customer", "at", "amount", "succeeded")
@@ -236,7 +251,7 @@ def _simulate(config: ChurnConfig, rng: np.random.Generator):
                               reason=cancel_reason[leaving])
             cancelled[leaving] = True
             alive[leaving] = False
-        intent_day[saved], cancel_day[saved], won_back[saved] = -1, -1, False
+        intends[saved], cancel_day[saved], won_back[saved] = False, -1, False
         tenure = day - signup_day
 
         # Renewals and retries.
@@ -260,9 +275,9 @@ def _simulate(config: ChurnConfig, rng: np.random.Generator):
             won_back[cut_off] = False
 
         # Support tickets: more while intending to leave, and after failed payments (about billing).
-        intending = alive & (intent_day >= 0) & ~silent
+        intending = alive & intends & ~silent
         billing_trouble = fail_pressure > 0.5
-        rate = ticket_rate * (1 + 2.0 * intending) * (1 + 2.5 * billing_trouble)
+        rate = ticket_rate * (1 + 3.0 * intending) * (1 + 2.5 * billing_trouble)
         filing = np.flatnonzero(alive & (rng.uniform(0, 1, n) < rate))
         if len(filing):
             severity = _pick(rng, _SEVERITY_SHARE, len(filing))
@@ -275,22 +290,16 @@ def _simulate(config: ChurnConfig, rng: np.random.Generator):
         # Deciding to leave.
         hazard = np.exp(static_hazard + 0.9 * np.exp(-np.maximum(tenure, 0) / 60.0)
                         + 0.35 * ticket_pressure + 0.6 * fail_pressure)
-        onset = np.flatnonzero(alive & (intent_day < 0) & (cancel_day < 0) & (rng.uniform(0, 1, n) < hazard))
+        onset = np.flatnonzero(alive & ~intends & (cancel_day < 0) & (rng.uniform(0, 1, n) < hazard))
         if len(onset):
-            k = len(onset)
-            intent_day[onset] = day
-            cancel_day[onset] = day + 2 + np.round(rng.gamma(2.0, 9.0, k)).astype(np.int64)
-            cancel_reason[onset] = _pick(rng, [0.3, 0.3, 0.2, 0.1, 0.1], k)
-            decay_days[onset] = rng.uniform(4.0, 18.0, k)
-            silent[onset] = rng.uniform(0, 1, k) < 0.2
-            won_back[onset] = rng.uniform(0, 1, k) < 0.15
+            intend_to_leave(onset, day)
 
         # Usage of the day: the habit, drifting; decaying with intent; almost nothing on holiday.
-        going = alive & (holiday_until < day) & (rng.uniform(0, 1, n) < 1 / 180)
+        going = alive & (holiday_until < day) & (rng.uniform(0, 1, n) < 1 / 240)
         holiday_until[going] = day + rng.integers(4, 15, int(going.sum()))
         drift += rng.normal(0.0, 0.03, n) - 0.02 * drift
         multiplier = np.exp(drift)
-        leaving_soon = (intent_day >= 0) & ~silent
+        leaving_soon = intends & ~silent
         multiplier = np.where(leaving_soon, multiplier * np.maximum(0.04, np.exp(-(day - intent_day) / decay_days)),
                               multiplier)
         multiplier = np.where(holiday_until >= day, multiplier * 0.05, multiplier)
@@ -300,8 +309,9 @@ def _simulate(config: ChurnConfig, rng: np.random.Generator):
         sessions = np.where(alive, rng.poisson(expected), 0)
         using = np.flatnonzero(sessions > 0)
         if len(using):
-            minutes = np.maximum(sessions[using], np.round(
-                sessions[using] * minutes_per_session[using] * np.exp(rng.normal(0, 0.35, len(using)))))
+            minutes = np.clip(np.round(
+                sessions[using] * minutes_per_session[using] * np.exp(rng.normal(0, 0.35, len(using)))),
+                              sessions[using], 960)
             usage.add(customer=using, day=np.full(len(using), day), sessions=sessions[using],
                       minutes=minutes.astype(np.int64))
 

@@ -25,11 +25,12 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from examples.churn.generator import UTC, ChurnConfig, generate
+from examples.churn.generator import MICROS_PER_DAY, ChurnConfig, generate
 from models_ml.features.landing import (
     RAW_SCHEMA,
     Clock,
@@ -58,6 +59,7 @@ BATCHED_BY = {
 GROUND_TRUTH = ("dirty_kind",)
 DATASET_TABLE = "churn_dataset"
 DATASET_BATCH = "reference"
+_EPOCH_DATE = dt.date(1970, 1, 1)
 
 
 class DatasetMismatch(ValueError):
@@ -105,20 +107,31 @@ def days(config: ChurnConfig) -> Iterator[dt.date]:
         yield config.start + dt.timedelta(days=offset)
 
 
-def _day_rows(path: Path, column: str, day: dt.date, first: bool) -> pa.Table:
-    """One day's rows of a generated file, in file order, without the ground truth. The first day also
-    takes every earlier row (customers who subscribed before the period)."""
-    dataset = ds.dataset(path, format="parquet")
-    columns = [name for name in dataset.schema.names if name not in GROUND_TRUTH]
-    field = ds.field(column)
-    if pa.types.is_date(dataset.schema.field(column).type):
-        lower, upper = pa.scalar(day, pa.date32()), pa.scalar(day + dt.timedelta(days=1), pa.date32())
-    else:
-        start = dt.datetime(day.year, day.month, day.day, tzinfo=UTC)
-        lower = pa.scalar(start, pa.timestamp("us", tz="UTC"))
-        upper = pa.scalar(start + dt.timedelta(days=1), pa.timestamp("us", tz="UTC"))
-    window = (field < upper) if first else (field >= lower) & (field < upper)
-    return dataset.to_table(columns=columns, filter=window)
+class _Generated:
+    """The generated tables of one config, read once per landing call, cut into days in memory (each file is
+    sorted by the time it is batched by, so a day is a contiguous slice)."""
+
+    def __init__(self, files: dict[str, Path]):
+        self.tables: dict[str, pa.Table] = {}
+        self.times: dict[str, np.ndarray] = {}
+        for name, path in files.items():
+            schema = pq.read_schema(path)
+            table = pq.read_table(path, columns=[c for c in schema.names if c not in GROUND_TRUTH])
+            column = table[BATCHED_BY[name]].combine_chunks()
+            if pa.types.is_date(column.type):  # a day number; as microseconds of its midnight
+                micros = pc.cast(column, pa.int32()).to_numpy().astype(np.int64) * MICROS_PER_DAY
+            else:
+                micros = pc.cast(column, pa.int64()).to_numpy()
+            self.tables[name], self.times[name] = table, micros
+
+    def day(self, name: str, day: dt.date, first: bool) -> pa.Table:
+        """The rows of `day` (UTC); the first day also takes every earlier row (customers who subscribed
+        before the period)."""
+        start = (day - _EPOCH_DATE).days * MICROS_PER_DAY
+        times = self.times[name]
+        lower = 0 if first else int(np.searchsorted(times, start, side="left"))
+        upper = int(np.searchsorted(times, start + MICROS_PER_DAY, side="left"))
+        return self.tables[name].slice(lower, upper - lower)
 
 
 def _check_day(through: dt.date) -> dt.date:
@@ -147,13 +160,13 @@ def land_churn(
                and any(day.isoformat() not in landed[name] for name in RAW_TABLES)]
     if not pending:
         return report
-    files = dataset_files(config, cache_dir)
+    generated = _Generated(dataset_files(config, cache_dir))
     for day in pending:
         batch_id = day.isoformat()
         for name, table in RAW_TABLES.items():
             if batch_id in landed[name]:
                 continue
-            rows = _day_rows(files[name], BATCHED_BY[name], day, first=day == config.start)
+            rows = generated.day(name, day, first=day == config.start)
             report.batches.append(land_batch(store, table, batch_id, rows, clock=clock))
     return report
 

@@ -1,6 +1,6 @@
 -- Trailing payment failures and support tickets of each customer, one row per customer per moment its
--- windows change: a payment attempt (at its attempt time), a ticket (at its opening time), and the moments
--- each of them leaves the 30-day and the 90-day window (macros/window_exits.sql). So the row at or before
+-- windows change: its signup (all zero), a payment attempt (at its attempt time), a ticket (at its opening
+-- time), and the moments each of them leaves the 30-day and the 90-day window (macros/window_exits.sql). So the row at or before
 -- any time t holds the counts over (t - 30 days, t] and (t - 90 days, t] exactly, also months after the
 -- customer's last payment trouble. `last_payment_failed` is whether the latest attempt in the 90 days
 -- failed (null without one).
@@ -15,6 +15,10 @@ payments as (
 
 tickets as (
     select * from {{ ref('stg_churn__tickets') }}
+),
+
+customers as (
+    select * from {{ ref('stg_churn__customers') }}
 ),
 
 clock as (
@@ -49,6 +53,18 @@ happened as (
 
 events as (
     select * from happened
+    union all
+    select
+        customer_id,
+        signup_at as event_at,
+        0 as payment_count,
+        0 as failed_payment_count,
+        0 as ticket_count,
+        0 as high_severity_ticket_count,
+        0 as severity_level,
+        null::boolean as payment_failed,
+        loaded_at
+    from customers
     union all
     select
         customer_id,

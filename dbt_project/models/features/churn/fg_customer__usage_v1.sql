@@ -1,8 +1,9 @@
 -- Trailing product usage of each customer, one row per customer per moment its trailing windows change:
--- the end of each UTC day it used the product (a day's usage is known once the day is over), and the
--- moments such a day leaves the 7-day and the 30-day window (macros/window_exits.sql). So the row at or
--- before any time t, the one the point-in-time join takes, holds the counts over (t - 7 days, t] and
--- (t - 30 days, t] exactly, also for a customer who stopped using the product weeks ago.
+-- its signup (all zero: a new customer's usage is known to be none, not unknown), the end of each UTC day
+-- it used the product (a day's usage is known once the day is over), and the moments such a day leaves the
+-- 7-day and the 30-day window (macros/window_exits.sql). So the row at or before any time t, the one the
+-- point-in-time join takes, holds the counts over (t - 7 days, t] and (t - 30 days, t] exactly, also for a
+-- customer who stopped using the product weeks ago.
 --
 -- `last_used_at` is the end of the customer's last day with sessions, however long ago (the
 -- customer_churn view turns it into days since last use at the prediction time, on demand). Counts are
@@ -12,6 +13,10 @@ with
 
 usage as (
     select * from {{ ref('stg_churn__usage') }}
+),
+
+customers as (
+    select * from {{ ref('stg_churn__customers') }}
 ),
 
 clock as (
@@ -39,6 +44,16 @@ events as (
         event_at as used_at,
         loaded_at
     from used
+    union all
+    select
+        customer_id,
+        signup_at as event_at,
+        0 as sessions,
+        0 as minutes_used,
+        0 as active_days,
+        null::timestamptz as used_at,
+        loaded_at
+    from customers
     union all
     select
         customer_id,
