@@ -56,15 +56,29 @@ def serve(args: argparse.Namespace) -> int:
     from models_ml.core.settings import load_settings
     from models_ml.inference.online.serving.app import serve as run
 
+    from models_ml.inference.online.serving.config import ServeConfig, read_token_file
+
     settings = load_settings(args.home)
     if args.store:
         settings = settings.with_online_store(args.store)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host, port = args.host or settings.serve_host, args.port or settings.serve_port
+    try:
+        config = ServeConfig.from_env(
+            token=read_token_file(args.token_file) if args.token_file else None,
+            max_body_bytes=args.max_body_bytes, max_header_bytes=args.max_header_bytes,
+            max_connections=args.max_connections, max_in_flight=args.max_in_flight,
+            timeout_keep_alive=args.timeout_keep_alive, timeout_request=args.timeout_request,
+            max_age_days=args.log_max_age_days, max_rows=args.log_max_rows, max_bytes=args.log_max_bytes,
+            min_free_bytes=args.log_min_free_bytes)
+    except ValueError as error:
+        print(f"fti: {error}", file=sys.stderr)
+        return 2
     print(f"fti serve: {settings.online_store} store, models under {settings.models_dir}, "
           f"http://{host}:{port} (Ctrl-C to stop)", flush=True)
+    # serve() warns (logging) when binding beyond loopback without a token.
     try:
-        run(settings, host=host, port=port, models=args.model, log_level=args.log_level)
+        run(settings, host=host, port=port, models=args.model, log_level=args.log_level, config=config)
     except OnlineStoreError as error:
         print(f"fti: {error}", file=sys.stderr)
         return 2
@@ -97,4 +111,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     srv.add_argument("--store", choices=sorted(STORES), help=_STORE_HELP)
     srv.add_argument("--model", action="append", help="serve only this model (repeatable; default all published)")
     srv.add_argument("--log-level", default="warning")
+    limits = srv.add_argument_group(
+        "limits and access", "Each default comes from the environment variable named (see "
+                             "models_ml/inference/online/serving/config.py); 0 turns a prediction-log limit off.")
+    limits.add_argument("--token-file", help="require 'Authorization: Bearer <first line of this file>' on predict, "
+                                             "/health/details and /metrics ($FTI_SERVE_TOKEN_FILE, or the token "
+                                             "itself in $FTI_SERVE_TOKEN; default: no token)")
+    limits.add_argument("--max-body-bytes", type=int, help="largest request body, else 413 "
+                                                           "($FTI_SERVE_MAX_BODY_BYTES, 1048576)")
+    limits.add_argument("--max-header-bytes", type=int, help="largest request head, else 431 "
+                                                             "($FTI_SERVE_MAX_HEADER_BYTES, 16384)")
+    limits.add_argument("--max-connections", type=int, help="open connections plus queued requests, else 503 "
+                                                            "($FTI_SERVE_MAX_CONNECTIONS, 1000)")
+    limits.add_argument("--max-in-flight", type=int, help="prediction requests read or answered at once, else 503 "
+                                                          "($FTI_SERVE_MAX_IN_FLIGHT, 64)")
+    limits.add_argument("--timeout-keep-alive", type=float, help="seconds an idle connection is kept "
+                                                                 "($FTI_SERVE_TIMEOUT_KEEP_ALIVE, 30)")
+    limits.add_argument("--timeout-request", type=float, help="seconds to receive one request, else 408 "
+                                                              "($FTI_SERVE_TIMEOUT_REQUEST, 10)")
+    limits.add_argument("--log-max-age-days", type=float, help="prediction log rows kept this many days "
+                                                               "($FTI_PREDICTION_LOG_MAX_AGE_DAYS, 30)")
+    limits.add_argument("--log-max-rows", type=int, help="prediction log rows kept "
+                                                         "($FTI_PREDICTION_LOG_MAX_ROWS, 5000000)")
+    limits.add_argument("--log-max-bytes", type=int, help="prediction log size kept "
+                                                          "($FTI_PREDICTION_LOG_MAX_BYTES, 2 GiB)")
+    limits.add_argument("--log-min-free-bytes", type=int, help="free disk below which the prediction log pauses "
+                                                               "($FTI_PREDICTION_LOG_MIN_FREE_BYTES, 256 MiB)")
     srv.set_defaults(handler=serve)

@@ -10,8 +10,19 @@ service must not; SQLite in WAL mode lets the service append while monitoring (o
 processes) read and write the same file, and it is one file instead of a Parquet part per flush.
 :func:`read_prediction_log` gives monitoring an Arrow table (DuckDB can query it from there).
 
-If the writer falls behind by ``max_queue`` records (a stuck disk), new records are dropped and counted
-(``dropped``, exported as a metric) rather than growing memory or slowing requests. ``close`` flushes.
+**No record stops the log**: a record that cannot be converted or inserted is skipped and counted
+(``errors``), the rest of its batch is written; a database error (locked, I/O) keeps the batch for the next
+attempt; should the thread die anyway it restarts itself, and :meth:`PredictionLog.ensure_running` (called
+by the service's watcher) starts it again if it is gone (``restarts``). ``healthy`` is false while it is
+down or paused, which ``/health`` reports as degraded.
+
+**Bounded**: if the writer falls behind by ``max_queue`` records (a stuck disk), new records are dropped
+and counted (``dropped``) rather than growing memory or slowing requests. Retention (``retention``: a
+:class:`LogRetention`; the service's are in :mod:`models_ml.inference.online.serving.config`) runs every ``prune_seconds`` in the same
+thread: rows older than ``max_age_days``, beyond the newest ``max_rows``, or beyond ``max_bytes`` of live
+pages are deleted (oldest first; SQLite reuses the freed pages, so the file stops growing); below
+``min_free_bytes`` of free disk the log pauses (records dropped and counted in ``dropped``) until space
+returns. ``close`` flushes.
 """
 
 from __future__ import annotations
@@ -21,9 +32,13 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import math
+import shutil
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +64,10 @@ create table if not exists prediction_log (
     request text not null,        -- JSON: the validated request
     latency_ms real not null      -- arrival to score, inside the service
 )"""
+_INDEX = "create index if not exists prediction_log_requested_at on prediction_log (requested_at)"
+_INSERT = f"insert or replace into prediction_log values ({', '.join('?' * len(COLUMNS))})"
+_MAX_RETRIES = 3  # attempts at a batch a database error kept back
+_DELETE_CHUNK = 50_000  # rows deleted per transaction by retention (writers wait at most one chunk)
 
 
 def _json(value: Any) -> str:
@@ -65,86 +84,286 @@ def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.timezone.utc).isoformat()
 
 
+def _row(r: tuple[Any, ...]) -> tuple[Any, ...]:
+    return (r[0], _iso(r[1]), r[2], r[3], _iso(r[4]), _json(r[5]), r[6], _json(r[7]), _json(r[8]), _json(r[9]),
+            _json(r[10]), r[11])
+
+
+@dataclass(frozen=True)
+class LogRetention:
+    """How much prediction log to keep; ``None`` or 0: no such limit (see the module docstring)."""
+
+    max_age_days: float | None = 30.0
+    max_rows: int | None = 5_000_000
+    max_bytes: int | None = 2048 * 1024 * 1024
+    min_free_bytes: int | None = 256 * 1024 * 1024
+    prune_seconds: float = 60.0
+
+
 class PredictionLog:
     """See the module docstring. ``submit`` is called by the request path; everything else by the thread."""
 
     def __init__(self, path: Path, *, flush_seconds: float = 0.25, batch_size: int = 5000,
-                 max_queue: int = 200_000, on_written: Callable[[int], None] | None = None) -> None:
+                 max_queue: int = 200_000, on_written: Callable[[int], None] | None = None,
+                 retention: LogRetention | None = None) -> None:
         self.path = Path(path)
         self.flush_seconds = flush_seconds
         self.batch_size = batch_size
         self.max_queue = max_queue
-        self.dropped = 0
+        self.retention = retention if retention is not None else LogRetention()
+        self.dropped = 0  # queue full, or paused for disk space
         self.written = 0
+        self.errors = 0  # records that could not be written (skipped)
+        self.restarts = 0  # times the writer loop or thread was started again after dying
+        self.pruned = 0  # rows deleted by retention
+        self.paused = False  # free disk below retention.min_free_bytes: records are dropped
+        self.last_error: str | None = None
         self._on_written = on_written
         self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._retry: list[tuple[Any, ...]] = []  # converted rows of a batch a database error kept back
+        self._retry_attempts = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._started = False
+        self._supervise = threading.Lock()
 
-    def start(self) -> PredictionLog:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.closing(self._connect()) as con:
-            con.execute("pragma journal_mode=wal")
-            con.execute(_DDL)
-        self._thread = threading.Thread(target=self._run, name="fti-prediction-log", daemon=True)
-        self._thread.start()
-        return self
-
-    def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        con.execute("pragma synchronous=normal")
-        return con
+    # -- the request side -----------------------------------------------------------------------------------
 
     @property
     def pending(self) -> int:
-        return len(self._queue)
+        return len(self._queue) + len(self._retry)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def healthy(self) -> bool:
+        """Writing: the thread runs and the disk guard does not hold it."""
+        return self.alive and not self.paused
 
     def submit(self, record: tuple[Any, ...]) -> None:
         """Queue one record (the :data:`COLUMNS` in order, Python values); never blocks."""
-        if len(self._queue) >= self.max_queue:
+        if len(self._queue) >= self.max_queue or self.paused:
             self.dropped += 1
             return
         self._queue.append(record)
         if len(self._queue) >= self.batch_size:
             self._wake.set()
 
-    def _drain(self, con: sqlite3.Connection) -> int:
-        total = 0
-        while self._queue:
-            batch = []
-            while self._queue and len(batch) < self.batch_size:
-                batch.append(self._queue.popleft())
-            rows = [(r[0], _iso(r[1]), r[2], r[3], _iso(r[4]), _json(r[5]), r[6], _json(r[7]), _json(r[8]),
-                     _json(r[9]), _json(r[10]), r[11]) for r in batch]
-            con.execute("begin immediate")
-            try:
-                con.executemany(f"insert or replace into prediction_log values ({', '.join('?' * len(COLUMNS))})", rows)
-                con.execute("commit")
-            except BaseException:
-                con.execute("rollback")
-                raise
-            total += len(rows)
-        return total
+    def stats(self) -> dict[str, Any]:
+        return {"alive": self.alive, "paused": self.paused, "written": self.written, "pending": self.pending,
+                "dropped": self.dropped, "errors": self.errors, "restarts": self.restarts, "pruned": self.pruned,
+                "last_error": self.last_error}
+
+    # -- the thread ------------------------------------------------------------------------------------------
+
+    def start(self) -> PredictionLog:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(self._connect()) as con:
+            con.execute("pragma journal_mode=wal")
+            con.execute(_DDL)
+        self._started = True
+        self._start_thread()
+        return self
+
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="fti-prediction-log", daemon=True)
+        self._thread.start()
+
+    def ensure_running(self) -> bool:
+        """Start the writer thread again if it died (``True`` when it had to)."""
+        with self._supervise:
+            if not self._started or self._stop.is_set() or self.alive:
+                return False
+            LOGGER.error("prediction log: the writer thread had stopped; starting it again")
+            self.restarts += 1
+            self._start_thread()
+            return True
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        con.execute("pragma synchronous=normal")
+        return con
 
     def _run(self) -> None:
+        while True:
+            try:
+                self._loop()
+                return
+            except Exception as error:  # noqa: BLE001 - the log must outlive any failure; say it, then go on
+                self.restarts += 1
+                self.last_error = type(error).__name__
+                LOGGER.exception("prediction log: the writer failed; starting it again")
+                if self._stop.wait(1.0):
+                    with contextlib.suppress(Exception):
+                        self._loop_once_at_close()
+                    return
+
+    def _loop(self) -> None:
         con = self._connect()
         try:
+            con.execute(_INDEX)
+            next_prune = 0.0
             while not self._stop.is_set():
                 self._wake.wait(self.flush_seconds)
                 self._wake.clear()
+                self._check_disk()
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + max(self.retention.prune_seconds, 0.01)
+                    try:
+                        self.prune(con)
+                    except sqlite3.Error:
+                        LOGGER.exception("prediction log: retention failed; will retry")
                 try:
-                    written = self._drain(con)
-                except sqlite3.Error:
+                    self._write(con)
+                except sqlite3.Error as error:
+                    self.last_error = f"{type(error).__name__}: {error}"
                     LOGGER.exception("prediction log: write failed; will retry")
-                    continue
-                if written:
-                    self.written += written
-                    if self._on_written:
-                        self._on_written(written)
-            self.written += self._drain(con)
+            self._write(con)
         finally:
             con.close()
+
+    def _loop_once_at_close(self) -> None:
+        with contextlib.closing(self._connect()) as con:
+            self._write(con)
+
+    def _write(self, con: sqlite3.Connection) -> None:
+        written = self._drain(con)
+        if written:
+            self.written += written
+            if self._on_written:
+                self._on_written(written)
+
+    def _drain(self, con: sqlite3.Connection) -> int:
+        total = 0
+        if self._retry:
+            rows, self._retry = self._retry, []
+            self._retry_attempts += 1
+            if self._retry_attempts > _MAX_RETRIES:  # not a passing lock: give these rows up, count them
+                self._retry_attempts = 0
+                self.errors += len(rows)
+                LOGGER.error("prediction log: %d records skipped after %d failed attempts", len(rows), _MAX_RETRIES)
+            else:
+                total += self._insert(con, rows)
+                self._retry_attempts = 0
+        while self._queue:
+            if self.paused:
+                self.dropped += len(self._queue)
+                self._queue.clear()
+                break
+            rows = []
+            while self._queue and len(rows) < self.batch_size:
+                record = self._queue.popleft()
+                try:
+                    rows.append(_row(record))
+                except Exception as error:  # noqa: BLE001 - one bad record: skip it, count it
+                    self._record_error(error)
+            total += self._insert(con, rows)
+        return total
+
+    def _insert(self, con: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
+        """Insert ``rows`` in one transaction; a row SQLite refuses is skipped (counted); a database error
+        (``OperationalError``: locked, I/O, full) keeps them all for the next attempt and is raised."""
+        if not rows:
+            return 0
+        try:
+            self._transaction(con, rows)
+            return len(rows)
+        except sqlite3.OperationalError:
+            self._retry = rows
+            raise
+        except Exception:  # noqa: BLE001 - some row cannot be stored: find it, write the others
+            written = 0
+            for i, row in enumerate(rows):
+                try:
+                    self._transaction(con, [row])
+                    written += 1
+                except sqlite3.OperationalError:
+                    self._retry = rows[i:]
+                    raise
+                except Exception as error:  # noqa: BLE001
+                    self._record_error(error)
+            return written
+
+    @staticmethod
+    def _transaction(con: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        con.execute("begin immediate")
+        try:
+            con.executemany(_INSERT, rows)
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+
+    def _record_error(self, error: BaseException) -> None:
+        self.errors += 1
+        self.last_error = f"{type(error).__name__}: {error}"[:500]
+        if self.errors == 1 or self.errors % 1000 == 0:
+            LOGGER.warning("prediction log: a record could not be written and was skipped (%d so far): %s",
+                           self.errors, self.last_error)
+
+    # -- retention -------------------------------------------------------------------------------------------
+
+    def _check_disk(self) -> None:
+        floor = self.retention.min_free_bytes
+        if not floor:
+            self.paused = False
+            return
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError:
+            return
+        paused = free < floor
+        if paused != self.paused:
+            if paused:
+                LOGGER.error("prediction log: %d bytes free under %s (< %d): not writing until space returns",
+                             free, self.path.parent, floor)
+            else:
+                LOGGER.warning("prediction log: disk space is back; writing again")
+        self.paused = paused
+
+    def prune(self, con: sqlite3.Connection | None = None) -> int:
+        """Apply the retention limits now; the number of rows deleted."""
+        if con is None:
+            with contextlib.closing(self._connect()) as own:
+                return self.prune(own)
+        r = self.retention
+        deleted = 0
+        if r.max_age_days:
+            cutoff = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=r.max_age_days)).isoformat()
+            first_kept = con.execute("select rowid from prediction_log where requested_at >= ? "
+                                     "order by requested_at limit 1", [cutoff]).fetchone()
+            deleted += self._delete_below(con, first_kept[0] if first_kept else None)
+        if r.max_rows:
+            newest = con.execute("select max(rowid) from prediction_log").fetchone()[0]
+            if newest is not None:  # rowids grow by one per row: the newest max_rows are the top ones
+                deleted += self._delete_below(con, newest - r.max_rows + 1)
+        if r.max_bytes:
+            page_size = con.execute("pragma page_size").fetchone()[0]
+            used = (con.execute("pragma page_count").fetchone()[0]
+                    - con.execute("pragma freelist_count").fetchone()[0]) * page_size
+            if used > r.max_bytes:
+                low, high = con.execute("select min(rowid), max(rowid) from prediction_log").fetchone()
+                if low is not None:
+                    share = 1 - 0.9 * r.max_bytes / used  # down to 90% of the limit
+                    deleted += self._delete_below(con, low + math.ceil((high - low + 1) * share))
+        if deleted:
+            self.pruned += deleted
+            con.execute("pragma wal_checkpoint(truncate)")
+        return deleted
+
+    @staticmethod
+    def _delete_below(con: sqlite3.Connection, bound: int | None) -> int:
+        """Delete the rows with rowid < ``bound`` (every row when ``None``), a chunk per transaction."""
+        deleted = 0
+        while True:
+            low = con.execute("select min(rowid) from prediction_log").fetchone()[0]
+            if low is None or (bound is not None and low >= bound):
+                return deleted
+            upper = low + _DELETE_CHUNK if bound is None else min(bound, low + _DELETE_CHUNK)
+            deleted += con.execute("delete from prediction_log where rowid < ?", [upper]).rowcount
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the thread after writing everything queued."""

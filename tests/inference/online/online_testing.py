@@ -71,15 +71,19 @@ def spine_requests(settings: Settings, n: int = 50) -> list[dict]:
 
 
 class ServerThread:
-    """The real app under uvicorn on a free loopback port, in a thread of the test process."""
+    """The real app under uvicorn on a free loopback port, in a thread of the test process, configured as
+    ``fti serve`` configures it (the limits of the app's :class:`ServeConfig`, the guarded protocol)."""
 
     def __init__(self, app) -> None:
         import uvicorn
 
+        from models_ml.inference.online.serving.server import uvicorn_config
+
+        self.app = app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    access_log=False, lifespan="on"))
+        self.server = uvicorn.Server(uvicorn_config(app, host="127.0.0.1", port=self.port,
+                                                    config=app.state.fti_guard.config))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> ServerThread:

@@ -87,7 +87,7 @@ def test_the_service_scores_card_fraud_with_its_on_demand_features(fraud_home):
     assert set(ON_DEMAND) <= set(model.spec.features)  # the model reads them: its score depends on them
     requests = fraud_requests(fraud_home)
     with ServerThread(create_app(fraud_home, models=[MODEL], poll_seconds=0.2)) as running:
-        health = httpx.get(f"{running.url}/health").json()
+        health = httpx.get(f"{running.url}/health/details").json()
         assert health["load_errors"] == {} and health["models"][MODEL]["version"] == pointer.version
         single = httpx.post(f"{running.url}/predict/{MODEL}", json=requests[0])
         assert single.status_code == 200, single.text

@@ -6,7 +6,11 @@
 * :mod:`.encode`: the model's input matrix and LightGBM's single-row path, without pandas;
 * :mod:`.state`: what requests share with the watcher thread that swaps champions in and refreshes the
   store's freshness;
-* :mod:`.metrics`: the Prometheus metrics; :mod:`.tuning`: the process settings that keep tail latency low.
+* :mod:`.metrics`: the Prometheus metrics; :mod:`.tuning`: the process settings that keep tail latency low;
+* :mod:`.config`: the limits (body, head, connections, in-flight requests, timeouts, prediction-log retention)
+  and the optional bearer token, from the environment or ``fti serve`` flags;
+* :mod:`.server`: uvicorn's configuration and the guards its httptools protocol lacks (head size, request
+  read timeout, idle new connections).
 
 **What it reads**: only the online store and the files published under ``FTI_HOME/models`` (the champion
 pointer ``champion.json`` and the model directory it names, see

@@ -8,8 +8,20 @@
   ``as_of`` (``null`` when the group had no row within its TTL: its features go to the model as missing,
   as in training);
 * ``POST /predict/{model}/batch``: a JSON list of such objects (at most ``MAX_BATCH``) -> ``{"predictions": [...]}``;
-* ``GET /health`` (200 when the store answers and a model is loaded, else 503), ``GET /metrics``
-  (Prometheus text: requests, errors, latency histogram, model version, feature age, store freshness).
+* ``GET /health``: ``{"status": "ok" | "degraded" | "unavailable", "models": {name: "ok" | "degraded" |
+  "unavailable"}, "prediction_log": ...}`` (503 when the store does not answer or no model is loaded;
+  degraded: a newer champion failed to load, or the prediction log is not writing), nothing more: no paths,
+  no exception text; ``GET /health/details``: versions, pointers, load errors, the store's freshness, the
+  prediction log's counters; ``GET /metrics`` (Prometheus text: requests, errors, latency histogram, model
+  version, feature age, store freshness, prediction log).
+
+**Guards** (limits in :mod:`.config`; the server's own in :mod:`.server`): with a token configured, the
+predict routes, ``/health/details`` and ``/metrics`` need ``Authorization: Bearer <token>`` (401; compared
+in constant time). A predict request must say ``Content-Type: application/json`` (415), its body is at
+most ``max_body_bytes`` (413, from ``Content-Length`` before reading, else while reading), at most
+``max_in_flight`` are read or answered at once (503 with ``Retry-After``). An unknown model is a 404 that
+names no served model, counted under the model label ``unknown``. A failure is a 500 carrying a request id
+and no internals; the exception is logged with that id.
 
 A request is validated (:mod:`.schema`), scored (:mod:`.scoring`), counted (:mod:`.metrics`, through
 memoized series) and appended to the prediction log's queue (:mod:`models_ml.inference.online.prediction_log`),
@@ -21,32 +33,42 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import hmac
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-import pydantic
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from models_ml.core.settings import Settings
 from models_ml.inference.online.prediction_log import PredictionLog
+from models_ml.inference.online.serving.config import ServeConfig, is_loopback
 from models_ml.inference.online.serving.metrics import Metrics
-from models_ml.inference.online.serving.schema import validation_errors
+from models_ml.inference.online.serving.schema import RequestRejected, parse_batch, parse_one, validate
 from models_ml.inference.online.serving.scoring import Scored, ServedModel
 from models_ml.inference.online.serving.state import ServiceState
 from models_ml.inference.online.serving.tuning import tune_for_latency
 from models_ml.inference.online.store import UTC, OnlineStore, OnlineStoreError, open_online_store
 
 LOGGER = logging.getLogger("fti.online")
+UNKNOWN = "unknown"  # the model label of requests for a model that is not served
 
 
-def _json(status: int, payload: Any) -> JSONResponse:
-    return JSONResponse(payload, status_code=status)
+def _json(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(payload, status_code=status, headers=headers)
+
+
+def _internal_error(context: str, error: BaseException) -> JSONResponse:
+    request_id = uuid.uuid4().hex
+    LOGGER.error("%s (request id %s)", context, request_id, exc_info=error)
+    return _json(500, {"detail": "internal error", "request_id": request_id}, {"x-request-id": request_id})
 
 
 def _log(state: ServiceState, served: ServedModel, items: Sequence[Mapping[str, Any]], scored: Scored,
@@ -63,44 +85,131 @@ def _log(state: ServiceState, served: ServedModel, items: Sequence[Mapping[str, 
         ))
 
 
+class _Guard:
+    """The checks every guarded request passes, from the raw ASGI headers (one pass, no parsing)."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.digest = hashlib.sha256(config.token.encode()).digest() if config.token else None
+
+    @staticmethod
+    def headers(request: Request) -> tuple[bytes | None, bytes | None, bytes | None]:
+        content_type = content_length = authorization = None
+        for name, value in request.scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                content_length = value
+            elif name == b"authorization":
+                authorization = value
+        return content_type, content_length, authorization
+
+    def authorized(self, authorization: bytes | None) -> bool:
+        if self.digest is None:
+            return True
+        scheme, _, credentials = (authorization or b"").partition(b" ")
+        # Both sides hashed first: compare_digest then compares equal lengths, leaking not even the length.
+        offered = hashlib.sha256(credentials.strip()).digest()
+        return hmac.compare_digest(offered, self.digest) and scheme.lower() == b"bearer"
+
+
+_UNAUTHORIZED = {"detail": "missing or wrong bearer token"}
+_CHALLENGE = {"www-authenticate": 'Bearer realm="fti"'}
+
+
+def _is_json(content_type: bytes | None) -> bool:
+    if content_type is None:
+        return False
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The body, or ``None`` once it exceeds ``limit`` bytes (the rest is left unread)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+_GONE = Response(status_code=400)  # the answer to a client that left (or was cut off) mid-body: never sent
+
+
+def _too_large(limit: int) -> JSONResponse:
+    # The connection stays open: the rest of the body is read and dropped as it comes (a client that sends
+    # it all before reading the answer gets the 413, not a reset), for at most the request timeout.
+    return _json(413, {"detail": f"the request body is larger than {limit} bytes"})
+
+
 async def _predict(request: Request, batch: bool) -> Response:
     state: ServiceState = request.app.state.fti
+    guard: _Guard = request.app.state.fti_guard
     metrics = state.metrics
     started = time.perf_counter()
     received_at = dt.datetime.now(UTC)
     name = request.path_params["model"]
     endpoint = "batch" if batch else "single"
     served = state.models.get(name)  # this request keeps this model even if a swap happens meanwhile
+    label = name if served is not None else UNKNOWN  # one series for every unknown name, not one per name
+    content_type, content_length, authorization = guard.headers(request)
+    if not guard.authorized(authorization):
+        metrics.child(metrics.requests, label, endpoint, "401").inc()
+        return _json(401, _UNAUTHORIZED, _CHALLENGE)
     if served is None:
-        metrics.requests.labels(name, endpoint, "404").inc()
-        return _json(404, {"detail": f"no model {name!r} is served (serving: {sorted(state.models) or 'none'})"})
-    body = await request.body()
+        metrics.child(metrics.requests, UNKNOWN, endpoint, "404").inc()
+        return _json(404, {"detail": "no such model is served"})
+    if state.in_flight >= guard.config.max_in_flight:
+        metrics.child(metrics.requests, name, endpoint, "503").inc()
+        metrics.child(metrics.errors, name, "overloaded").inc()
+        return _json(503, {"detail": "overloaded: retry later"}, {"retry-after": "1"})
+    if not _is_json(content_type):
+        metrics.child(metrics.requests, name, endpoint, "415").inc()
+        return _json(415, {"detail": "the request body must be JSON (Content-Type: application/json)"})
+    limit = guard.config.max_body_bytes
+    if content_length is not None and (not content_length.isdigit() or int(content_length) > limit):
+        metrics.child(metrics.requests, name, endpoint, "413").inc()
+        return _too_large(limit)
+    state.in_flight += 1
     try:
-        if batch:
-            items = [m.model_dump() for m in served.batch_type.validate_json(body)]
-        else:
-            items = [served.request_type.model_validate_json(body).model_dump()]
-    except pydantic.ValidationError as error:
-        metrics.requests.labels(name, endpoint, "422").inc()
-        metrics.errors.labels(name, "invalid_request").inc()
-        return _json(422, {"detail": validation_errors(error)})
-    try:
-        scored = served.score(state.store, items, received_at, metrics)
-    except OnlineStoreError as error:
-        metrics.requests.labels(name, endpoint, "503").inc()
-        metrics.errors.labels(name, "store").inc()
-        return _json(503, {"detail": str(error)})
-    except Exception as error:  # noqa: BLE001 - a store outage or a bug: answer 500, count it, log it
-        LOGGER.exception("prediction failed")
-        metrics.requests.labels(name, endpoint, "500").inc()
-        metrics.errors.labels(name, type(error).__name__).inc()
-        return _json(500, {"detail": f"{type(error).__name__}: {error}"})
-    elapsed = time.perf_counter() - started
-    _log(state, served, items, scored, received_at, elapsed * 1000)
-    metrics.child(metrics.requests, name, endpoint, "200").inc()
-    metrics.child(metrics.predictions, name, str(served.version)).inc(len(scored.responses))
-    metrics.child(metrics.latency, name, endpoint).observe(elapsed)
-    return _json(200, {"predictions": scored.responses} if batch else scored.responses[0])
+        try:
+            body = await _read_body(request, limit)
+        except ClientDisconnect:
+            return _GONE
+        if body is None:
+            metrics.child(metrics.requests, name, endpoint, "413").inc()
+            return _too_large(limit)
+        try:
+            parsed = parse_batch(body) if batch else [parse_one(body)]
+            items = validate(served.request_type, served.field_names, parsed, batch)
+        except RequestRejected as rejected:
+            metrics.child(metrics.requests, name, endpoint, "422").inc()
+            metrics.child(metrics.errors, name, "invalid_request").inc()
+            return _json(422, rejected.body())
+        del parsed
+        try:
+            scored = served.score(state.store, items, received_at, metrics)
+        except OnlineStoreError as error:
+            metrics.child(metrics.requests, name, endpoint, "503").inc()
+            metrics.child(metrics.errors, name, "store").inc()
+            request_id = uuid.uuid4().hex
+            LOGGER.warning("the online store cannot answer (request id %s): %s", request_id, error)
+            return _json(503, {"detail": "the online store is unavailable", "request_id": request_id},
+                         {"x-request-id": request_id})
+        except Exception as error:  # noqa: BLE001 - a store outage or a bug: answer 500, count it, log it
+            metrics.child(metrics.requests, name, endpoint, "500").inc()
+            metrics.child(metrics.errors, name, type(error).__name__).inc()
+            return _internal_error("prediction failed", error)
+        elapsed = time.perf_counter() - started
+        _log(state, served, items, scored, received_at, elapsed * 1000)
+        metrics.child(metrics.requests, name, endpoint, "200").inc()
+        metrics.child(metrics.predictions, name, str(served.version)).inc(len(scored.responses))
+        metrics.child(metrics.latency, name, endpoint).observe(elapsed)
+        return _json(200, {"predictions": scored.responses} if batch else scored.responses[0])
+    finally:
+        state.in_flight -= 1
 
 
 async def predict_one(request: Request) -> Response:
@@ -111,26 +220,55 @@ async def predict_batch(request: Request) -> Response:
     return await _predict(request, batch=True)
 
 
-async def health(request: Request) -> Response:
-    state: ServiceState = request.app.state.fti
+def _status(state: ServiceState) -> tuple[int, dict[str, Any]]:
     ready = state.store.is_ready()
+    load_errors = dict(state.load_errors)  # a copy: the watcher thread changes it
+    models = {name: ("degraded" if name in load_errors else "ok") for name in state.models}
+    models.update({name: "unavailable" for name in load_errors if name not in state.models})
+    log = "off" if state.log is None else ("ok" if state.log.healthy else "degraded")
+    if not ready or not state.models:
+        status = "unavailable"
+    elif log == "degraded" or any(v != "ok" for v in models.values()):
+        status = "degraded"
+    else:
+        status = "ok"
+    return (503 if status == "unavailable" else 200), {"status": status, "models": models, "prediction_log": log,
+                                                       "store_ready": ready}
+
+
+async def health(request: Request) -> Response:
+    code, body = _status(request.app.state.fti)
+    body.pop("store_ready")
+    return _json(code, body)
+
+
+async def health_details(request: Request) -> Response:
+    state: ServiceState = request.app.state.fti
+    if not request.app.state.fti_guard.authorized(_Guard.headers(request)[2]):
+        return _json(401, _UNAUTHORIZED, _CHALLENGE)
+    code, summary = _status(state)
     models = {name: {"version": m.version, "feature_view": f"{m.view.name} v{m.view.version}",
                      "loaded_at": m.loaded_at.isoformat(), "pointer": str(m.pointer.path)}
               for name, m in state.models.items()}
-    healthy = ready and bool(models)
-    return _json(200 if healthy else 503, {
-        "status": "ok" if healthy else "unavailable",
-        "store": {"kind": state.store.name, "ready": ready},
-        "models": models, "load_errors": state.load_errors, "freshness": state.freshness,
+    return _json(code, {
+        "status": summary["status"],
+        "store": {"kind": state.store.name, "ready": summary["store_ready"]},
+        "models": models, "load_errors": dict(state.load_errors), "freshness": state.freshness,
+        "prediction_log": state.log.stats() if state.log is not None else None,
+        "in_flight": state.in_flight,
     })
 
 
 async def metrics_endpoint(request: Request) -> Response:
     state: ServiceState = request.app.state.fti
-    if state.log is not None:
-        state.metrics.log_dropped.set(state.log.dropped)
-        state.metrics.log_pending.set(state.log.pending)
+    if not request.app.state.fti_guard.authorized(_Guard.headers(request)[2]):
+        return _json(401, _UNAUTHORIZED, _CHALLENGE)
+    state.metrics.observe_log(state.log)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _unhandled(request: Request, error: Exception) -> Response:
+    return _internal_error(f"{request.method} {request.url.path} failed", error)
 
 
 def create_app(
@@ -141,15 +279,23 @@ def create_app(
     poll_seconds: float = 1.0,
     log_predictions: bool = True,
     freeze_heap: bool = False,
+    config: ServeConfig | None = None,
 ) -> Starlette:
     """The ASGI app. ``store`` defaults to the one the settings name (opened without creating anything);
     ``models`` limits the served models (default: every published champion); ``freeze_heap`` see
-    :func:`.tuning.freeze_heap` (on when the app owns its process, as in :func:`serve`)."""
+    :func:`.tuning.freeze_heap` (on when the app owns its process, as in :func:`serve`); ``config`` the
+    limits and token (default: :class:`.config.ServeConfig`'s defaults, no token; ``serve`` reads the
+    environment)."""
+    config = config or ServeConfig()
+    metrics = Metrics()
+    log = None
+    if log_predictions:
+        log = PredictionLog(settings.prediction_log_path, retention=config.retention)
     state = ServiceState(
         settings=settings,
         store=store if store is not None else open_online_store(settings, create=False),
-        metrics=Metrics(),
-        log=PredictionLog(settings.prediction_log_path) if log_predictions else None,
+        metrics=metrics,
+        log=log,
         only=tuple(models) if models else None,
         poll_seconds=poll_seconds,
         freeze_heap=freeze_heap,
@@ -167,20 +313,30 @@ def create_app(
         Route("/predict/{model}", predict_one, methods=["POST"]),
         Route("/predict/{model}/batch", predict_batch, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
+        Route("/health/details", health_details, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
-    ], lifespan=lifespan)
+    ], lifespan=lifespan, exception_handlers={Exception: _unhandled})
     app.state.fti = state
+    app.state.fti_guard = _Guard(config)
     return app
 
 
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None,
-          models: Sequence[str] | None = None, log_level: str = "warning") -> None:
+          models: Sequence[str] | None = None, log_level: str = "warning", config: ServeConfig | None = None) -> None:
     """Run the service with uvicorn (uvloop and httptools when installed, as ``uvicorn[standard]`` does)
-    until interrupted; binds ``settings.serve_host``, loopback by default. The process is tuned for tail
+    until interrupted; binds ``settings.serve_host``, loopback by default, with the limits of ``config``
+    (default: the environment's, :meth:`.config.ServeConfig.from_env`). The process is tuned for tail
     latency (:mod:`.tuning`): the app owns it."""
     import uvicorn
 
+    from models_ml.inference.online.serving.server import uvicorn_config
+
+    config = config or ServeConfig.from_env()
+    host = host or settings.serve_host
+    if config.token is None and not is_loopback(host):
+        LOGGER.warning("serving on %s without a token: anyone who can reach it can predict and read /metrics "
+                       "(set FTI_SERVE_TOKEN or FTI_SERVE_TOKEN_FILE, or fti serve --token-file)", host)
     tune_for_latency()
-    app = create_app(settings, models=models, freeze_heap=True)
-    uvicorn.run(app, host=host or settings.serve_host, port=port or settings.serve_port, log_level=log_level,
-                access_log=False, timeout_keep_alive=30)
+    app = create_app(settings, models=models, freeze_heap=True, config=config)
+    uvicorn.Server(uvicorn_config(app, host=host, port=port or settings.serve_port, config=config,
+                                  log_level=log_level)).run()

@@ -1,5 +1,8 @@
 """The service's Prometheus metrics: requests, errors, latency, model version and swaps, feature age, the
-store's freshness and the prediction log's backlog."""
+store's freshness and the prediction log's backlog and health.
+
+Label values are bounded: a model label is a served model's name or ``unknown`` (any other name in a URL),
+a status or reason one of the handler's own."""
 
 from __future__ import annotations
 
@@ -42,7 +45,28 @@ class Metrics:
                                  registry=r)
         self.log_pending = Gauge("fti_online_prediction_log_pending", "Prediction log records not yet written.",
                                  registry=r)
+        self.log_errors = Gauge("fti_online_prediction_log_errors",
+                                "Prediction log records that could not be written (skipped).", registry=r)
+        self.log_restarts = Gauge("fti_online_prediction_log_restarts",
+                                  "Times the prediction log's writer was started again after dying.", registry=r)
+        self.log_pruned = Gauge("fti_online_prediction_log_pruned", "Prediction log rows deleted by retention.",
+                                registry=r)
+        self.log_up = Gauge("fti_online_prediction_log_up",
+                            "1 while the prediction log writes; 0 while its writer is down or paused (disk).",
+                            registry=r)
         self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+    def observe_log(self, log: Any) -> None:
+        """Copy the prediction log's counters (a :class:`~models_ml.inference.online.prediction_log.PredictionLog`
+        or ``None``) into their gauges; called on each scrape."""
+        if log is None:
+            return
+        self.log_dropped.set(log.dropped)
+        self.log_pending.set(log.pending)
+        self.log_errors.set(log.errors)
+        self.log_restarts.set(log.restarts)
+        self.log_pruned.set(log.pruned)
+        self.log_up.set(1 if log.healthy else 0)
 
     def child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, memoized: a request updates the same few series every time, and

@@ -48,6 +48,7 @@ class ServedModel:
     view: FeatureView
     request_type: type[pydantic.BaseModel]
     batch_type: pydantic.TypeAdapter
+    field_names: frozenset[str]  # the request fields: any other key is refused before validation
     group_labels: tuple[str, ...]
     pointer_stamp: tuple[int, int]  # (mtime_ns, size) of the pointer file it was loaded from
     loaded_at: dt.datetime
@@ -64,6 +65,7 @@ class ServedModel:
         return cls(
             name=pointer.model_name, version=pointer.version, pointer=pointer, model=model, scorer=Scorer(model),
             view=view, request_type=request_type, batch_type=batch_model(request_type),
+            field_names=frozenset(f.name for f in pointer.fields),
             group_labels=tuple(view.group_labels), pointer_stamp=stamp, loaded_at=dt.datetime.now(UTC),
         )
 

@@ -3,7 +3,8 @@
 **Champion swaps**: the watcher polls each pointer's modification time (every ``poll_seconds``); on a
 change it loads the new pointer and model in that thread and then replaces one reference. A request holds
 the model object it started with, so no request fails or mixes versions during a swap. The same thread
-refreshes the store's freshness (for ``/health`` and the metrics), so no request waits for it.
+refreshes the store's freshness (for ``/health`` and the metrics), so no request waits for it, and restarts
+the prediction log's writer thread should it ever die (``/health`` says degraded until then).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class ServiceState:
     models: dict[str, ServedModel] = field(default_factory=dict)
     freshness: dict[str, Any] = field(default_factory=dict)
     load_errors: dict[str, str] = field(default_factory=dict)
+    in_flight: int = 0  # prediction requests being read or answered (only the event loop changes it)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -97,11 +99,15 @@ class ServiceState:
 
     def _watch(self) -> None:
         while not self._stop.wait(self.poll_seconds):
-            try:
-                self.refresh_models()
-                self.refresh_freshness()
-            except Exception:  # noqa: BLE001 - the watcher must outlive any one failure
-                LOGGER.exception("watcher iteration failed")
+            for step in (self._supervise_log, self.refresh_models, self.refresh_freshness):
+                try:
+                    step()
+                except Exception:  # noqa: BLE001 - the watcher must outlive any one failure
+                    LOGGER.exception("watcher step %s failed", step.__name__)
+
+    def _supervise_log(self) -> None:
+        if self.log is not None:
+            self.log.ensure_running()  # a writer thread that died is started again
 
     def start(self) -> None:
         self.refresh_models()
