@@ -139,7 +139,9 @@ def _overrides(pairs: list[str] | None) -> dict[str, str]:
 
 def train(args: argparse.Namespace) -> int:
     from flows.training_pipeline import training
+    from models_ml.definitions.catalog import load_catalog
 
+    args.view = load_catalog(_settings(args)).view(args.view).name  # a wrong name fails before the flow starts
     fractions = [float(x) for x in args.fractions.split(",")] if args.fractions else None
     result = training(
         view=args.view, start=args.start, end=args.end, validation_start=args.validation_start,

@@ -29,7 +29,13 @@ def predict(args: argparse.Namespace) -> int:
     from models_ml.inference.batch.predict import PredictionError
     from models_ml.training.registry import RegistryError
 
+    from models_ml.core.settings import load_settings
+    from models_ml.training import registry
+
     try:
+        settings = load_settings(args.home)
+        args.model = registry.model_name(settings, args.model)  # checked before the flow starts
+        registry.resolve(settings, args.model, args.alias)
         result = batch_inference(day=args.day, days=args.days, model=args.model, alias=args.alias,
                                  home=args.home, timezone=args.timezone)
     except (PredictionError, RegistryError) as error:

@@ -170,3 +170,23 @@ def test_the_catalog_is_reparsed_when_the_dbt_project_changed_after_its_manifest
     os.utime(model, ns=(parsed - 10**9, parsed - 10**9))
     os.utime(project / "models", ns=(parsed + 10**9, parsed + 10**9))  # a file added or removed
     assert _changed_since_parsed(settings, manifest)
+
+
+def test_the_cli_shows_domains_and_spines_and_names_what_a_command_needs(built_home, capsys):
+    assert main(["--home", str(built_home.home), "features", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "spine_flight__scheduled" in listing and "spine_customer__active" in listing
+    assert "examples.flights.loader" in listing and "examples.churn.loader" in listing
+
+    assert main(["--home", str(built_home.home), "train"]) == 2
+    assert "which feature view? the project has 3 (card_fraud, customer_churn, flight_delay): name one with --view" \
+        in capsys.readouterr().err
+    assert main(["--home", str(built_home.home), "train", "--view", "flight_dealy"]) == 2
+    assert "no feature view 'flight_dealy' (known: card_fraud, customer_churn, flight_delay)" in capsys.readouterr().err
+    assert main(["--home", str(built_home.home), "features", "run", "--domain", "flight"]) == 2
+    assert "no domain 'flight' (known: churn, flights, fraud)" in capsys.readouterr().err
+
+
+def test_predict_without_a_model_names_the_registered_ones(scratch_home, capsys):
+    assert main(["--home", str(scratch_home.home), "predict"]) == 2
+    assert "which model? the registry has 0 (none): name one with --model" in capsys.readouterr().err
