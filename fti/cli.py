@@ -78,6 +78,7 @@ def features_show(args: argparse.Namespace) -> int:
 def features_run(args: argparse.Namespace) -> int:
     from flows.feature_pipeline import feature_pipeline
 
+    args.domain = load_catalog(load_settings(args.home)).domain(args.domain).name  # checked before the flow
     result = feature_pipeline(through=args.through, full_refresh=args.full_refresh, home=args.home,
                               domain=args.domain)
     print(table([[t, f"{n:,}"] for t, n in sorted(result["rows_built"].items())], ["table", "rows"]))
