@@ -26,8 +26,11 @@ def test_demo_runs_end_to_end_and_is_idempotent(prefect_harness, tmp_path, capsy
     first = capsys.readouterr().out
 
     assert "registered flight_delay v1 as champion" in first
+    assert "2013-01-22: scored" in first and "scheduled flights the night before" in first
+    assert "2013-01-23: " in first and "outcomes known, ROC-AUC" in first
     assert "test metrics: " in first and "roc_auc" in first
-    predicted = query(settings, """select (scheduled_departure_at at time zone 'UTC')::date, count(*),
+    # scored night by night, one New York day at a time, from the schedule published the day before
+    predicted = query(settings, """select (scheduled_departure_at at time zone 'America/New_York')::date, count(*),
                                           count(*) filter (where score between 0 and 1)
                                    from predictions."flight_delay" group by 1 order by 1""")
     assert [str(day) for day, _, _ in predicted] == ["2013-01-22", "2013-01-23"]
