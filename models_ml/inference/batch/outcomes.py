@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -50,13 +51,15 @@ def daily_outcomes(store: OfflineStore, view: FeatureView, predictions: tuple[st
     target = table["target"]
     known_all = pc.is_valid(target).to_numpy(zero_copy_only=False)
     y_all = pc.fill_null(target.cast(pa.float64()), 0.0).to_numpy()
+    # rows come ordered by time, so each day is one contiguous run of rows
+    starts = [int(i) for i in np.flatnonzero(days[1:] != days[:-1]) + 1]
+    bounds = [0, *starts, len(days)] if len(days) else []
     result = []
-    for day in dict.fromkeys(days.tolist()):
-        in_day = days == day
-        known = known_all & in_day
-        y = y_all[known]
-        auc = roc_auc(y, scores[known])  # None until both classes are known
-        result.append(DayOutcome(day=day, scored=int(in_day.sum()), with_outcome=int(known.sum()),
-                                 mean_score=float(scores[in_day].mean()),
+    for start, end in zip(bounds, bounds[1:]):
+        known = known_all[start:end]
+        y, day_scores = y_all[start:end][known], scores[start:end]
+        auc = roc_auc(y, day_scores[known])  # None until both classes are known
+        result.append(DayOutcome(day=days[start].item(), scored=end - start, with_outcome=int(known.sum()),
+                                 mean_score=float(day_scores.mean()),
                                  actual_rate=float(y.mean()) if len(y) else None, roc_auc=auc))
     return result
