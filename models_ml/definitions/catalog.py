@@ -15,6 +15,7 @@ import dataclasses
 import datetime as dt
 import functools
 import json
+import math
 import os
 import re
 import weakref
@@ -135,8 +136,35 @@ class OnDemandFeature:
 
 
 @dataclass(frozen=True)
+class RequestBound:
+    """The values a request feature may take, as its view declares them (``meta.fti.label.request_features``
+    entries ``{name, min, max}`` or ``{name, values}``): a number within ``[minimum, maximum]`` (inclusive;
+    either end may be open), or one of ``values``. The service refuses anything else with a 422, so a model
+    never scores an hour of 99 or a negative distance it never saw in training."""
+
+    name: str
+    minimum: float | None = None
+    maximum: float | None = None
+    values: tuple[str | int, ...] | None = None
+
+    def allows(self, value: Any) -> bool:
+        if self.values is not None:
+            return value in self.values
+        return (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
+
+    def describe(self) -> str:
+        """The allowed values in words: 'between 0 and 23', 'at least 0', "one of 'basic', 'premium'"."""
+        if self.values is not None:
+            return "one of " + ", ".join(repr(v) for v in self.values)
+        if self.minimum is not None and self.maximum is not None:
+            return f"between {self.minimum} and {self.maximum}"
+        return f"at least {self.minimum}" if self.minimum is not None else f"at most {self.maximum}"
+
+
+@dataclass(frozen=True)
 class LabelSpec:
-    """The label model: the spine of training snapshots, with its target and request features."""
+    """The label model: the spine of training snapshots, with its target and request features (and the
+    bounds declared for some of them)."""
 
     model: str
     schema: str
@@ -147,6 +175,7 @@ class LabelSpec:
     event_time: str
     request_features: tuple[str, ...]
     slices: tuple[str, ...]
+    request_bounds: tuple[RequestBound, ...] = ()
 
     @property
     def qualified_relation(self) -> str:
@@ -481,6 +510,9 @@ def _label(nodes: dict[str, dict[str, Any]], spec: dict[str, Any], where: str) -
     for required in ("entity", "spine_time", "target"):
         if not spec.get(required):
             raise CatalogError(f"{where}: meta.fti.label.{required} is missing")
+    declared = _declared_types(node)
+    bounds = [_request_bound(entry, declared, where, f"meta.fti.label.request_features[{i}]")
+              for i, entry in enumerate(_as_entries(spec.get("request_features")))]
     return LabelSpec(
         model=model,
         schema=node["schema"],
@@ -489,9 +521,91 @@ def _label(nodes: dict[str, dict[str, Any]], spec: dict[str, Any], where: str) -
         spine_time=spec["spine_time"],
         target=spec["target"],
         event_time=spec.get("event_time") or spec["spine_time"],
-        request_features=_as_tuple(spec.get("request_features")),
+        request_features=tuple(bound.name for bound in bounds),
         slices=_as_tuple(spec.get("slices")),
+        request_bounds=tuple(bound for bound in bounds if bound != RequestBound(bound.name)),
     )
+
+
+REQUEST_FEATURE_KEYS: tuple[str, ...] = ("name", "min", "max", "values")
+_INTEGER_TYPES = ("tinyint", "smallint", "integer", "int", "bigint", "hugeint", "utinyint", "usmallint", "uinteger",
+                  "ubigint")
+_NUMERIC_TYPES = (*_INTEGER_TYPES, "float", "real", "double", "double precision", "decimal", "numeric")
+_TEXT_TYPES = ("varchar", "text", "string", "char", "bpchar")
+_BOUND_FIX = ("declare `{name: <column>, min: <number>, max: <number>}` (either end may be left out) or "
+              "`{name: <column>, values: [...]}`")
+
+
+def _as_entries(value: Any) -> list[Any]:
+    """``request_features`` as a list of entries (a column name or a mapping), a lone name as one entry."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, (str, Mapping)) else list(value)
+
+
+def _base_type(declared_type: str) -> str:
+    """``decimal(10, 2)`` -> ``decimal``; ``character varying`` -> ``varchar``."""
+    base = declared_type.split("(", 1)[0].strip()
+    return "varchar" if base == "character varying" else base
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _request_bound(entry: Any, declared: Mapping[str, str], where: str, path: str) -> RequestBound:
+    """One request feature: a column name, or a mapping with its bounds (:class:`RequestBound`), checked
+    strictly against the label model's declared type, so a bound that could never hold (or never fail)
+    stops the parse instead of refusing every request or none."""
+    if isinstance(entry, str):
+        return RequestBound(entry)
+    if not isinstance(entry, Mapping):
+        raise CatalogError(f"{where}: {path} must be a column name or a mapping, got {entry!r}; {_BOUND_FIX}")
+    _check_keys(entry, REQUEST_FEATURE_KEYS, where, path)
+    name = entry.get("name")
+    if not isinstance(name, str) or not name:
+        raise CatalogError(f"{where}: {path} needs `name: <column>`; {_BOUND_FIX}")
+    path = f"{path} ({name})"
+    kind = _base_type(declared.get(name, ""))
+    if "values" in entry:
+        if "min" in entry or "max" in entry:
+            raise CatalogError(f"{where}: {path} declares values and min/max; {_BOUND_FIX}")
+        return RequestBound(name, values=_allowed_values(entry["values"], kind, where, path))
+    low, high = entry.get("min"), entry.get("max")
+    for key, value in (("min", low), ("max", high)):
+        if key in entry and not _is_number(value):
+            raise CatalogError(f"{where}: {path}.{key} must be a finite number, got {value!r}")
+    if low is None and high is None:
+        raise CatalogError(f"{where}: {path} declares no bound; list the bare column name or {_BOUND_FIX}")
+    if low is not None and high is not None and low > high:
+        raise CatalogError(f"{where}: {path} has min {low} above max {high}; declare min <= max")
+    if kind and kind not in _NUMERIC_TYPES:
+        raise CatalogError(f"{where}: {path} has min/max but is declared {declared[name]!r}, not a number; "
+                           f"bound a text column with `values: [...]`")
+    return RequestBound(name, minimum=low, maximum=high)
+
+
+def _allowed_values(values: Any, kind: str, where: str, path: str) -> tuple[str | int, ...]:
+    """A non-empty list of distinct texts (a text column) or integers (an integer column)."""
+    if not isinstance(values, list) or not values:
+        raise CatalogError(f"{where}: {path}.values must be a non-empty list, got {values!r}")
+    if kind in _INTEGER_TYPES:
+        wanted, what = (int,), "integers"
+    elif kind in _TEXT_TYPES:
+        wanted, what = (str,), "texts"
+    elif not kind:  # declared without a data_type: texts or integers, as the values say
+        wanted, what = (str, int), "texts or integers"
+    else:
+        raise CatalogError(f"{where}: {path}.values is declared on a {kind} column; values are for text and "
+                           f"integer columns (bound a number with min/max)")
+    wrong = [v for v in values if not isinstance(v, wanted) or isinstance(v, bool)]
+    if wrong:
+        raise CatalogError(f"{where}: {path}.values must be {what} (the column is {kind or 'text'}), "
+                           f"got {wrong[0]!r}")
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise CatalogError(f"{where}: {path}.values lists {', '.join(repeated)} more than once")
+    return tuple(values)
 
 
 def _model_node(nodes: dict[str, dict[str, Any]], name: Any) -> dict[str, Any] | None:

@@ -3,10 +3,11 @@
 * ``POST /predict/{model}``: one request (a JSON object with the fields the model's published request
   schema lists: the label's entity keys, the feature view's join keys and request features; optionally
   the spine time, e.g. ``prediction_at``, as of which features are looked up, default now) ->
-  ``{"model", "version", "score", "prediction_id", "as_of", "missing_groups", "freshness"}``, where
-  ``freshness`` gives, per feature group, the event time of the row used and its age in seconds at
+  ``{"model", "version", "score", "prediction_id", "as_of", "missing_groups", "freshness", "warnings"}``,
+  where ``freshness`` gives, per feature group, the event time of the row used and its age in seconds at
   ``as_of`` (``null`` when the group had no row within its TTL: its features go to the model as missing,
-  as in training);
+  as in training) and ``warnings`` lists features from after ``as_of`` or a store older than a TTL (see
+  :mod:`.scoring`);
 * ``POST /predict/{model}/batch``: a JSON list of such objects (at most ``MAX_BATCH``) -> ``{"predictions": [...]}``;
 * ``GET /health``: ``{"status": "ok" | "degraded" | "unavailable", "models": {name: "ok" | "degraded" |
   "unavailable"}, "prediction_log": ...}`` (503 when the store does not answer or no model is loaded;
@@ -52,7 +53,7 @@ from models_ml.inference.online.prediction_log import PredictionLog
 from models_ml.inference.online.serving.config import ServeConfig, is_loopback
 from models_ml.inference.online.serving.metrics import Metrics
 from models_ml.inference.online.serving.schema import RequestRejected, parse_batch, parse_one, validate
-from models_ml.inference.online.serving.scoring import Scored, ServedModel
+from models_ml.inference.online.serving.scoring import NewestEvents, Scored, ServedModel
 from models_ml.inference.online.serving.state import ServiceState
 from models_ml.inference.online.serving.tuning import tune_for_latency
 from models_ml.inference.online.store import UTC, OnlineStore, OnlineStoreError, open_online_store
@@ -190,7 +191,8 @@ async def _predict(request: Request, batch: bool) -> Response:
             return _json(422, rejected.body())
         del parsed
         try:
-            scored = served.score(state.store, items, received_at, metrics)
+            newest = request.app.state.fti_newest_events.of(state.freshness)
+            scored = served.score(state.store, items, received_at, metrics, newest)
         except OnlineStoreError as error:
             metrics.child(metrics.requests, name, endpoint, "503").inc()
             metrics.child(metrics.errors, name, "store").inc()
@@ -318,6 +320,7 @@ def create_app(
     ], lifespan=lifespan, exception_handlers={Exception: _unhandled})
     app.state.fti = state
     app.state.fti_guard = _Guard(config)
+    app.state.fti_newest_events = NewestEvents()
     return app
 
 

@@ -1,8 +1,8 @@
-"""The service's Prometheus metrics: requests, errors, latency, model version and swaps, feature age, the
-store's freshness and the prediction log's backlog and health.
+"""The service's Prometheus metrics: requests, errors, latency, model version and swaps, feature age, time
+warnings, the store's freshness and the prediction log's backlog and health.
 
 Label values are bounded: a model label is a served model's name or ``unknown`` (any other name in a URL),
-a status or reason one of the handler's own."""
+a status, reason or warning one of the handler's own, a group one of the served views'."""
 
 from __future__ import annotations
 
@@ -37,6 +37,9 @@ class Metrics:
                                      ["group"], buckets=self.AGE_BUCKETS, registry=r)
         self.features_missing = Counter("fti_online_features_missing", "Lookups with no row within TTL.",
                                         ["group"], registry=r)
+        self.warnings = Counter("fti_online_warnings", "Predictions answered with a time warning, by kind "
+                                "(features_from_future, store_older_than_ttl) and group.",
+                                ["model", "group", "warning"], registry=r)
         self.store_lag = Gauge("fti_online_store_latest_event_age_seconds",
                                "Now minus the latest event time materialized, per group.", ["group"], registry=r)
         self.store_materialized = Gauge("fti_online_store_materialized_age_seconds",

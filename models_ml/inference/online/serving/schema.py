@@ -9,17 +9,20 @@ the total count), so the answer to a hostile body stays small.
 
 **Validation** (:func:`request_model`, a pydantic model built from the fields the model's champion pointer
 publishes, with types from the label table): strings non-empty, at most 512 characters; integers strict and
-within int64; floats strict (JSON numbers only) and finite; timestamps ISO 8601 strings with an offset (a
-number is refused: it would be a Unix time of unknown unit), in years 1900..2200 in UTC; dates ISO strings
-in the same years. So every value that passes can be converted to UTC, scored and logged. A bad field gets
-a 422 whose ``detail`` names it (``loc: ["body", "distance_miles"]``), so nothing reaches the store or the
-model before validation passes.
+within int64; floats JSON numbers only, finite float64 (an integer beyond it, 10^400, is refused);
+timestamps ISO 8601 strings with an offset (a number is refused: it would be a Unix time of unknown unit),
+in years 1900..2200 in UTC; dates ISO strings in the same years. So every value that passes can be converted to UTC, scored and logged. A request feature
+whose view declares bounds (:class:`~models_ml.definitions.catalog.RequestBound`: ``min``/``max`` or
+``values``, carried in the champion pointer's feature view) must also lie within them. A bad field gets a
+422 whose ``detail`` names it (``loc: ["body", "distance_miles"]``; out of bounds, the message gives the
+value and what is allowed), so nothing reaches the store or the model before validation passes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Iterable, Sequence
 from typing import Annotated, Any
 
@@ -27,6 +30,7 @@ import pydantic
 import pydantic_core
 from pydantic_core import PydanticCustomError
 
+from models_ml.definitions.catalog import RequestBound
 from models_ml.training.champion_pointer import RequestField
 
 MAX_BATCH = 1000
@@ -79,24 +83,71 @@ def _date(value: Any) -> dt.date:
     return parsed
 
 
+def _finite_float(value: Any) -> float:
+    """A JSON number as a finite float64: an integer beyond float range (10^400) is refused, not a 500."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PydanticCustomError("float_type", "Input should be a valid number")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise PydanticCustomError("finite_number", "Input should be a finite number within float64 range "
+                                                   "(about ±1.8e308)")
+    return number
+
+
 _StrictStr = Annotated[str, pydantic.StringConstraints(strict=True, min_length=1, max_length=512)]
 _TYPES: dict[str, Any] = {
     "str": _StrictStr,
     "int": Annotated[int, pydantic.Strict(), pydantic.Field(ge=INT64_MIN, le=INT64_MAX)],
-    "float": Annotated[float, pydantic.Strict(), pydantic.Field(allow_inf_nan=False)],
+    "float": Annotated[float, pydantic.PlainValidator(_finite_float)],
     "bool": pydantic.StrictBool,
     "timestamp": Annotated[dt.datetime, pydantic.PlainValidator(_timestamp)],
     "date": Annotated[dt.date, pydantic.PlainValidator(_date)],
 }
 
 
-def request_model(model_name: str, fields: Sequence[RequestField]) -> type[pydantic.BaseModel]:
-    """A pydantic model of one prediction request: required fields non-null, optional ones may be left out."""
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _NAME_CHARS else text[:_NAME_CHARS] + "..."
+
+
+def _within(bound: RequestBound) -> pydantic.AfterValidator:
+    """Refuses a value outside ``bound``, naming the field, the value and what is allowed."""
+    kind = "value_not_allowed" if bound.values is not None else "out_of_range"
+
+    def check(value: Any) -> Any:
+        if value is not None and not bound.allows(value):
+            raise PydanticCustomError(kind, f"{bound.name} must be {bound.describe()}, got {_shown(value)}")
+        return value
+
+    return pydantic.AfterValidator(check)
+
+
+_BOUNDABLE = {"int": (int, float), "float": (int, float), "str": (str,)}
+
+
+def _bounded(kind: Any, field: RequestField, bound: RequestBound) -> Any:
+    wanted = _BOUNDABLE.get(field.kind, ())
+    limits = bound.values if bound.values is not None else [b for b in (bound.minimum, bound.maximum) if b is not None]
+    if not limits or not all(isinstance(v, wanted) and not isinstance(v, bool) for v in limits):
+        raise ValueError(f"request field {field.name!r} ({field.kind}) cannot be bounded to {bound.describe()}")
+    return Annotated[kind, _within(bound)]
+
+
+def request_model(model_name: str, fields: Sequence[RequestField],
+                  bounds: Iterable[RequestBound] = ()) -> type[pydantic.BaseModel]:
+    """A pydantic model of one prediction request: required fields non-null, optional ones may be left out,
+    a field with a bound (its view's declaration) within it."""
+    bound_of = {b.name: b for b in bounds}
     definitions: dict[str, Any] = {}
     for f in fields:
         kind = _TYPES.get(f.kind)
         if kind is None:
             raise ValueError(f"request field {f.name!r} has kind {f.kind!r}, which requests cannot carry")
+        if f.name in bound_of:
+            kind = _bounded(kind, f, bound_of[f.name])
         definitions[f.name] = (kind, ...) if f.required else (kind | None, None)
     return pydantic.create_model(
         f"{model_name}_request", __config__=pydantic.ConfigDict(extra="forbid", frozen=True), **definitions,
