@@ -12,7 +12,7 @@ export DO_NOT_TRACK ?= 1
 export OMP_WAIT_POLICY ?= PASSIVE
 export DBT_SEND_ANONYMOUS_USAGE_STATS ?= false
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-fast redis bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,9 +26,25 @@ demo: $(STAMP)
 	mkdir -p "$(PREFECT_HOME)"
 	$(VENV)/bin/fti demo
 
-test: $(STAMP)
+test: $(STAMP) redis
 	mkdir -p "$(PREFECT_HOME)"
 	$(PY) -m pytest
+
+# The edit-run loop: everything but the end-to-end and server-starting tests (marked slow).
+test-fast: $(STAMP)
+	mkdir -p "$(PREFECT_HOME)"
+	$(PY) -m pytest -m "not slow" -q
+
+# The Redis online-store tests need a real redis-server: installed from Debian where we may (root with
+# apt-get, as CI runs), otherwise they are skipped and the run says so loudly.
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server; \
+	  else \
+	    echo "WARNING: redis-server is not installed and cannot be installed here (needs root and apt-get):" \
+	         "the Redis online-store tests will be SKIPPED. Install it (apt-get install redis-server) to run them." >&2; \
+	  fi; }
 
 bench: $(STAMP)
 	$(PY) bench/feature_pipeline.py

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile  # noqa: E402
 
 # Settings for every test process, before prefect/lightgbm are imported anywhere. Prefect gets a
-# throwaway home: a fresh one takes ~20 s to start its server, longer than Prefect's default timeout.
-os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="fti-prefect-test-")
+# throwaway home (removed when the session ends): a fresh one takes ~20 s to start its server, longer than
+# Prefect's default timeout.
+PREFECT_TEST_HOME = tempfile.mkdtemp(prefix="fti-prefect-test-")
+os.environ["PREFECT_HOME"] = PREFECT_TEST_HOME
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -67,3 +70,15 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+def pytest_unconfigure(config):
+    """Remove the session's Prefect home: the suite leaves nothing in the temp folder."""
+    shutil.rmtree(PREFECT_TEST_HOME, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the modules that hold slow tests last, so the progress line moves through the quick ones first
+    (whole modules move, so no module-scoped fixture is built twice)."""
+    slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module.__name__ in slow_modules)

@@ -1,4 +1,10 @@
-"""Landing and building one day at a time gives exactly the tables of one full refresh on the same data."""
+"""Landing and building one day at a time gives exactly the tables of one full refresh on the same data.
+
+Every day of the month is built incrementally and every published table is compared. The data tests, which
+decide nothing about the tables' contents, run on the incremental state once a week and on the last day
+(`dbt build`); the other days use `dbt run`, which builds the same models with the same incremental SQL at
+less than half the cost.
+"""
 
 import datetime as dt
 
@@ -15,6 +21,10 @@ MONTH_END = dt.date(2013, 1, 31)
 DOMAINS = ["flights", "fraud"]  # the domains this test lands; only what their data feeds is built and compared
 
 
+def with_data_tests(day: dt.date) -> bool:
+    """The days whose incremental build also runs the data tests: the first, one a week, and the last."""
+    return (day - MONTH_START).days % 7 == 0 or day == MONTH_END
+
 
 @pytest.mark.slow
 def test_daily_incremental_builds_equal_one_full_refresh(tmp_path):
@@ -27,7 +37,7 @@ def test_daily_incremental_builds_equal_one_full_refresh(tmp_path):
     while day <= MONTH_END:
         land(daily, day, clock, start=MONTH_START)
         land_fraud(daily, day, fraud_clock)
-        build(daily, ["build", "--select", *selection])
+        build(daily, ["build" if with_data_tests(day) else "run", "--select", *selection])
         day += dt.timedelta(days=1)
 
     bulk = load_settings(tmp_path / "bulk")
