@@ -42,6 +42,7 @@ def dst_home(tmp_path_factory):
     return settings
 
 
+@pytest.mark.slow
 def test_every_real_flight_agrees_with_the_sources_utc_hour(dst_home):
     disagree = query(dst_home, "select count(*) from quarantine.quarantined_rows__nycflights "
                                "where rule_broken = 'schedule_disagrees_with_time_hour'")[0][0]
@@ -49,6 +50,7 @@ def test_every_real_flight_agrees_with_the_sources_utc_hour(dst_home):
     assert flights > 3000 and disagree == 0
 
 
+@pytest.mark.slow
 def test_offset_changes_on_the_change_days(dst_home):
     rows = query(
         dst_home,
@@ -66,6 +68,7 @@ def test_offset_changes_on_the_change_days(dst_home):
     assert offsets["2013-11-04"] == (-5, -5)
 
 
+@pytest.mark.slow
 def test_weather_keeps_both_repeated_local_hours_as_distinct_instants(dst_home):
     """The source reports local 01:00 twice on 2013-11-03 (EDT, then EST): two instants, none dropped."""
     rows = query(

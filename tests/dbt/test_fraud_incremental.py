@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from fti_testing import land_fraud, table_differences, ticking_clock
 
 from examples.fraud.generator import FraudConfig
@@ -28,6 +30,7 @@ def _build(settings, *extra: str) -> None:
 
 
 
+@pytest.mark.slow
 def test_hourly_micro_batches_build_exactly_the_full_refresh(tmp_path):
     micro = load_settings(tmp_path / "micro")
     clock = ticking_clock()

@@ -1,5 +1,6 @@
 """Rows that break a validation rule land in quarantine with the rule, and nothing else changes."""
 
+import pytest
 import datetime as dt
 import shutil
 from pathlib import Path
@@ -42,6 +43,7 @@ def _published(settings) -> dict[str, list]:
     return {r: sorted(query(settings, f"select * from {r}"), key=repr) for r in relations}
 
 
+@pytest.mark.slow
 def test_bad_rows_go_to_quarantine_and_change_nothing_published(scratch_home):
     before = _published(scratch_home)
     existing = query(scratch_home, "select flight_id from staging.stg_nycflights__flights limit 1")[0][0]
@@ -71,6 +73,7 @@ def test_bad_rows_go_to_quarantine_and_change_nothing_published(scratch_home):
     assert existing in {r[0] for r in query(scratch_home, "select flight_id from staging.stg_nycflights__flights")}
 
 
+@pytest.mark.slow
 def test_quarantine_keeps_the_raw_record(scratch_home):
     with opened(scratch_home) as store:
         land_batch(store, "flights", "injected", _text_rows([{**GOOD_FLIGHT, "dep_delay": "soon"}]))

@@ -124,6 +124,7 @@ def _future_rows(home) -> dict[str, pa.Table]:
     }
 
 
+@pytest.mark.slow
 def test_data_from_after_the_prediction_time_changes_nothing_in_the_snapshot(home, snapshot):
     before = query(home, "select count(*), sum(session_count_30d) from features.fg_customer__usage_v1")
     future = _future_rows(home)
