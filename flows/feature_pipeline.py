@@ -4,8 +4,10 @@ Thin wiring of models_ml.features.pipeline: each task wraps one of its steps and
 pipeline's one composition (:func:`~models_ml.features.pipeline.run_feature_pipeline`) calls them in order.
 A failing error-severity test (or unit test, or contract) fails the flow with a message naming the test and
 showing failing rows; models downstream of it are skipped and so not published. Every run, failed or not,
-is recorded in ops.feature_pipeline_runs and as a Prefect markdown artifact. Landing and counting retry on
-I/O errors only (flows/retry.py); a dbt build is not retried.
+is recorded in ops.feature_pipeline_runs and as a Prefect markdown artifact; a run with nothing new to build
+skips dbt and says so. The run holds the home (models_ml.core.home_lock): a second writer fails at once with
+one line naming the holder (HomeBusy, never retried). Landing and counting retry on I/O errors only
+(flows/retry.py); a dbt build is not retried.
 """
 
 from __future__ import annotations
@@ -17,17 +19,17 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.retry import CPU_TASK_OPTIONS, io_task_options
 from models_ml.core.settings import Settings, load_settings
-from models_ml.features import pipeline as fp
 from models_ml.definitions.dbt_project import DbtRun
+from models_ml.features import pipeline as fp
 from models_ml.features.landing import LandingReport
 
 IO = io_task_options()
 
 
 @task(name="land-raw-data", **IO)
-def land_task(settings: Settings, through: dt.date | None, domain: str | None = None
+def land_task(settings: Settings, through: dt.date | None, domain: str | None = None, run_id: str | None = None
               ) -> tuple[dt.date, LandingReport]:
-    day, report = fp.land_raw(settings, through, domain)
+    day, report = fp.land_raw(settings, through, domain, run_id)
     get_run_logger().info("landed %s %s rows through %s: %s", report.total_rows, domain, day, report.rows_landed())
     return day, report
 
@@ -53,7 +55,8 @@ def _report(run: fp.FeaturePipelineRun) -> None:
     create_markdown_artifact(
         key="feature-pipeline-run", markdown=run.as_markdown(), description="rows landed, built, quarantined"
     )
-    get_run_logger().info("feature pipeline %s: %s", run.status, run.rows_built)
+    get_run_logger().info("feature pipeline %s (dbt build %s): landed %s, quarantined %s; %s", run.status,
+                          run.build or "not run", run.rows_landed, run.rows_quarantined, run.rows_built)
 
 
 @flow(name="feature-pipeline")

@@ -29,6 +29,9 @@ class Settings:
     # The inference service binds to loopback unless told otherwise.
     serve_host: str = "127.0.0.1"
     serve_port: int = 8000
+    # How long a writing command waits for another one holding the home (models_ml.core.home_lock); 0 fails
+    # at once with the holder's name.
+    lock_wait_seconds: float = 0.0
 
     @property
     def warehouse_path(self) -> Path:
@@ -94,7 +97,27 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         online_stores=_online_stores(env),
         serve_host=env.get("FTI_SERVE_HOST", "127.0.0.1"),
         serve_port=int(env.get("FTI_SERVE_PORT", "8000")),
+        lock_wait_seconds=_seconds(env, "FTI_LOCK_WAIT_SECONDS"),
     )
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value fti cannot use; the message names it and the fix."""
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float = 0.0) -> float:
+    """A non-negative number of seconds from ``name``."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise SettingsError(f"{name}={raw!r} is not a non-negative number of seconds; set it to 0 (fail at once) "
+                            f"or a positive number such as 30")
+    return value
 
 
 def _online_stores(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:

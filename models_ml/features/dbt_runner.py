@@ -12,23 +12,12 @@ from models_ml.definitions.dbt_project import DbtRun, NodeOutcome, run_dbt
 from models_ml.offline.store import OfflineStoreError, opened, transient_errors
 
 
-
-
-
-
-
 class DbtBuildError(RuntimeError):
     """A dbt build failed; the message names every failing node and shows failing rows."""
 
     def __init__(self, message: str, run: DbtRun):
         super().__init__(message)
         self.run = run
-
-
-
-
-
-
 
 
 def failing_rows(settings: Settings, outcome: NodeOutcome, limit: int = 5) -> list[dict[str, Any]]:

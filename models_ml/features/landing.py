@@ -4,13 +4,17 @@ A loader (``examples/<domain>/loader.py``) reads its source and hands each batch
 landing appends it to ``raw.<table>`` through the offline store. Every landed row carries ``_loaded_at``
 (UTC ingestion time) and ``_batch_id``. A batch is landed at most once: ``raw._landed_batches`` records it
 in the same transaction as its rows, so landing the same batch twice is a no-op and a crash half-way
-leaves nothing behind.
+leaves nothing behind. The ledger also names the feature-pipeline run that landed each batch (see
+:func:`on_behalf_of`), so a run killed half-way is still credited with the batches it landed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -22,6 +26,11 @@ LEDGER = f"{RAW_SCHEMA}._landed_batches"
 LOADED_AT, BATCH_ID = "_loaded_at", "_batch_id"
 
 Clock = Callable[[], dt.datetime]
+
+# The run each open store lands for (set by the feature pipeline around its loader call): loaders keep
+# their plain `land_through(store, ...)` contract and every batch they land is still credited to the run.
+_landing_runs: weakref.WeakKeyDictionary[OfflineStore, str] = weakref.WeakKeyDictionary()
+_landing_guard = threading.Lock()
 
 
 def utc_now() -> dt.datetime:
@@ -66,6 +75,35 @@ def ensure_ledger(store: OfflineStore) -> None:
             primary key (table_name, batch_id)
         )"""
     )
+    if "run_id" not in (store.columns(RAW_SCHEMA, LEDGER.split(".")[1]) or []):  # a home from before
+        store.execute(f"alter table {LEDGER} add column run_id varchar")
+
+
+@contextmanager
+def on_behalf_of(store: OfflineStore, run_id: str) -> Iterator[None]:
+    """Record every batch landed through ``store`` in the block as landed by run ``run_id``."""
+    with _landing_guard:
+        _landing_runs[store] = run_id
+    try:
+        yield
+    finally:
+        with _landing_guard:
+            _landing_runs.pop(store, None)
+
+
+def landed_by(store: OfflineStore, run_id: str) -> LandingReport:
+    """What the ledger says run ``run_id`` landed (for a run that could not say so itself)."""
+    ensure_ledger(store)
+    rows = store.execute(f"select table_name, batch_id, row_count from {LEDGER} where run_id = ? "
+                         f"order by loaded_at, table_name, batch_id", [run_id])
+    return LandingReport([LandedBatch(table, batch, int(n), skipped=False) for table, batch, n in rows])
+
+
+def ledger_state(store: OfflineStore) -> tuple[int, int]:
+    """Batches and rows landed so far; the ledger only grows, so an unchanged pair means nothing new landed."""
+    ensure_ledger(store)
+    batches, rows = store.execute(f"select count(*), coalesce(sum(row_count), 0) from {LEDGER}")[0]
+    return int(batches), int(rows)
 
 
 def landed_batch_ids(store: OfflineStore, table: str) -> set[str]:
@@ -90,7 +128,10 @@ def land_batch(store: OfflineStore, table: str, batch_id: str, rows: pa.Table, c
         pa.field(LOADED_AT, pa.timestamp("us", tz="UTC")),
         pa.repeat(pa.scalar(loaded_at, pa.timestamp("us", tz="UTC")), n),
     ).append_column(pa.field(BATCH_ID, pa.string()), pa.repeat(pa.scalar(batch_id, pa.string()), n))
+    with _landing_guard:
+        run_id = _landing_runs.get(store)
     with store.transaction():
         store.insert(RAW_SCHEMA, table, stamped)
-        store.execute(f"insert into {LEDGER} values (?, ?, ?, ?)", [table, batch_id, n, loaded_at])
+        store.execute(f"insert into {LEDGER} (table_name, batch_id, row_count, loaded_at, run_id) "
+                      f"values (?, ?, ?, ?, ?)", [table, batch_id, n, loaded_at, run_id])
     return LandedBatch(table, batch_id, n, skipped=False)

@@ -2,24 +2,35 @@
 
 :func:`run_feature_pipeline` calls the steps in order; the Prefect flow (flows/feature_pipeline.py) passes
 its tasks, which call these same step functions, and adds only logging and the run's artifact. Nothing
-here knows about Prefect.
+here knows about Prefect. A run holds the home's lock (models_ml.core.home_lock) throughout, so it is the
+only writer of the warehouse while it lands and builds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import importlib
 import json
+import os
+import socket
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from types import ModuleType
 
+from models_ml.core.home_lock import hold_home
 from models_ml.core.settings import Settings
 from models_ml.definitions.catalog import Catalog, CatalogError, Domain, load_catalog
 from models_ml.definitions.dbt_project import DbtRun
 from models_ml.features.dbt_runner import DbtBuildError, build
-from models_ml.features.landing import LandingReport
+from models_ml.features.landing import (
+    LandingReport,
+    landed_by,
+    ledger_state,
+    on_behalf_of,
+)
 from models_ml.offline.store import (
     OfflineStore,
     OfflineStoreError,
@@ -58,14 +69,17 @@ def domain_loader(settings: Settings, domain: str | None = None) -> tuple[Domain
 
 
 def land_raw(
-    settings: Settings, through: dt.date | None = None, domain: str | None = None
+    settings: Settings, through: dt.date | None = None, domain: str | None = None, run_id: str | None = None
 ) -> tuple[dt.date, LandingReport]:
-    """Land the domain's raw data through `through` (default: the next day not landed yet); returns the
-    day landed through and what was landed."""
+    """Land the domain's raw data through `through` (default: the next day not landed yet), each batch
+    credited to run `run_id` in the ledger; returns the day landed through and what was landed."""
     _, loader = domain_loader(settings, domain)
     with opened(settings) as store:
         day = through or loader.next_unlanded_day(store)
-        return day, loader.land_through(store, day, settings.home / "cache")
+        if run_id is None:
+            return day, loader.land_through(store, day, settings.home / "cache")
+        with on_behalf_of(store, run_id):
+            return day, loader.land_through(store, day, settings.home / "cache")
 
 
 def build_features(settings: Settings, full_refresh: bool = False, select: str | None = None) -> DbtRun:
@@ -136,7 +150,14 @@ def count_rows(settings: Settings, relations: list[str] | None = None) -> tuple[
 
 @dataclass
 class FeaturePipelineRun:
-    """What one feature-pipeline run did; one row of ops.feature_pipeline_runs."""
+    """What one feature-pipeline run did; one row of ops.feature_pipeline_runs.
+
+    ``rows_landed``, ``rows_added`` and ``rows_quarantined`` count what this run did (new raw rows, rows
+    added to each published table, rows newly quarantined); ``rows_built`` and ``quarantined_total`` are
+    the tables' sizes after it. ``build`` says whether dbt ran ("built", "failed", or "skipped: …" with the
+    reason). A run is recorded as ``running`` when it starts, so one that is killed leaves a row, which the
+    next run marks ``killed`` with the batches the ledger says it landed.
+    """
 
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
@@ -150,17 +171,25 @@ class FeaturePipelineRun:
     dbt_seconds: float = 0.0
     dbt_node_seconds: float = 0.0
     error: str | None = None
+    pid: int = field(default_factory=os.getpid)
+    host: str = field(default_factory=socket.gethostname)
+    domain: str | None = None
+    quarantined_total: dict[str, int] = field(default_factory=dict)
+    build: str | None = None
+    raw_state: str | None = None
 
     def as_dict(self) -> dict:
         """What the flow returns."""
-        return {"run_id": self.run_id, "landed_through": self.landed_through, "rows_landed": self.rows_landed,
-                "rows_built": self.rows_built, "rows_quarantined": self.rows_quarantined}
+        return {"run_id": self.run_id, "status": self.status, "landed_through": self.landed_through,
+                "rows_landed": self.rows_landed, "rows_built": self.rows_built,
+                "rows_quarantined": self.rows_quarantined, "quarantined_total": self.quarantined_total,
+                "build": self.build}
 
     def as_markdown(self) -> str:
         lines = [
             f"# Feature pipeline run `{self.run_id}`: **{self.status}**",
-            f"landed through {self.landed_through}; dbt {self.dbt_seconds:.1f} s "
-            f"({self.dbt_node_seconds:.1f} s in SQL)",
+            f"landed through {self.landed_through}; dbt build {self.build or 'not run'}"
+            + (f", {self.dbt_seconds:.1f} s ({self.dbt_node_seconds:.1f} s in SQL)" if self.build == "built" else ""),
             "",
             "| table | rows | added this run |",
             "|---|---:|---:|",
@@ -169,36 +198,103 @@ class FeaturePipelineRun:
             lines.append(f"| {table} | {rows:,} | {self.rows_added.get(table, 0):,} |")
         lines += ["", "| raw table | rows landed |", "|---|---:|"]
         lines += [f"| {t} | {n:,} |" for t, n in sorted(self.rows_landed.items())]
-        lines += ["", "| quarantined (source/rule) | rows |", "|---|---:|"]
-        lines += [f"| {t} | {n:,} |" for t, n in sorted(self.rows_quarantined.items())]
+        lines += ["", "| quarantined (source/rule) | this run | in all |", "|---|---:|---:|"]
+        lines += [f"| {t} | {self.rows_quarantined.get(t, 0):,} | {n:,} |"
+                  for t, n in sorted(self.quarantined_total.items())]
         if self.error:
             lines += ["", "```", self.error, "```"]
         return "\n".join(lines)
 
 
+RUNS = f"{RUNS_SCHEMA}.{RUNS_TABLE}"
+RUN_COLUMNS = {
+    "run_id": "varchar primary key", "started_at": "timestamptz", "finished_at": "timestamptz", "status": "varchar",
+    "landed_through": "varchar", "rows_landed": "json", "rows_built": "json", "rows_added": "json",
+    "rows_quarantined": "json", "dbt_seconds": "double", "dbt_node_seconds": "double", "error": "varchar",
+    "pid": "bigint", "host": "varchar", "domain": "varchar", "quarantined_total": "json", "build": "varchar",
+    "raw_state": "varchar",
+}
+_JSON_COLUMNS = [name for name, kind in RUN_COLUMNS.items() if kind == "json"]
+
+
+def ensure_runs_table(store: OfflineStore) -> None:
+    """Create ops.feature_pipeline_runs, or add the columns that a home's table from before lacks."""
+    store.execute(f"create schema if not exists {RUNS_SCHEMA}")
+    store.execute(f"create table if not exists {RUNS} ({', '.join(f'{n} {k}' for n, k in RUN_COLUMNS.items())})")
+    present = set(store.columns(RUNS_SCHEMA, RUNS_TABLE) or ())
+    for name, kind in RUN_COLUMNS.items():
+        if name not in present:
+            store.execute(f"alter table {RUNS} add column if not exists {name} {kind}")
+
+
 def record_run(settings: Settings, run: FeaturePipelineRun) -> None:
-    """Append the run to ops.feature_pipeline_runs (one row per run; re-recording a run replaces it)."""
-    table = f"{RUNS_SCHEMA}.{RUNS_TABLE}"
+    """Write the run to ops.feature_pipeline_runs (one row per run; re-recording a run replaces it)."""
     values = asdict(run)
+    for name in _JSON_COLUMNS:
+        values[name] = json.dumps(values[name])
     with opened(settings) as store:
-        store.execute(f"create schema if not exists {RUNS_SCHEMA}")
-        store.execute(
-            f"""create table if not exists {table} (
-                run_id varchar primary key, started_at timestamptz, finished_at timestamptz, status varchar,
-                landed_through varchar, rows_landed json, rows_built json, rows_added json,
-                rows_quarantined json, dbt_seconds double, dbt_node_seconds double, error varchar)"""
-        )
+        ensure_runs_table(store)
         with store.transaction():
-            store.execute(f"delete from {table} where run_id = ?", [run.run_id])
+            store.execute(f"delete from {RUNS} where run_id = ?", [run.run_id])
+            store.execute(f"insert into {RUNS} ({', '.join(RUN_COLUMNS)}) values ({', '.join('?' * len(RUN_COLUMNS))})",
+                          [values[name] for name in RUN_COLUMNS])
+
+
+def settle_killed_runs(settings: Settings, noticed_by: str) -> list[str]:
+    """Mark every run still recorded as ``running`` as ``killed`` and credit it with the batches the ledger
+    says it landed; returns their ids.
+
+    Called by a run holding the home's lock, so no such run can still be alive: it died without finishing.
+    """
+    now = dt.datetime.now(dt.timezone.utc)
+    with opened(settings) as store:
+        ensure_runs_table(store)
+        stale = store.execute(f"select run_id, pid, host, rows_landed from {RUNS} where status = 'running'")
+        for run_id, pid, host, recorded in stale:
+            landed = landed_by(store, run_id)
+            rows = landed.rows_landed() or json.loads(recorded or "{}")
+            ids = sorted(b.batch_id for b in landed.batches)
+            what = f"; it landed {len(ids)} batches ({ids[0]} .. {ids[-1]})" if ids else ""
+            error = f"process {pid} on {host} ended without finishing (killed); found by run {noticed_by}{what}"
             store.execute(
-                f"insert into {table} values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    values["run_id"], values["started_at"], values["finished_at"], values["status"],
-                    values["landed_through"], json.dumps(values["rows_landed"]), json.dumps(values["rows_built"]),
-                    json.dumps(values["rows_added"]), json.dumps(values["rows_quarantined"]),
-                    values["dbt_seconds"], values["dbt_node_seconds"], values["error"],
-                ],
-            )
+                f"update {RUNS} set status = 'killed', finished_at = ?, rows_landed = ?, error = ? where run_id = ?",
+                [now, json.dumps(rows), error, run_id])
+    return [run_id for run_id, *_ in stale]
+
+
+_NOT_PROJECT = {"target", "logs", "dbt_packages"}  # what dbt writes or installs, not what the project says
+
+
+def project_checksum(settings: Settings) -> str:
+    """A hash of the dbt project's files: a changed model or test must be built even with no new data."""
+    root = settings.dbt_project_dir
+    paths = []
+    for folder, folders, files in os.walk(root):
+        folders[:] = [f for f in folders if f not in _NOT_PROJECT and not f.startswith(".")]
+        paths += [Path(folder, name) for name in files]
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def raw_state(settings: Settings) -> str:
+    """What a build works from: the landed batches (the ledger only grows) and the dbt project's files."""
+    with opened(settings) as store:
+        batches, rows = ledger_state(store)
+    return f"{batches} batches, {rows} rows; project {project_checksum(settings)}"
+
+
+def unchanged_since(settings: Settings, domain: str, state: str, run_id: str) -> str | None:
+    """The domain's latest earlier run when it succeeded from exactly ``state`` (so its build would be
+    repeated for nothing); None when the features must be built."""
+    with opened(settings) as store:
+        ensure_runs_table(store)
+        latest = store.execute(f"select run_id, status, raw_state from {RUNS} where domain = ? and run_id <> ? "
+                               f"order by started_at desc limit 1", [domain, run_id])
+    if latest and latest[0][1] == "succeeded" and latest[0][2] == state:
+        return latest[0][0]
+    return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -209,7 +305,7 @@ def record_run(settings: Settings, run: FeaturePipelineRun) -> None:
 class FeatureSteps:
     """The steps :func:`run_feature_pipeline` calls; a flow passes its tasks, which wrap these same functions."""
 
-    land: Callable[[Settings, dt.date | None, str | None], tuple[dt.date, LandingReport]] = land_raw
+    land: Callable[[Settings, dt.date | None, str | None, str | None], tuple[dt.date, LandingReport]] = land_raw
     build: Callable[[Settings, bool, str | None], DbtRun] = build_features
     count: Callable[[Settings], tuple[dict[str, int], dict[str, int]]] = count_rows
 
@@ -223,29 +319,48 @@ def run_feature_pipeline(
     steps: FeatureSteps = FeatureSteps(),
     on_finish: Callable[[FeaturePipelineRun], None] | None = None,
 ) -> FeaturePipelineRun:
-    """Land `domain`'s raw data (default: the only domain there is) through `through` (default: the next day not landed), build the features
-    its data feeds, and record the run in ops.feature_pipeline_runs, failed or not.
+    """Land `domain`'s raw data (default: the only domain there is) through `through` (default: the next
+    day not landed), build the features its data feeds, and record the run in ops.feature_pipeline_runs,
+    failed or not.
 
-    A failing dbt test raises DbtBuildError after the run (status ``failed``, the error) is recorded;
-    ``on_finish`` sees every run once it is recorded (the flow's artifact).
+    The run holds the home (models_ml.core.home_lock) from start to end: a second writer fails at once
+    (HomeBusy) and records nothing. The run is recorded ``running`` at its start and again after landing;
+    runs that were killed are marked so first. When nothing new was landed and nothing changed since the
+    domain's last successful run, dbt is not run (``build`` says so). A failing dbt test raises
+    DbtBuildError after the run (status ``failed``, the error) is recorded; ``on_finish`` sees every run
+    once it is recorded (the flow's artifact).
     """
     found, _ = domain_loader(settings, domain)  # a wrong name fails here, before anything runs or is recorded
-    run = FeaturePipelineRun()
-    before, _ = steps.count(settings)
-    try:
-        day, landed = steps.land(settings, through, found.name)
-        run.landed_through, run.rows_landed = day.isoformat(), landed.rows_landed()
-        dbt = steps.build(settings, full_refresh, found.dbt_selection)
-        run.dbt_seconds, run.dbt_node_seconds = dbt.seconds, dbt.node_seconds()
-        run.status = "succeeded"
-    except DbtBuildError as error:
-        run.status, run.error = "failed", str(error)
-        raise
-    finally:
-        run.rows_built, run.rows_quarantined = steps.count(settings)
-        run.rows_added = {t: n - before.get(t, 0) for t, n in run.rows_built.items()}
-        run.finished_at = dt.datetime.now(dt.timezone.utc)
+    with hold_home(settings, "feature pipeline") as holder:
+        run = FeaturePipelineRun(domain=found.name, pid=holder.pid, host=holder.host)
+        settle_killed_runs(settings, run.run_id)
         record_run(settings, run)
-        if on_finish is not None:
-            on_finish(run)
+        before, quarantined_before = steps.count(settings)
+        try:
+            day, landed = steps.land(settings, through, found.name, run.run_id)
+            run.landed_through, run.rows_landed = day.isoformat(), landed.rows_landed()
+            run.raw_state = raw_state(settings)
+            record_run(settings, run)
+            previous = None if full_refresh or landed.total_rows else unchanged_since(
+                settings, found.name, run.raw_state, run.run_id)
+            if previous:
+                run.build = f"skipped: nothing new since run {previous}"
+            else:
+                run.build = "failed"
+                dbt = steps.build(settings, full_refresh, found.dbt_selection)
+                run.build, run.dbt_seconds, run.dbt_node_seconds = "built", dbt.seconds, dbt.node_seconds()
+            run.status = "succeeded"
+        except BaseException as error:  # recorded, whatever it was (a failing test names itself)
+            run.status = "failed"
+            run.error = str(error) if isinstance(error, DbtBuildError) else f"{type(error).__name__}: {error}"
+            raise
+        finally:
+            run.rows_built, run.quarantined_total = steps.count(settings)
+            run.rows_added = {t: n - before.get(t, 0) for t, n in run.rows_built.items()}
+            run.rows_quarantined = {t: n - quarantined_before.get(t, 0) for t, n in run.quarantined_total.items()
+                                    if n != quarantined_before.get(t, 0)}
+            run.finished_at = dt.datetime.now(dt.timezone.utc)
+            record_run(settings, run)
+            if on_finish is not None:
+                on_finish(run)
     return run

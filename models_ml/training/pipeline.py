@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from models_ml.core.home_lock import hold_home
 from models_ml.core.settings import Settings
 from models_ml.core.time import TimeRange
 from models_ml.core.timing import Laps
@@ -233,7 +234,13 @@ class TrainingRun:
 
 def run_training(settings: Settings, plan: TrainingPlan, *, promote: bool = True,
                  steps: TrainingSteps = TrainingSteps()) -> TrainingRun:
-    """Train, evaluate and register a new version of the model behind ``plan.view`` and decide its alias."""
+    """Train, evaluate and register a new version of the model behind ``plan.view`` and decide its alias,
+    holding the home (models_ml.core.home_lock) so the snapshot never reads a half-built warehouse."""
+    with hold_home(settings, "training"):
+        return _run_training(settings, plan, promote, steps)
+
+
+def _run_training(settings: Settings, plan: TrainingPlan, promote: bool, steps: TrainingSteps) -> TrainingRun:
     lap = Laps(digits=2)
     info = steps.build_snapshot(settings, plan.view, plan.time_range)
     lap("snapshot")

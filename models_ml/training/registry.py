@@ -14,7 +14,15 @@ Tables (all queryable with plain SQL):
 Files: ``FTI_HOME/models/<name>/<version>/`` holds ``model.txt``, ``model_spec.json`` (features and
 encodings), ``evaluation.json`` and the plots. Registering is atomic: the files are written to a staging
 directory, the rows inserted in one transaction, and the directory renamed to the version before commit;
-on any failure both are undone.
+on any failure both are undone. ``model_dir`` is stored relative to ``FTI_HOME`` (see
+:mod:`models_ml.core.home_paths`), so a copied or moved home finds its own files.
+
+The champion pointer (:mod:`.champion_pointer`, the file the online service follows) is derived from the
+committed aliases: a promotion or rollback stages the new pointer, commits the registry, then installs the
+pointer. :func:`reconcile_pointers` compares every pointer with the registry and rewrites the ones that
+disagree; promotions, rollbacks and publications run it first, the service runs it at start for promotions
+that were interrupted, and ``fti doctor`` runs it on request. Every write holds the home's lock
+(:func:`models_ml.core.home_lock.hold_home`).
 
 Every read and write goes through the offline store (portable SQL with ``?`` parameters); several
 statements that must commit together run in one :meth:`~models_ml.offline.store.OfflineStore.transaction`.
@@ -27,17 +35,20 @@ instead of toggling between the last two.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import models_ml
+from models_ml.core.home_lock import HomeBusy, hold_home
+from models_ml.core.home_paths import from_stored, to_stored
 from models_ml.core.settings import PROJECT_ROOT, Settings
 from models_ml.definitions.catalog import Catalog, load_catalog
 from models_ml.offline.store import OfflineStore, opened
@@ -157,11 +168,15 @@ class ModelVersion:
 
 @dataclass(frozen=True)
 class AliasChange:
+    """What a promotion, rollback or alias change did; ``changed`` is False when the version already held
+    the alias (nothing was written: no history row, no pointer)."""
+
     model_name: str
     alias: str
     version: int | None
     previous_version: int | None
     action: str
+    changed: bool = True
 
 
 # --------------------------------------------------------------------------------------------------
@@ -219,8 +234,30 @@ def register_model(
     ``write_artifacts(directory, version)`` may add files (plots) once the version number is known; they
     are written into the staging directory and so share the registration's all-or-nothing fate.
     """
-    staging = settings.models_dir / model_name / f".staging-{uuid.uuid4().hex[:12]}"
+    with hold_home(settings, f"register {model_name}"):
+        return _register(settings, model_name, model, evaluation, gate, lineage, train_config=train_config,
+                         validation_metrics=validation_metrics, description=description,
+                         write_artifacts=write_artifacts)
+
+
+STAGING_PREFIX = ".staging-"
+
+
+def _remove_abandoned_staging(settings: Settings, model_name: str) -> None:
+    """Remove the staging folders of registrations that were killed; registering holds the home's lock, so
+    none of them belongs to a live registration."""
+    for folder in (settings.models_dir / model_name).glob(f"{STAGING_PREFIX}*"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _register(settings: Settings, model_name: str, model: Model, evaluation: Evaluation, gate: GateResult,
+              lineage: Lineage, *, train_config: Mapping[str, Any] | None,
+              validation_metrics: Mapping[str, float] | None, description: str | None,
+              write_artifacts: Callable[[Path, int], Mapping[str, Path]] | None) -> ModelVersion:
+    _remove_abandoned_staging(settings, model_name)
+    staging = settings.models_dir / model_name / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
     final: Path | None = None
+    version: int | None = None
     try:
         save_model(model, staging)
         (staging / "evaluation.json").write_text(_json({"evaluation": evaluation.as_dict(), "gate": gate.as_dict()}))
@@ -236,7 +273,8 @@ def register_model(
             store.execute(
                 f"insert into {SCHEMA}.model_versions values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    model_name, version, now, str(final), lineage.feature_view, lineage.feature_view_version,
+                    model_name, version, now, to_stored(settings.home, final), lineage.feature_view,
+                    lineage.feature_view_version,
                     _json(dict(lineage.feature_group_versions)), lineage.snapshot_id, lineage.snapshot_hash,
                     _json(dict(lineage.split)), lineage.code_version or code_version(), _json(model.params),
                     _json(dict(train_config or {})), _json(model.spec.features), model.best_iteration,
@@ -266,17 +304,17 @@ def register_model(
         return get_version(settings, model_name, version)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        if final is not None and final.exists() and not _version_exists(settings, model_name, final):
+        if final is not None and final.exists() and not _version_exists(settings, model_name, version):
             shutil.rmtree(final, ignore_errors=True)
         raise
 
 
-def _version_exists(settings: Settings, model_name: str, directory: Path) -> bool:
+def _version_exists(settings: Settings, model_name: str, version: int | None) -> bool:
     try:
         with _registry(settings) as store:
             return bool(store.scalar(
-                f"select count(*) from {SCHEMA}.model_versions where model_name = ? and model_dir = ?",
-                [model_name, str(directory)],
+                f"select count(*) from {SCHEMA}.model_versions where model_name = ? and version = ?",
+                [model_name, version],
             ))
     except Exception:  # noqa: BLE001 - when unsure, keep the files
         return True
@@ -286,12 +324,12 @@ def _version_exists(settings: Settings, model_name: str, directory: Path) -> boo
 # Reading
 
 
-def _version_from_row(row: Mapping[str, Any], aliases: tuple[str, ...]) -> ModelVersion:
+def _version_from_row(row: Mapping[str, Any], aliases: tuple[str, ...], home: Path) -> ModelVersion:
     return ModelVersion(
         model_name=row["model_name"],
         version=int(row["version"]),
         created_at=row["created_at"].astimezone(_UTC),
-        model_dir=Path(row["model_dir"]),
+        model_dir=from_stored(home, row["model_dir"]),
         feature_view=row["feature_view"],
         feature_view_version=int(row["feature_view_version"]),
         feature_group_versions=json.loads(row["feature_group_versions"]),
@@ -325,7 +363,8 @@ def list_versions(settings: Settings, model_name: str | None = None) -> list[Mod
     with _registry(settings) as store:
         rows = store.query(f"select * from {SCHEMA}.model_versions {where} order by model_name, version", params)
         aliases = _aliases(store, model_name)
-    return [_version_from_row(r, tuple(aliases.get((r["model_name"], int(r["version"])), ()))) for r in rows]
+    return [_version_from_row(r, tuple(aliases.get((r["model_name"], int(r["version"])), ())), settings.home)
+            for r in rows]
 
 
 def list_models(settings: Settings) -> list[str]:
@@ -446,8 +485,13 @@ def _require_version(store: OfflineStore, model_name: str, version: int) -> None
 
 def set_alias(settings: Settings, model_name: str, alias: str, version: int, reason: str = "") -> AliasChange:
     """Point ``alias`` at ``version`` (e.g. ``challenger`` for a candidate that failed the gate)."""
-    with _registry(settings) as store, store.transaction():
+    if alias == CHAMPION:
+        raise RegistryError(f"the champion of {model_name!r} moves only by promotion or rollback "
+                            f"(`fti models promote {model_name} {version}`), which also publishes its pointer")
+    with hold_home(settings, f"set {alias} of {model_name}"), _registry(settings) as store, store.transaction():
         _require_version(store, model_name, version)
+        if _alias_version(store, model_name, alias) == version:
+            return AliasChange(model_name, alias, version, version, "set", changed=False)
         return _set_alias(store, model_name, alias, version, "set", reason)
 
 
@@ -457,20 +501,48 @@ def promote(settings: Settings, model_name: str, version: int, alias: str = CHAM
 
     A version promoted to champion stops being challenger, and its champion pointer is published for the
     online service (``publish=False`` only for a registry without a dbt project behind it, as in tests).
+    Promoting the version that already holds the alias changes nothing (``changed`` is False).
     """
-    change = _promote(settings, model_name, version, alias, reason)
-    if publish and alias == CHAMPION:
-        publish_champion(settings, model_name, catalog=catalog)
+    with hold_home(settings, f"promote {model_name} v{version}"):
+        pointed = publish and alias == CHAMPION
+        if pointed:
+            reconcile_pointers(settings, repair=True, models=[model_name], catalog=catalog)
+        with _registry(settings) as store:
+            _require_version(store, model_name, version)
+            current = _alias_version(store, model_name, alias)
+        if current == version:
+            return AliasChange(model_name, alias, version, version, "promote", changed=False)
+        return _move_alias(settings, model_name, version if pointed else None, catalog,
+                           lambda store: _promote(store, model_name, version, alias, reason))
+
+
+def _promote(store: OfflineStore, model_name: str, version: int, alias: str, reason: str) -> AliasChange:
+    _require_version(store, model_name, version)
+    change = _set_alias(store, model_name, alias, version, "promote", reason)
+    if alias == CHAMPION and _alias_version(store, model_name, CHALLENGER) == version:
+        _set_alias(store, model_name, CHALLENGER, None, "remove", f"v{version} promoted to {alias}")
     return change
 
 
-def _promote(settings: Settings, model_name: str, version: int, alias: str, reason: str) -> AliasChange:
-    with _registry(settings) as store, store.transaction():
-        _require_version(store, model_name, version)
-        change = _set_alias(store, model_name, alias, version, "promote", reason)
-        if alias == CHAMPION and _alias_version(store, model_name, CHALLENGER) == version:
-            _set_alias(store, model_name, CHALLENGER, None, "remove", f"v{version} promoted to {alias}")
-        return change
+def _move_alias(settings: Settings, model_name: str, staged: int | None, catalog: Catalog | None,
+                change: Callable[[OfflineStore], AliasChange]) -> AliasChange:
+    """Commit ``change`` in one transaction; with ``staged`` (the champion's new version), stage its pointer
+    before and install it after, so an interruption anywhere leaves a staged pointer that tells
+    :func:`reconcile_pointers` to look."""
+    if staged is not None:
+        target = get_version(settings, model_name, staged)
+        champion_pointer.stage(settings, champion_pointer.pointer_payload(settings, target, catalog=catalog))
+    try:
+        with _registry(settings) as store, store.transaction():
+            result = change(store)
+    except BaseException:
+        if staged is not None:
+            with contextlib.suppress(Exception):  # the original error matters more; the staged file stays
+                reconcile_pointers(settings, repair=True, models=[model_name], catalog=catalog)
+        raise
+    if staged is not None:
+        reconcile_pointers(settings, repair=True, models=[model_name], catalog=catalog)
+    return result
 
 
 def _alias_stack(store: OfflineStore, model_name: str, alias: str) -> list[int]:
@@ -488,29 +560,200 @@ def _alias_stack(store: OfflineStore, model_name: str, alias: str) -> list[int]:
     return stack
 
 
+def _rollback_target(store: OfflineStore, model_name: str, alias: str) -> tuple[int, int]:
+    """(current, earlier): the top of the alias's stack and the version below it."""
+    stack = _alias_stack(store, model_name, alias)
+    if len(stack) < 2:
+        raise RegistryError(f"model {model_name!r} has no earlier {alias} to roll back to "
+                            f"(history: {stack or 'empty'})")
+    return stack[-1], stack[-2]
+
+
 def rollback(settings: Settings, model_name: str, alias: str = CHAMPION, reason: str = "", *,
              publish: bool = True, catalog: Catalog | None = None) -> AliasChange:
     """Move ``alias`` back to the version it pointed at before the current one (republishing the champion
     pointer, as :func:`promote` does)."""
-    with _registry(settings) as store, store.transaction():
-        stack = _alias_stack(store, model_name, alias)
-        if len(stack) < 2:
-            raise RegistryError(
-                f"model {model_name!r} has no earlier {alias} to roll back to (history: {stack or 'empty'})"
-            )
-        change = _set_alias(store, model_name, alias, stack[-2], "rollback", reason or f"rollback from v{stack[-1]}")
-    if publish and alias == CHAMPION:
-        publish_champion(settings, model_name, catalog=catalog)
-    return change
+    with hold_home(settings, f"rollback {model_name}"):
+        pointed = publish and alias == CHAMPION
+        if pointed:
+            reconcile_pointers(settings, repair=True, models=[model_name], catalog=catalog)
+        with _registry(settings) as store:
+            _, earlier = _rollback_target(store, model_name, alias)
+
+        def roll_back(store: OfflineStore) -> AliasChange:
+            current, target = _rollback_target(store, model_name, alias)
+            return _set_alias(store, model_name, alias, target, "rollback", reason or f"rollback from v{current}")
+
+        return _move_alias(settings, model_name, earlier if pointed else None, catalog, roll_back)
 
 
 def publish_champion(settings: Settings, model_name: str, *, catalog: Catalog | None = None) -> champion_pointer.Pointer:
     """(Re)write ``model_name``'s champion pointer, the file the online service follows (idempotent)."""
-    return champion_pointer.publish_champion(settings, resolve(settings, model_name, CHAMPION), catalog=catalog)
+    with hold_home(settings, f"publish {model_name}"):
+        reconcile_pointers(settings, repair=True, models=[model_name], catalog=catalog)
+        return champion_pointer.publish_champion(settings, resolve(settings, model_name, CHAMPION), catalog=catalog)
 
 
 def publish_champions(settings: Settings, *, catalog: Catalog | None = None) -> list[champion_pointer.Pointer]:
     """Publish the champion pointer of every registered model that has a champion."""
     catalog = catalog if catalog is not None else load_catalog(settings)
-    return [publish_champion(settings, name, catalog=catalog) for name in list_models(settings)
-            if CHAMPION in get_aliases(settings, name)]
+    with hold_home(settings, "publish champions"):
+        reconcile_pointers(settings, repair=True, catalog=catalog)  # withdraws pointers of models without one
+        return [publish_champion(settings, name, catalog=catalog) for name in list_models(settings)
+                if CHAMPION in get_aliases(settings, name)]
+
+
+# --------------------------------------------------------------------------------------------------
+# The pointers against the registry
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """A champion pointer that does not say what the registry committed (or a promotion's leftover), and,
+    after a repair, what was done about it."""
+
+    model_name: str
+    problem: str  # missing, stale, moved, orphan, unreadable, interrupted
+    registry_version: int | None
+    pointer_version: int | None
+    detail: str
+    repaired: str | None = None
+    error: str | None = None
+
+    def line(self) -> str:
+        """One line for an operator: the model, what is wrong and, after a repair, its outcome."""
+        outcome = f"; repaired: {self.repaired}" if self.repaired else \
+            f"; NOT repaired: {self.error}" if self.error else ""
+        return f"{self.model_name}: {self.problem}: {self.detail}{outcome}"
+
+
+@contextlib.contextmanager
+def _registry_read(settings: Settings) -> Iterator[OfflineStore | None]:
+    """The warehouse opened read-only, or None when it holds no registry yet; creates nothing, so the service
+    may call it."""
+    if not settings.warehouse_path.exists():
+        yield None
+        return
+    with opened(settings, read_only=True) as store:
+        present = all(store.exists(SCHEMA, t) for t in ("model_versions", "model_aliases"))
+        yield store if present else None
+
+
+def _champions(settings: Settings) -> dict[str, ModelVersion] | None:
+    """Every model's committed champion; None when the home has no registry."""
+    with _registry_read(settings) as store:
+        if store is None:
+            return None
+        rows = store.query(f"select v.* from {SCHEMA}.model_versions v join {SCHEMA}.model_aliases a "
+                           f"on a.model_name = v.model_name and a.version = v.version where a.alias = ?", [CHAMPION])
+    return {r["model_name"]: _version_from_row(r, (CHAMPION,), settings.home) for r in rows}
+
+
+def _compare(settings: Settings, model_name: str, champion: ModelVersion | None) -> Mismatch | None:
+    """How ``model_name``'s pointer (and any staged one) differ from its committed ``champion``."""
+    path = champion_pointer.pointer_path(settings, model_name)
+    staged = champion_pointer.staged_version(settings, model_name)
+    pointer, unreadable = None, None
+    if path.exists():
+        try:
+            pointer = champion_pointer.read_pointer(settings, model_name)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            unreadable = f"{type(error).__name__}: {error}"
+    ours = champion.version if champion else None
+    theirs = pointer.version if pointer else None
+    interrupted = f" (a promotion to v{staged} was interrupted)" if staged is not None else ""
+
+    def found(problem: str, detail: str) -> Mismatch:
+        return Mismatch(model_name, problem, ours, theirs, detail + interrupted)
+
+    if unreadable:
+        return found("unreadable", f"{path.name} cannot be read ({unreadable})")
+    if champion is None:
+        if pointer is not None:
+            return found("orphan", f"{path.name} serves v{theirs} but the registry has no champion for it")
+        return found("interrupted", "nothing is published and the registry has no champion") if staged else None
+    if pointer is None:
+        return found("missing", f"the registry's champion is v{ours} but no {path.name} is published")
+    if theirs != ours:
+        return found("stale", f"{path.name} serves v{theirs} but the registry's champion is v{ours}")
+    if pointer.model_dir != champion.model_dir:  # an old absolute path resolves to its tail here (home_paths)
+        return found("moved", f"{path.name} gives v{ours}'s files as {str(pointer.model_dir)!r}, the registry "
+                              f"as {str(champion.model_dir)!r}")
+    if staged is not None:
+        return Mismatch(model_name, "interrupted", ours, theirs,
+                        f"a promotion to v{staged} was interrupted before it committed; {path.name} and the "
+                        f"registry agree on v{ours}")
+    return None
+
+
+def _repair(settings: Settings, mismatch: Mismatch, champion: ModelVersion | None, catalog: Catalog | None, *,
+            republish: bool) -> Mismatch:
+    """Make the pointer say what the registry committed: install the staged pointer when it is the committed
+    one (no catalog needed), drop a staged pointer that never committed, else republish from the registry."""
+    name = mismatch.model_name
+    staged = champion_pointer.staged_version(settings, name)
+    try:
+        if champion is None:
+            if mismatch.pointer_version is None and mismatch.problem != "unreadable":
+                champion_pointer.discard_staged(settings, name)
+                return dataclasses.replace(mismatch, repaired="removed the staged pointer")
+            champion_pointer.remove_pointer(settings, name)
+            return dataclasses.replace(mismatch, repaired="withdrew the pointer (no champion in the registry)")
+        if staged == champion.version and mismatch.problem != "interrupted":
+            pointer = champion_pointer.install_staged(settings, name)
+            if pointer.model_dir == champion.model_dir:
+                return dataclasses.replace(mismatch, repaired=f"installed the staged pointer for v{pointer.version}")
+        champion_pointer.discard_staged(settings, name)
+        if mismatch.problem == "interrupted":
+            return dataclasses.replace(mismatch, repaired=f"dropped the staged pointer for v{staged}")
+        if not republish:
+            return dataclasses.replace(mismatch, error="needs the catalog to republish: run `fti doctor --repair`")
+        pointer = champion_pointer.publish_champion(settings, champion, catalog=catalog)
+        return dataclasses.replace(mismatch, repaired=f"republished the pointer for v{pointer.version}")
+    except Exception as error:  # noqa: BLE001 - one model's failure is reported, the others still repaired
+        return dataclasses.replace(mismatch, error=f"{type(error).__name__}: {error}")
+
+
+def reconcile_pointers(settings: Settings, *, repair: bool, models: Sequence[str] | None = None,
+                       catalog: Catalog | None = None, interrupted_only: bool = False) -> list[Mismatch]:
+    """Every champion pointer that disagrees with the registry's committed champions (missing, stale, moved,
+    left without a champion, unreadable) or that a promotion left half-installed; with ``repair``, rewritten
+    from the committed state (under the home's lock), each mismatch then saying what was done.
+
+    ``models`` limits the check; ``interrupted_only`` looks only at models with a staged pointer (evidence
+    of an interrupted promotion) and opens the warehouse only when there is one, and it never republishes
+    (which would parse the dbt project): what the service can afford at start.
+    """
+    names = set(models) if models is not None else None
+    if interrupted_only:
+        staged = set(champion_pointer.interrupted_models(settings))
+        names = staged if names is None else names & staged
+        if not names:
+            return []
+    with hold_home(settings, "reconcile champion pointers") if repair else contextlib.nullcontext():
+        champions = _champions(settings)
+        if names is None:
+            names = set(champions or ()) | set(champion_pointer.published_models(settings)) | \
+                set(champion_pointer.interrupted_models(settings))
+        if champions is None:  # e.g. a service host given only the models: nothing to judge the pointers by
+            if names:
+                raise RegistryError(f"{settings.home} has no model registry (no registry tables in "
+                                    f"{settings.warehouse_path.name}), so its champion pointers cannot be checked")
+            return []
+        found = [m for m in (_compare(settings, n, champions.get(n)) for n in sorted(names)) if m is not None]
+        if repair:
+            found = [_repair(settings, m, champions.get(m.model_name), catalog, republish=not interrupted_only)
+                     for m in found]
+    return found
+
+
+def reconcile_at_service_start(settings: Settings) -> list[Mismatch]:
+    """Finish or undo promotions that were interrupted, before the service loads its pointers. Never waits:
+    when a writer holds the home it is that writer's job (and its own reconciliation's), so nothing is done."""
+    if not champion_pointer.interrupted_models(settings):
+        return []
+    try:
+        return reconcile_pointers(dataclasses.replace(settings, lock_wait_seconds=0), repair=True,
+                                  interrupted_only=True)
+    except HomeBusy:
+        return []

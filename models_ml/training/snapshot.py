@@ -222,6 +222,21 @@ def get_snapshot(store: OfflineStore, snapshot_id: str) -> SnapshotInfo:
     return _info_from_row(rows[0])
 
 
+SCRATCH_PREFIX = "_building_"
+
+
+def drop_abandoned_scratch(store: OfflineStore) -> list[str]:
+    """Drop the scratch tables of snapshot builds that were killed (``finally`` never ran for them).
+
+    Safe whenever this process has the warehouse open for writing: the engine admits one writing process,
+    so a scratch table left in the file belongs to no live build."""
+    abandoned = sorted(name for schema, name in store.relations()
+                       if schema == SCHEMA and name.startswith(SCRATCH_PREFIX))
+    for name in abandoned:
+        store.drop_table(SCHEMA, name)
+    return abandoned
+
+
 def build_snapshot(store: OfflineStore, view: FeatureView, time_range: TimeRange) -> SnapshotInfo:
     """Materialise the view's snapshot for ``time_range`` (or reuse the identical one already stored).
 
@@ -230,9 +245,10 @@ def build_snapshot(store: OfflineStore, view: FeatureView, time_range: TimeRange
     and registered in one transaction, so a snapshot is never visible without its registry row.
     """
     ensure_registry(store)
+    drop_abandoned_scratch(store)
     bounds = spine_time_bounds(spine_expr(store, view, time_range), view.label.spine_time)
     expr = snapshot_expr(store, view, time_range, bounds)
-    scratch: str | None = f"_building_{uuid.uuid4().hex[:12]}"
+    scratch: str | None = f"{SCRATCH_PREFIX}{uuid.uuid4().hex[:12]}"
     store.create_table(SCHEMA, scratch, expr)
     try:
         stored = store.table(SCHEMA, scratch)

@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from models_ml.core.home_lock import hold_home
 from models_ml.core.settings import Settings
 from models_ml.core.time import TimeRange, day_window
 from models_ml.core.timing import Timings
@@ -191,10 +192,19 @@ def run_batch_inference(
     rows of its predictions table. A window with nothing to score raises EmptyWindow.
 
     ``seconds`` of the result: per step, with scoring split into ``prepare_features``, ``predict`` and
-    ``assemble``.
+    ``assemble``. Holds the home (models_ml.core.home_lock): features are never read from a half-built
+    warehouse, and predictions are written by one writer.
     """
-    timings = Timings()
     model_name = registry.model_name(settings, model_name)
+    with hold_home(settings, "batch inference"):
+        return _run_batch_inference(settings, model_name, alias, window, day, days, timezone, catalog,
+                                    num_threads, scored_at, steps)
+
+
+def _run_batch_inference(settings: Settings, model_name: str, alias: str, window: TimeRange | None,
+                         day: str | dt.date | None, days: int, timezone: str, catalog: Catalog | None,
+                         num_threads: int | None, scored_at: dt.datetime | None, steps: BatchSteps) -> PredictionRun:
+    timings = Timings()
     relation = pr.predictions_relation(model_name, alias)
     with timings.stage("resolve_model"):
         version, model = steps.resolve_model(settings, model_name, alias)

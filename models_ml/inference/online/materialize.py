@@ -30,6 +30,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from models_ml.core.home_lock import hold_home
 from models_ml.core.kinds import kind_of
 from models_ml.core.settings import Settings
 from models_ml.definitions.catalog import Catalog, FeatureGroup, load_catalog
@@ -264,7 +265,9 @@ def run_online_materialization(
     steps: OnlineSteps = OnlineSteps(),
 ) -> OnlineMaterialization:
     """Refresh the online store (every online group, or ``groups``), then (re)publish every model's
-    champion pointer, which the inference service follows instead of the registry."""
-    report = steps.refresh(settings, store, groups, full_refresh)
-    published = steps.publish(settings) if publish_champions else []
+    champion pointer, which the inference service follows instead of the registry. Holds the home
+    (models_ml.core.home_lock), so it never copies a half-built feature table."""
+    with hold_home(settings, "online materialization"):
+        report = steps.refresh(settings, store, groups, full_refresh)
+        published = steps.publish(settings) if publish_champions else []
     return OnlineMaterialization(report, list(published))

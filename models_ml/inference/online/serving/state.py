@@ -23,7 +23,7 @@ from models_ml.inference.online.serving.metrics import Metrics
 from models_ml.inference.online.serving.scoring import ServedModel
 from models_ml.inference.online.serving.tuning import freeze_heap
 from models_ml.inference.online.store import UTC, OnlineStore
-from models_ml.training.champion_pointer import POINTER_FILE, published_models, read_pointer_file
+from models_ml.training.champion_pointer import POINTER_FILE, interrupted_models, published_models, read_pointer_file
 
 LOGGER = logging.getLogger("fti.online")
 
@@ -109,7 +109,21 @@ class ServiceState:
         if self.log is not None:
             self.log.ensure_running()  # a writer thread that died is started again
 
+    def reconcile_pointers(self) -> None:
+        """Finish or undo a promotion that was interrupted half-way, before its pointer is loaded. Only then
+        is the registry read: otherwise the service never opens the warehouse."""
+        if not interrupted_models(self.settings):
+            return
+        from models_ml.training.registry import reconcile_at_service_start
+
+        try:
+            for mismatch in reconcile_at_service_start(self.settings):
+                LOGGER.warning("champion pointer of %s", mismatch.line())
+        except Exception:  # noqa: BLE001 - serve the pointers as they are rather than not at all
+            LOGGER.exception("could not reconcile the champion pointers with the registry")
+
     def start(self) -> None:
+        self.reconcile_pointers()
         self.refresh_models()
         self.refresh_freshness()
         if self.log is not None:
