@@ -6,8 +6,8 @@
 3. the following week, night by night: batch inference scores tomorrow's flights from the published
    schedule, before they depart; then the feature pipeline lands the day (its outcomes, and the next
    day's schedule);
-4. the predictions joined to their outcomes (ROC-AUC per day), and a Markdown report with plots under
-   FTI_HOME/reports/.
+4. the predictions joined to their outcomes (ROC-AUC per day), and the model's report (one Markdown file
+   with its plots beside it, FTI_HOME/reports/<model>/report.md), which the closing summary points to.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from models_ml.core.settings import Settings
@@ -96,7 +97,7 @@ def run_demo(
     relations = sorted({ref.group.qualified_relation for ref in view.features}
                        | {view.label.qualified_relation, ".".join(view.scoring_relation), predictions_table})
     rows, _ = count_rows(settings, relations)
-    report = write_report(settings, view, champion, predictions_relation(MODEL), rows)
+    report = write_report(settings, view, champion, predictions_relation(MODEL), rows, ZONE)
 
     metrics = registry.get_metrics(settings, MODEL, champion.version).get("test", {})
     worst = registry.get_slice_metrics(settings, MODEL, champion.version)[:1]
@@ -112,9 +113,18 @@ def run_demo(
     print(f"  predictions: {predictions_table} ({scored_rows:,} rows scored before departure this run, "
           f"{flagged_rows:,} flagged for missing features)")
     print(f"  report:      {report}")
+    print(f"               {_report_contents(report)}")
     print(f"  warehouse:   {settings.warehouse_path}")
     print(f"  models:      {champion.model_dir}")
     print()
-    _say(f"done in {time.perf_counter() - started:.0f} s. Explore: .venv/bin/fti features list | "
-         ".venv/bin/fti models list | .venv/bin/fti models show flight_delay")
+    _say(f"done in {time.perf_counter() - started:.0f} s. Read the report: {report}")
+    _say("Explore: .venv/bin/fti features list | .venv/bin/fti models list | .venv/bin/fti models show flight_delay")
     return 0
+
+
+def _report_contents(report: Path) -> str:
+    """What the report holds, in one line: its plots and its sections' headings."""
+    headings = [line[3:].split(" (")[0].split(":")[0] for line in report.read_text().splitlines()
+                if line.startswith("## ")]
+    plots = len(list(report.parent.glob("*.png")))
+    return f"{plots} plots beside it; " + "; ".join(headings)

@@ -8,7 +8,9 @@ scikit-learn's definition, which the tests check on hand-computable cases:
   (``average_precision_score``; no trapezoids, which are optimistic);
 * log loss with probabilities clipped to ``[1e-15, 1 - 1e-15]``; Brier score, the mean squared error;
 * calibration: equal-width bins on the score, per bin the mean score against the observed positive rate;
-  the expected calibration error (ECE) is the row-weighted mean absolute gap.
+  the expected calibration error (ECE) is the row-weighted mean absolute gap;
+* the threshold view: precision, recall and share flagged when flagging every score at or above a
+  threshold, and precision, recall and lift at the top k % of rows by score.
 
 A slice is one value of one slice column (e.g. one carrier). Slices with fewer than ``min_slice_rows``
 rows or a single class are skipped (their AUC is undefined or noise) and listed as skipped. The worst
@@ -16,6 +18,9 @@ slice is the one with the lowest ROC-AUC.
 
 The gate passes when every configured threshold holds and the candidate is not worse than the current
 champion on the same test rows by more than ``champion_tolerance`` on ``champion_metric``.
+
+The registered plots (:func:`save_plots`) are drawn by :mod:`models_ml.training.plots`; the full report of a
+version is :mod:`models_ml.training.report`.
 """
 
 from __future__ import annotations
@@ -140,6 +145,63 @@ def expected_calibration_error(y_true: np.ndarray, y_score: np.ndarray, bins: in
     if total == 0:
         return 0.0
     return float(sum(b.rows * abs(b.mean_score - b.positive_rate) for b in table if b.rows) / total)
+
+
+@dataclass(frozen=True)
+class ThresholdCurve:
+    """What flagging every row scoring at least ``threshold`` gives: precision (NaN where nothing is
+    flagged), recall and the share of rows flagged, at evenly spaced thresholds from 0 to 1."""
+
+    thresholds: np.ndarray
+    precision: np.ndarray
+    recall: np.ndarray
+    flagged: np.ndarray
+
+
+def threshold_curve(y_true: np.ndarray, y_score: np.ndarray, points: int = 101) -> ThresholdCurve:
+    y, p = _check(y_true, y_score)
+    thresholds = np.linspace(0.0, 1.0, points)
+    order = np.argsort(p, kind="mergesort")
+    first_flagged = np.searchsorted(p[order], thresholds, side="left")  # rows before it score below
+    positives_below = np.r_[0.0, np.cumsum(y[order])][first_flagged]
+    flagged = y.size - first_flagged
+    true_positives = y.sum() - positives_below
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(flagged > 0, true_positives / np.maximum(flagged, 1), np.nan)
+    return ThresholdCurve(thresholds, precision, true_positives / max(y.sum(), 1), flagged / max(y.size, 1))
+
+
+@dataclass(frozen=True)
+class TopFraction:
+    """The ``rows`` highest-scoring rows (a ``fraction`` of all): their precision, the recall they reach,
+    the lift (precision over the base rate) and the lowest score among them (the threshold that flags them)."""
+
+    fraction: float
+    rows: int
+    positives: int
+    precision: float
+    recall: float
+    lift: float | None
+    threshold: float
+
+
+def top_fractions(y_true: np.ndarray, y_score: np.ndarray,
+                  fractions: Sequence[float] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)) -> list[TopFraction]:
+    """Precision, recall and lift at the top k % of rows by score (ties kept in row order)."""
+    y, p = _check(y_true, y_score)
+    if y.size == 0:
+        return []
+    order = np.argsort(-p, kind="mergesort")
+    cumulative = np.cumsum(y[order])
+    base_rate, total = float(y.mean()), float(max(y.sum(), 1))
+    result = []
+    for fraction in fractions:
+        rows = int(min(y.size, max(1, np.ceil(fraction * y.size))))
+        positives = int(cumulative[rows - 1])
+        precision = positives / rows
+        result.append(TopFraction(float(fraction), rows, positives, precision, positives / total,
+                                  precision / base_rate if base_rate else None, float(p[order][rows - 1])))
+    return result
 
 
 @dataclass(frozen=True)
@@ -451,79 +513,49 @@ def check_gate(evaluation: Evaluation, gate: GateConfig | None = None) -> GateRe
 
 
 def save_plots(evaluation: Evaluation, directory: Path, model_name: str, version: int | str,
-               top_features: int = 20) -> dict[str, Path]:
+               top_features: int = 20, baselines: Mapping[str, np.ndarray] | None = None) -> dict[str, Path]:
     """ROC, precision-recall, calibration and feature-importance PNGs named after the model version.
 
-    Uses matplotlib's object API with the Agg canvas (no pyplot, no global backend switch), so it is safe in
-    worker threads and headless runs.
+    The champion (when it was scored on the same rows) and each of ``baselines`` (name -> scores of the same
+    rows, e.g. a base-rate or one-feature model) are drawn beside the model on the ROC and PR charts.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from models_ml.training import plots
 
-    directory.mkdir(parents=True, exist_ok=True)
     label = f"{model_name} v{version}"
-    y, p = evaluation.y_true, evaluation.y_score
-    champion = evaluation.champion if evaluation.champion and evaluation.champion.y_score is not None else None
-    paths: dict[str, Path] = {}
+    y, p, m = evaluation.y_true, evaluation.y_score, evaluation.metrics
+    others: list[tuple[str, np.ndarray]] = []
+    champion = evaluation.champion
+    if champion is not None and champion.y_score is not None:
+        others.append((f"champion v{champion.version}", champion.y_score))
+    others += list((baselines or {}).items())
 
-    def new_figure(width: float = 5.5, height: float = 5.0) -> tuple[Figure, Any]:
-        figure = Figure(figsize=(width, height), dpi=100)
-        FigureCanvasAgg(figure)
-        return figure, figure.add_subplot(1, 1, 1)
+    def path(kind: str) -> Path:
+        return directory / f"{model_name}_v{version}_{kind}.png"
 
-    def save(figure: Figure, kind: str) -> None:
-        path = directory / f"{model_name}_v{version}_{kind}.png"
-        figure.tight_layout()
-        figure.savefig(path)
-        paths[kind] = path
+    def named(name: str, value: float | None, what: str) -> str:
+        return name if value is None else f"{name} ({what} {value:.3f})"
 
-    m = evaluation.metrics
-    figure, axes = new_figure()
-    fpr, tpr = roc_curve(y, p)
-    axes.plot(fpr, tpr, label=f"{label} (AUC {m.roc_auc:.3f})" if m.roc_auc is not None else label)
-    if champion:
-        cf, ct = roc_curve(y, champion.y_score)
-        axes.plot(cf, ct, linestyle="--", label=f"champion v{champion.version} (AUC {champion.metrics.roc_auc:.3f})")
-    axes.plot([0, 1], [0, 1], color="grey", linewidth=0.8)
-    axes.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC, {evaluation.dataset}: {label}")
-    axes.legend(loc="lower right")
-    save(figure, "roc")
+    roc = [plots.Series(*roc_curve(y, p), named(label, m.roc_auc, "AUC"))]
+    roc += [plots.Series(*roc_curve(y, s), named(n, roc_auc(y, s), "AUC"), dashed=True) for n, s in others]
+    paths = {"roc": plots.lines(path("roc"), f"ROC, {evaluation.dataset}: {label}", "false positive rate",
+                                "true positive rate", roc, diagonal=True, legend="lower right")}
 
-    figure, axes = new_figure()
-    recall, precision = precision_recall_curve(y, p)
-    axes.step(recall, precision, where="post",
-              label=f"{label} (AP {m.pr_auc:.3f})" if m.pr_auc is not None else label)
-    if champion:
-        cr, cp = precision_recall_curve(y, champion.y_score)
-        axes.step(cr, cp, where="post", linestyle="--",
-                  label=f"champion v{champion.version} (AP {champion.metrics.pr_auc:.3f})")
-    axes.axhline(m.positive_rate, color="grey", linewidth=0.8, label=f"base rate {m.positive_rate:.3f}")
-    axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
-             title=f"Precision-recall, {evaluation.dataset}: {label}")
-    axes.legend(loc="upper right")
-    save(figure, "pr")
+    pr = [plots.Series(*precision_recall_curve(y, p), named(label, m.pr_auc, "AP"), step=True)]
+    pr += [plots.Series(*precision_recall_curve(y, s), named(n, average_precision(y, s), "AP"), step=True,
+                        dashed=True) for n, s in others]
+    paths["pr"] = plots.lines(path("pr"), f"Precision-recall, {evaluation.dataset}: {label}", "recall",
+                              "precision", pr, hline=(m.positive_rate, f"base rate {m.positive_rate:.3f}"),
+                              legend="upper right")
 
-    figure, axes = new_figure()
-    filled = [b for b in evaluation.calibration if b.rows]
-    axes.plot([0, 1], [0, 1], color="grey", linewidth=0.8, label="perfect")
-    axes.plot([b.mean_score for b in filled], [b.positive_rate for b in filled], marker="o",
-              label=f"{label} (ECE {m.ece:.3f})")
-    counts = axes.twinx()
-    counts.bar([(b.lower + b.upper) / 2 for b in evaluation.calibration], [b.rows for b in evaluation.calibration],
-               width=1 / max(len(evaluation.calibration), 1), alpha=0.15, color="grey")
-    counts.set_ylabel("rows")
-    axes.set(xlabel="mean predicted probability", ylabel="observed positive rate", xlim=(0, 1), ylim=(0, 1),
-             title=f"Calibration, {evaluation.dataset}: {label}")
-    axes.legend(loc="upper left")
-    save(figure, "calibration")
+    paths["calibration"] = plots.calibration(
+        path("calibration"), f"Calibration, {evaluation.dataset}: {label}",
+        [(b.lower, b.upper, b.rows, b.mean_score, b.positive_rate) for b in evaluation.calibration],
+        f"{label} (ECE {m.ece:.3f})")
 
     ranked = sorted(evaluation.feature_importance.items(), key=lambda kv: kv[1], reverse=True)[:top_features]
-    figure, axes = new_figure(7.0, max(3.0, 0.3 * len(ranked) + 1.0))
-    names = [name for name, _ in reversed(ranked)]
-    axes.barh(names, [value for _, value in reversed(ranked)])
-    axes.set(xlabel="total gain", title=f"Feature importance (gain): {label}")
-    axes.tick_params(axis="y", labelsize=8)
-    save(figure, "importance")
+    paths["importance"] = plots.horizontal_bars(
+        path("importance"), f"Feature importance (gain): {label}", "total gain",
+        [name for name, _ in ranked], [value for _, value in ranked])
     return paths
 
 
