@@ -1,10 +1,12 @@
 """The one retry policy of every flow: retry what a retry can fix (I/O), fail at once on anything else.
 
 Another process holding the warehouse for a moment, a file-system hiccup or an unreachable online store
-clear up on their own; a refused model, bad data or a bug do not, and retrying them would only hide the
-reason for a while. The transient types are the offline store engines' own
+clear up on their own; a refused model, bad data, a configuration error or a bug do not, and retrying them
+would only hide the reason for a while. The transient types are the offline store engines' own
 (:func:`models_ml.offline.store.transient_errors`, which include OSError) plus any a flow names for its
-other stores (an online store's connection errors).
+other stores (an online store's connection errors). Never retried, even where they are OSErrors:
+:data:`PERMANENT` (our configuration and lookup errors are all ValueErrors; a missing file or a permission
+stays missing on a retry).
 
 Inputs and results pass between tasks in memory (Arrow tables, models): hashing them for a cache key
 would cost more than the step, so no task caches.
@@ -25,13 +27,24 @@ RETRY_DELAY_SECONDS = 5
 #: the options of a task that only computes (no I/O): no retries, no cache
 CPU_TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE}
 
+#: errors a retry cannot fix, checked before the transient ones: configuration, lookups (CatalogError,
+#: RegistryError, SettingsError, a domain or loader not found), bad data and bugs, and the OSErrors that
+#: name a path that is not there or not allowed
+PERMANENT: tuple[type[BaseException], ...] = (
+    ValueError, LookupError, TypeError, AttributeError, ImportError, NotImplementedError,
+    FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError,
+)
+
 
 def retry_on(transient: tuple[type[BaseException], ...]) -> Callable[[Any, Any, Any], bool]:
-    """A Prefect ``retry_condition_fn`` that retries a failed run only when it raised one of ``transient``."""
+    """A Prefect ``retry_condition_fn`` that retries a failed run only when it raised one of ``transient``
+    (and none of :data:`PERMANENT`)."""
 
     def is_transient(task: Any, task_run: Any, state: Any) -> bool:
         try:
             state.result()
+        except PERMANENT:
+            return False
         except transient:
             return True
         except Exception:  # noqa: BLE001 - a refusal, a bug or bad data: retrying would hide it

@@ -1,139 +1,187 @@
-"""The `fti` command: inspect the feature store, run the pipelines, run the demo."""
+"""The `fti` command: inspect the feature store, run the pipelines, run the demo; and its one error path.
+
+Each ``*_commands`` module adds its commands with ``register(subparsers)`` (doctor: ``add_parser``); a
+handler (``args -> exit code``) imports what it needs when it runs, so building the parser imports none of
+the libraries behind the commands, and `fti --help` or a usage error answers at once. A handler checks its
+arguments (names, dates, settings) before it starts a flow.
+
+A failure prints one line, ``fti <command>: error: <what>``, naming the argument and the fix, and exits 2
+for a usage error (a bad argument, an unknown name) or 1 for a failure at run time (the home held by another
+command, a failing dbt test, an I/O error, a bug); ``--debug`` (or ``FTI_DEBUG=1``) shows the traceback
+instead. A flow that fails ends the same way, with the line of the exception that failed it: Prefect's console
+keeps its progress lines but not its tracebacks (its API keeps them).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import os
+import re
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
-from fti.text import table, when
-from models_ml.core.settings import load_settings
-from models_ml.definitions.catalog import CatalogError, FeatureGroup, load_catalog
-from models_ml.features.stats import read_group_stats
+from fti import doctor_commands, features_commands, models_commands, online_commands, predict_commands
+from fti.text import did_you_mean, iso_date
 
-
-def features_list(args: argparse.Namespace) -> int:
-    settings = load_settings(args.home)
-    catalog = load_catalog(settings, refresh=args.refresh)
-    groups = sorted(catalog.groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0))
-    rows = []
-    for ((name, version), group), stats in zip(groups, read_group_stats(settings, [g for _, g in groups])):
-        rows.append([
-            name, f"v{version}", ",".join(group.entity), group.event_time, str(group.ttl or "-"),
-            "yes" if group.online else "no", str(len(group.features)),
-            f"{stats.row_count:,}" if stats.row_count is not None else "not built",
-            when(stats.latest_event_at),
-        ])
-    print(table(rows, ["group", "version", "entity", "event time", "ttl", "online", "features", "rows",
-                        "latest event"]))
-    if catalog.views:
-        print()
-        print(table(
-            [[v.name, f"v{v.version}", v.label.model, v.label.target,
-              v.inference_spine.model if v.inference_spine else "- (label model)", str(len(v.feature_columns)),
-              ", ".join(f"{g}:v{ver}" for g, ver in v.group_versions().items())] for v in catalog.views.values()],
-            ["feature view", "version", "label model", "target", "inference spine", "features", "groups"],
-        ))
-    if catalog.domains:
-        print()
-        print(table([[d.name, ", ".join(d.sources), d.loader] for d in sorted(catalog.domains.values(),
-                                                                            key=lambda d: d.name)],
-                    ["domain", "dbt sources", "loader"]))
-    return 0
+USAGE, FAILURE, INTERRUPTED = 2, 1, 130
+DESCRIPTION = "Declarative, SQL-first ML: feature pipelines, training, batch and online inference."
+_OUR_PACKAGES = frozenset({"fti", "models_ml", "flows", "examples"})
+_ROOT = Path(__file__).resolve().parents[1]
+_LONGEST_LINE = 600
 
 
-def _show_group(settings, group: FeatureGroup) -> None:
-    (stats,) = read_group_stats(settings, [group])
-    print(f"{group.name} v{group.version} (latest v{group.latest_version})  {group.qualified_relation}")
-    print(f"  {group.description}")
-    print(f"  entity: {', '.join(group.entity)}   event time: {group.event_time}   "
-          f"created time: {group.created_time or '-'}   ttl: {group.ttl or 'none'}   online: {group.online}")
-    print(f"  rows: {stats.row_count if stats.row_count is not None else 'not built'}   "
-          f"latest event: {when(stats.latest_event_at)}   latest load: {when(stats.latest_loaded_at)}")
-    print()
-    print(table([[f.name, f.data_type, f.description] for f in group.features], ["feature", "type", "description"]))
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line: ``fti <command>: error: <argument>: <what>``."""
 
+    def error(self, message: str) -> None:  # type: ignore[override]
+        line = self._one_line(message)
+        fix = "" if line.endswith("?") else f"; see `{self.prog} --help`"  # a suggestion is the fix
+        self.exit(USAGE, f"{self.prog}: error: {line}{fix}\n")
 
-def features_show(args: argparse.Namespace) -> int:
-    settings = load_settings(args.home)
-    catalog = load_catalog(settings, refresh=args.refresh)
-    if args.name in catalog.views:
-        view = catalog.views[args.name]
-        print(f"feature view {view.name} v{view.version}: {view.description}")
-        print(f"  training spine: {view.label.qualified_relation} at {view.label.spine_time}, "
-              f"target {view.label.target}")
-        scored = view.inference_spine.qualified_relation if view.inference_spine else "the label model"
-        print(f"  inference spine: {scored}, windowed on {view.label.event_time}")
-        rows = [[c, "request", view.label.model] for c in view.label.request_features]
-        for ref in view.features:
-            rows += [[ref.output_name(f), ref.group.feature(f).data_type, f"{ref.group.name} v{ref.group.version}"]
-                     for f in ref.features]
-        rows += [[f.name, "double", f"on demand: {f.function}({', '.join(f.inputs.values())})"] for f in view.on_demand]
-        print(table(rows, ["feature", "type", "from"]))
-        return 0
-    _show_group(settings, catalog.group(args.name, args.version))
-    return 0
-
-
-def features_run(args: argparse.Namespace) -> int:
-    from flows.feature_pipeline import feature_pipeline
-
-    args.domain = load_catalog(load_settings(args.home)).domain(args.domain).name  # checked before the flow
-    result = feature_pipeline(through=args.through, full_refresh=args.full_refresh, home=args.home,
-                              domain=args.domain)
-    print(table([[t, f"{n:,}"] for t, n in sorted(result["rows_built"].items())], ["table", "rows"]))
-    return 0
+    def _one_line(self, message: str) -> str:
+        commands = next((a for a in self._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if commands and message.startswith("the following arguments are required") and commands.dest in message:
+            return f"a command is required: one of {', '.join(commands.choices)}"
+        choice = re.fullmatch(r"argument (?P<arg>[^:]+): invalid choice: '(?P<value>.*)' \(choose from (?P<of>.*)\)",
+                              message)
+        if choice:
+            value, known = choice["value"], [c.strip().strip("'") for c in choice["of"].split(",")]
+            if commands and choice["arg"] == commands.dest:
+                return f"no command {value!r} (commands: {', '.join(known)}){did_you_mean(value, known)}"
+            return f"{choice['arg']}: {value!r} is not one of {', '.join(known)}{did_you_mean(value, known)}"
+        return re.sub(r"^argument ([^:]+): ", r"\1: ", message)
 
 
 def demo(args: argparse.Namespace) -> int:
     from fti.demo import run_demo
+    from models_ml.core.settings import load_settings
 
     return run_demo(load_settings(args.home), through=args.through)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fti", description=__doc__)
+    parser = Parser(prog="fti", description=DESCRIPTION)
     parser.add_argument("--home", help="state directory (default: $FTI_HOME or ./.fti)")
+    parser.add_argument("--debug", action="store_true",
+                        help="on a failure, show the traceback instead of one line (also FTI_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", required=True)
-
-    features = commands.add_parser("features", help="feature groups and views").add_subparsers(
-        dest="features_command", required=True
-    )
-    listing = features.add_parser("list", help="every feature group and feature view")
-    listing.add_argument("--refresh", action="store_true", help="re-parse the dbt project first")
-    listing.set_defaults(handler=features_list)
-    show = features.add_parser("show", help="one feature group (or view): features, types, freshness")
-    show.add_argument("name")
-    show.add_argument("--version", type=int)
-    show.add_argument("--refresh", action="store_true")
-    show.set_defaults(handler=features_show)
-    run = features.add_parser("run", help="run the feature pipeline flow (land + dbt build)")
-    run.add_argument("--through", help="land raw data through this ISO date (default: next day)")
-    run.add_argument("--full-refresh", action="store_true")
-    run.add_argument("--domain", help="whose raw data to land and build (a domain declared with its dbt sources, "
-                                      "see `fti features list`; default: the only one)")
-    run.set_defaults(handler=features_run)
-
+    features_commands.register(commands)
     demo_parser = commands.add_parser("demo", help="the end-to-end demo on the real flights data")
-    demo_parser.add_argument("--through", default="2013-11-30", help="last day landed before training")
+    demo_parser.add_argument("--through", type=iso_date, default="2013-11-30", help="last day landed before training")
     demo_parser.set_defaults(handler=demo)
-
-    from fti import models_commands as cli_models
-    from fti import online_commands as cli_online
-    from fti import predict_commands as cli_predict
-    cli_models.register(commands)
-    cli_predict.register(commands)
-    cli_online.register(commands)
+    models_commands.register(commands)
+    predict_commands.register(commands)
+    online_commands.register(commands)
+    doctor_commands.add_parser(commands)
+    _name_commands(parser)
     return parser
+
+
+def _name_commands(parser: argparse.ArgumentParser) -> None:
+    """Each command's parser sets ``prog`` ("fti features run"), the name its error line starts with."""
+    parser.set_defaults(prog=parser.prog)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                _name_commands(command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("FTI_DEBUG", "").strip() not in ("", "0")
     try:
-        return int(args.handler(args) or 0)
-    except CatalogError as error:
-        print(f"fti: {error}", file=sys.stderr)
-        return 2
+        with contextlib.nullcontext() if debug else _prefect_console_without_tracebacks():
+            return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print(f"{args.prog}: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except Exception as error:  # noqa: BLE001 - the one error path: every failure ends here
+        code, line = failure(error)
+        if debug:
+            traceback.print_exception(error)
+        else:
+            print(f"{args.prog}: error: {line}", file=sys.stderr)
+        return code
+
+
+def failure(error: BaseException) -> tuple[int, str]:
+    """The exit code and the one line of a command's failure.
+
+    A flow's failure is the exception inside it. A ValueError of ours (CatalogError, RegistryError, the
+    commands' UsageError, ..., or one our code raised) is about what was asked: exit 2. Anything else failed
+    while running: exit 1; HomeBusy (models_ml.core.home_lock) says who holds the home. Our messages are
+    written to be read as they are; any other gets its type's name in front.
+    """
+    error = _inside_flow(error)
+    ours = type(error).__module__.split(".")[0] in _OUR_PACKAGES or (
+        isinstance(error, ValueError) and _raised_by_us(error))
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = "; ".join(lines) or type(error).__name__
+    if not ours:
+        text = f"{type(error).__name__}: {text} (--debug shows the traceback)"
+    if len(text) > _LONGEST_LINE:
+        text = text[:_LONGEST_LINE] + " … (--debug shows all of it)"
+    return (USAGE if ours and isinstance(error, ValueError) else FAILURE), text
+
+
+def _raised_by_us(error: BaseException) -> bool:
+    """Whether the innermost frame of ``error``'s traceback is in one of our packages."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return False
+    path = Path(frames[-1].filename).resolve()
+    return any(path.is_relative_to(_ROOT / package) for package in _OUR_PACKAGES)
+
+
+def _inside_flow(error: BaseException) -> BaseException:
+    """The exception a Prefect flow or task failed with, rather than Prefect's own wrapper of it."""
+    seen = {id(error)}
+    current: BaseException | None = error
+    while current is not None and type(current).__module__.startswith("prefect"):
+        current = current.__cause__ or current.__context__
+        if current is None or id(current) in seen:
+            return error
+        seen.add(id(current))
+    return current or error
+
+
+class _WithoutTraceback(logging.Filter):
+    """Prefect's console shows a failed task's or flow's log line without the traceback under it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("prefect"):
+            record.exc_info, record.exc_text = None, None  # the API's handler, which ran first, kept them
+        return True
+
+
+@contextlib.contextmanager
+def _prefect_console_without_tracebacks() -> Iterator[None]:
+    """Keep Prefect's tracebacks off the console while a command runs (the command ends with one line).
+
+    Prefect configures its console handler (on the root logger) when it is first imported, inside the
+    handler, so the filter goes on when Prefect logs its first failure: the record factory watches for it.
+    """
+    quiet, make = _WithoutTraceback(), logging.getLogRecordFactory()
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        if record.exc_info and record.name.startswith("prefect"):
+            for handler in logging.getLogger().handlers:
+                if type(handler).__name__ == "PrefectConsoleHandler" and quiet not in handler.filters:
+                    handler.addFilter(quiet)
+        return record
+
+    logging.setLogRecordFactory(factory)
+    try:
+        yield
+    finally:
+        logging.setLogRecordFactory(make)
+        for handler in logging.getLogger().handlers:
+            handler.removeFilter(quiet)
 
 
 if __name__ == "__main__":

@@ -1,47 +1,73 @@
 """`fti models ...` and `fti train`: inspect the model registry, move aliases, run the training flow.
 
-Registered on the main parser by :func:`register`; each command sets ``handler`` (``args -> exit code``).
+Registered on the main parser by :func:`register`; each command sets ``handler`` (``args -> exit code``)
+and imports the registry (and with it LightGBM) only when it runs. Names (models, versions, aliases,
+views) and training settings are checked here, before anything starts, by :func:`model_version` and
+:func:`train`'s checks: a wrong one is a :class:`~fti.text.UsageError` naming the argument.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import sys
-from collections.abc import Callable
 
-from fti.text import num, table, when
-from models_ml.core.settings import load_settings
-from models_ml.training import registry
+from fti.text import UsageError, aliases, fractions, iso_date, num, pick, settings_pairs, table, version_number, \
+    versions, when
 
-
-def _friendly(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Registry errors (unknown model or version, nothing to roll back) become a message and exit code 2."""
-
-    @functools.wraps(handler)
-    def wrapped(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except registry.RegistryError as error:
-            print(f"fti: {error}", file=sys.stderr)
-            return 2
-
-    return wrapped
+CHAMPION = "champion"  # models_ml.training.registry.CHAMPION, written out so that building the parser imports no model code
 
 
 def _settings(args: argparse.Namespace):
+    from models_ml.core.settings import load_settings
+
     return load_settings(args.home)
 
 
+def model_name(settings, name: str | None, flag: str = "--model") -> str:
+    """``name`` if the registry has it; without a name, the only registered model."""
+    from models_ml.training import registry
+
+    return pick(flag, name, registry.list_models(settings), "model", "the registry",
+                none_yet="train one with `fti train`")
+
+
+def model_version(settings, name: str | None, ref: str | int | None = None, *, model_flag: str = "--model",
+                  ref_flag: str = "--alias"):
+    """The registered version ``ref`` (a number, ``v3``, an alias or ``latest``; default the latest) of model
+    ``name``: an unknown model, version or alias is a UsageError listing the known ones."""
+    from models_ml.training import registry
+
+    name = model_name(settings, name, model_flag)
+    all_versions = registry.list_versions(settings, name)
+    if ref is None or ref == "latest":
+        return all_versions[-1]
+    text = str(ref)
+    if text.lstrip("vV").isdigit():
+        number = int(text.lstrip("vV"))
+        for version in all_versions:
+            if version.version == number:
+                return version
+        raise UsageError(f"{ref_flag}: model {name!r} has no version {number} "
+                         f"(versions: {versions(v.version for v in all_versions)})")
+    held = registry.get_aliases(settings, name)
+    if text not in held:
+        raise UsageError(f"{ref_flag}: model {name!r} has no {text!r} alias (aliases: {aliases(held)}); "
+                         f"give a version number, latest, or one of its aliases")
+    return registry.resolve(settings, name, text)
+
+
 def models_list(args: argparse.Namespace) -> int:
+    from models_ml.training import registry
+
     settings = _settings(args)
-    versions = registry.list_versions(settings, args.name)
-    if not versions:
-        print("no models registered" + (f" under {args.name!r}" if args.name else ""))
+    if args.name is not None:
+        model_name(settings, args.name, "name")
+    all_versions = registry.list_versions(settings, args.name)
+    if not all_versions:
+        print("no models registered")
         return 0
     rows = []
-    for v in versions:
+    for v in all_versions:
         test = registry.get_metrics(settings, v.model_name, v.version).get("test", {})
         rows.append([
             v.model_name, f"v{v.version}", ",".join(v.aliases) or "-", when(v.created_at),
@@ -54,8 +80,10 @@ def models_list(args: argparse.Namespace) -> int:
 
 
 def models_show(args: argparse.Namespace) -> int:
+    from models_ml.training import registry
+
     settings = _settings(args)
-    v = registry.resolve(settings, args.name, args.version) if args.version else registry.get_version(settings, args.name)
+    v = model_version(settings, args.name, args.version, model_flag="name", ref_flag="version")
     print(f"{v.model_name} v{v.version}   aliases: {', '.join(v.aliases) or '-'}   created {when(v.created_at)}")
     print(f"  files:         {v.model_dir}")
     print(f"  feature view:  {v.feature_view} v{v.feature_view_version}   groups: "
@@ -98,20 +126,33 @@ def models_show(args: argparse.Namespace) -> int:
 
 
 def models_promote(args: argparse.Namespace) -> int:
+    from models_ml.training import registry
+
     settings = _settings(args)
-    version = registry.get_version(settings, args.name, args.version)
+    version = model_version(settings, args.name, args.version, model_flag="name", ref_flag="version")
     if not version.gate_passed and not args.force:
-        print(f"fti: {args.name} v{args.version} failed its gate; pass --force to promote it anyway", file=sys.stderr)
-        return 1
-    change = registry.promote(settings, args.name, args.version, args.alias,
+        raise UsageError(f"version: {args.name} v{version.version} failed its gate; pass --force to promote it "
+                         f"anyway")
+    change = registry.promote(settings, args.name, version.version, args.alias,
                               reason="manual promotion" + (" (forced past a failed gate)" if not version.gate_passed else ""))
+    if not getattr(change, "changed", True):
+        print(f"{args.name}: {args.alias} is already v{change.version}; nothing changed")
+        return 0
     print(f"{args.name}: {args.alias} v{change.previous_version or '-'} -> v{change.version}")
     _say_published(settings, args.name, args.alias)
     return 0
 
 
 def models_rollback(args: argparse.Namespace) -> int:
+    from models_ml.training import registry
+
     settings = _settings(args)
+    model_name(settings, args.name, "name")
+    held = list(dict.fromkeys(h["version"] for h in registry.alias_history(settings, args.name, args.alias)
+                              if h["version"]))
+    if len(held) < 2:  # the registry would say so too, after reconciling the pointers (a dbt parse)
+        raise UsageError(f"--alias: model {args.name!r} has no earlier {args.alias} to roll back to "
+                         f"({args.alias} history: {versions(held)}); promote a version instead")
     change = registry.rollback(settings, args.name, args.alias, reason="manual rollback")
     print(f"{args.name}: {args.alias} rolled back v{change.previous_version} -> v{change.version}")
     _say_published(settings, args.name, args.alias)
@@ -120,34 +161,52 @@ def models_rollback(args: argparse.Namespace) -> int:
 
 def _say_published(settings, model_name: str, alias: str) -> None:
     """The registry republished the champion pointer the online service follows: say where."""
-    if alias == registry.CHAMPION:
+    if alias == CHAMPION:
         from models_ml.training.champion_pointer import pointer_path
 
         print(f"{model_name}: published the champion pointer for the online service "
               f"({pointer_path(settings, model_name)})")
 
 
-def _overrides(pairs: list[str] | None) -> dict[str, str]:
-    found = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"fti train: --set expects KEY=VALUE, got {pair!r}")
-        found[key.strip()] = value.strip()
-    return found
+def _config_pairs(pairs: list[str] | None, flag: str, config_class, what: str) -> dict[str, str]:
+    """``--set``/``--gate`` KEY=VALUE pairs, checked against ``config_class``'s fields and value types."""
+    import dataclasses
+
+    from models_ml.training.train import config_from_mapping
+
+    return settings_pairs(pairs, flag, [f.name for f in dataclasses.fields(config_class)], what,
+                          check=lambda values: config_from_mapping(config_class, values))
 
 
 def train(args: argparse.Namespace) -> int:
-    from flows.training_pipeline import training
     from models_ml.definitions.catalog import load_catalog
+    from models_ml.training import pipeline as tp
+    from models_ml.training.evaluate import GateConfig
+    from models_ml.training.train import TrainConfig
 
-    args.view = load_catalog(_settings(args)).view(args.view).name  # a wrong name fails before the flow starts
-    fractions = [float(x) for x in args.fractions.split(",")] if args.fractions else None
-    result = training(
-        view=args.view, start=args.start, end=args.end, validation_start=args.validation_start,
-        test_start=args.test_start, fractions=fractions, overrides=_overrides(args.set),
-        gate_overrides=_overrides(args.gate), promote=not args.no_promote, home=args.home,
-    )
+    settings = _settings(args)
+    catalog = load_catalog(settings)
+    args.view = pick("--view", args.view, sorted(catalog.views), "feature view")
+    overrides = _config_pairs(args.set, "--set", TrainConfig, "training parameter")
+    gate_overrides = _config_pairs(args.gate, "--gate", GateConfig, "gate threshold")
+    options = dict(view=args.view, start=args.start, end=args.end, validation_start=args.validation_start,
+                   test_start=args.test_start, fractions=args.fractions, overrides=overrides,
+                   gate_overrides=gate_overrides)
+    split = catalog.views[args.view].training.as_dict().get("split", {})
+    if not ((args.start or split.get("start")) and (args.end or split.get("end"))):
+        raise UsageError(f"--start/--end: feature view {args.view} declares no training window "
+                         f"(meta.fti.training.split); pass --start and --end")
+    try:
+        tp.plan_training(settings, **options)  # the flow plans again: here only to fail before it starts
+    except ValueError as error:
+        raise UsageError(f"the training window of {args.view}: {error}") from None
+
+    from models_ml.core.home_lock import hold_home
+
+    with hold_home(settings, args.prog):  # a busy home fails here, before Prefect starts; the flow nests
+        from flows.training_pipeline import training
+
+        result = training(**options, promote=not args.no_promote, home=args.home)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return 0
@@ -173,33 +232,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     listing = models.add_parser("list", help="every registered version with its aliases and test metrics")
     listing.add_argument("name", nargs="?", help="only this model")
-    listing.set_defaults(handler=_friendly(models_list))
+    listing.set_defaults(handler=models_list)
 
     show = models.add_parser("show", help="one version: lineage, metrics, slices, gate, alias history")
     show.add_argument("name")
     show.add_argument("version", nargs="?", help="number, alias (champion, challenger) or latest (default)")
     show.add_argument("--slices", type=int, default=10, help="how many slices to list (worst first)")
-    show.set_defaults(handler=_friendly(models_show))
+    show.set_defaults(handler=models_show)
 
     promote = models.add_parser("promote", help="point an alias (default champion) at a version")
     promote.add_argument("name")
-    promote.add_argument("version", type=lambda s: int(s.lstrip("v")))
-    promote.add_argument("--alias", default=registry.CHAMPION)
+    promote.add_argument("version", type=version_number, help="version number (3 or v3)")
+    promote.add_argument("--alias", default=CHAMPION)
     promote.add_argument("--force", action="store_true", help="promote even if the version failed its gate")
-    promote.set_defaults(handler=_friendly(models_promote))
+    promote.set_defaults(handler=models_promote)
 
     rollback = models.add_parser("rollback", help="move the champion back to the previous champion")
     rollback.add_argument("name")
-    rollback.add_argument("--alias", default=registry.CHAMPION)
-    rollback.set_defaults(handler=_friendly(models_rollback))
+    rollback.add_argument("--alias", default=CHAMPION)
+    rollback.set_defaults(handler=models_rollback)
 
     train_parser = subparsers.add_parser("train", help="run the training flow for a feature view")
     train_parser.add_argument("--view", help="the feature view whose model to train (default: the only one)")
-    train_parser.add_argument("--start", help="first spine time (ISO date, UTC; default from the model config)")
-    train_parser.add_argument("--end", help="end of the window, exclusive")
-    train_parser.add_argument("--validation-start", help="validation split starts here")
-    train_parser.add_argument("--test-start", help="test split starts here")
-    train_parser.add_argument("--fractions", help="train,validation,test row fractions instead of cut dates")
+    train_parser.add_argument("--start", type=iso_date,
+                              help="first spine time (ISO date, UTC; default from the model config)")
+    train_parser.add_argument("--end", type=iso_date, help="end of the window, exclusive")
+    train_parser.add_argument("--validation-start", type=iso_date, help="validation split starts here")
+    train_parser.add_argument("--test-start", type=iso_date, help="test split starts here")
+    train_parser.add_argument("--fractions", type=fractions,
+                              help="train,validation,test row fractions instead of cut dates")
     train_parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="hyperparameter override")
     train_parser.add_argument("--gate", action="append", metavar="KEY=VALUE", help="gate threshold override")
     train_parser.add_argument("--no-promote", action="store_true", help="register as challenger even if it passes")

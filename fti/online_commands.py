@@ -6,22 +6,50 @@ Registered on the main parser by :func:`register`; each command sets ``handler``
 from __future__ import annotations
 
 import argparse
-import sys
 
-from models_ml.inference.online.store import STORES, OnlineStoreError
+from fti.text import UsageError, did_you_mean, listed, pick
 
-_STORE_HELP = "default: $FTI_ONLINE_STORE or sqlite"
+_STORE_HELP = "online store name (sqlite, or redis with FTI_REDIS_URL; default: $FTI_ONLINE_STORE or sqlite)"
+
+
+def _store(flag: str, name: str | None) -> str | None:
+    """``name`` if it is a registered online store (models_ml.inference.online.store.STORES)."""
+    if name is None:
+        return None
+    from models_ml.inference.online.store import STORES
+
+    return pick(flag, name, sorted(STORES), "online store")
+
+
+def _groups(settings, names: list[str] | None) -> list[str] | None:
+    """``--group`` names (``name`` or ``name:vN``), each an online feature group of the catalog."""
+    if not names:
+        return names
+    from models_ml.definitions.catalog import load_catalog
+    from models_ml.inference.online.materialize import online_groups
+    from models_ml.inference.online.store import group_id
+
+    online = online_groups(load_catalog(settings))
+    known, ids = sorted({g.name for g in online}), {group_id(g.name, g.version) for g in online}
+    for name in names:
+        if name not in known and name not in ids:
+            raise UsageError(f"--group: no online feature group {name!r}{did_you_mean(name.split(':')[0], known)} "
+                             f"(known: {listed(known)}; name a version as NAME:v1)")
+    return names
 
 
 def materialize(args: argparse.Namespace) -> int:
-    from flows.online_materialization import online_materialization
+    from models_ml.core.home_lock import hold_home
+    from models_ml.core.settings import load_settings
 
-    try:
+    settings = load_settings(args.home)
+    args.store, args.group = _store("--store", args.store), _groups(settings, args.group)  # before the flow
+
+    with hold_home(settings, args.prog):  # a busy home fails here, before Prefect starts; the flow nests
+        from flows.online_materialization import online_materialization
+
         result = online_materialization(store=args.store, groups=args.group, full_refresh=args.full_refresh,
                                         publish_champions=not args.no_publish, home=args.home)
-    except OnlineStoreError as error:
-        print(f"fti: {error}", file=sys.stderr)
-        return 2
     print(f"online store ({result['store']}) refreshed at {result['materialized_at'][:19]} UTC")
     header = f"  {'group':<32}{'mode':<13}{'rows read':>10}{'written':>9}{'entities':>10}  latest event (UTC)"
     print(header)
@@ -35,16 +63,16 @@ def materialize(args: argparse.Namespace) -> int:
 
 
 def publish(args: argparse.Namespace) -> int:
+    from fti.models_commands import CHAMPION, model_version
     from models_ml.core.settings import load_settings
     from models_ml.training import registry
-    from models_ml.training.registry import RegistryError
 
     settings = load_settings(args.home)
-    try:
-        pointers = [registry.publish_champion(settings, args.model)] if args.model else registry.publish_champions(settings)
-    except RegistryError as error:
-        print(f"fti: {error}", file=sys.stderr)
-        return 2
+    if args.model:
+        model_version(settings, args.model, CHAMPION, ref_flag="--model")
+        pointers = [registry.publish_champion(settings, args.model)]
+    else:
+        pointers = registry.publish_champions(settings)
     for p in pointers:
         print(f"published {p.model_name} champion v{p.version} -> {p.path}")
     return 0
@@ -54,14 +82,12 @@ def serve(args: argparse.Namespace) -> int:
     import logging
 
     from models_ml.core.settings import load_settings
-    from models_ml.inference.online.serving.app import serve as run
-
     from models_ml.inference.online.serving.config import ServeConfig, read_token_file
 
     settings = load_settings(args.home)
-    if args.store:
-        settings = settings.with_online_store(args.store)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store = _store("--store", args.store)
+    if store:
+        settings = settings.with_online_store(store)
     host, port = args.host or settings.serve_host, args.port or settings.serve_port
     try:
         config = ServeConfig.from_env(
@@ -72,16 +98,15 @@ def serve(args: argparse.Namespace) -> int:
             max_age_days=args.log_max_age_days, max_rows=args.log_max_rows, max_bytes=args.log_max_bytes,
             min_free_bytes=args.log_min_free_bytes)
     except ValueError as error:
-        print(f"fti: {error}", file=sys.stderr)
-        return 2
+        raise UsageError(str(error)) from None
+
+    from models_ml.inference.online.serving.app import serve as run
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     print(f"fti serve: {settings.online_store} store, models under {settings.models_dir}, "
           f"http://{host}:{port} (Ctrl-C to stop)", flush=True)
     # serve() warns (logging) when binding beyond loopback without a token.
-    try:
-        run(settings, host=host, port=port, models=args.model, log_level=args.log_level, config=config)
-    except OnlineStoreError as error:
-        print(f"fti: {error}", file=sys.stderr)
-        return 2
+    run(settings, host=host, port=port, models=args.model, log_level=args.log_level, config=config)
     return 0
 
 
@@ -93,7 +118,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "materialize", help="refresh the online store from the warehouse (online-materialization flow)",
         description="Read the rows loaded since each online feature group's watermark, keep the latest per entity, "
                     "merge them into the online store and record freshness; then publish the champion pointers.")
-    run.add_argument("--store", choices=sorted(STORES), help=_STORE_HELP)
+    run.add_argument("--store", help=_STORE_HELP)
     run.add_argument("--group", action="append", help="only this group (name or name:vN; repeatable)")
     run.add_argument("--full-refresh", action="store_true", help="re-read every row, not only new ones")
     run.add_argument("--no-publish", action="store_true", help="do not publish the champion pointers")
@@ -108,9 +133,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "store and the published champions. Never opens the warehouse.")
     srv.add_argument("--host", help="address to bind (default: $FTI_SERVE_HOST or 127.0.0.1)")
     srv.add_argument("--port", type=int, help="port (default: $FTI_SERVE_PORT or 8000)")
-    srv.add_argument("--store", choices=sorted(STORES), help=_STORE_HELP)
+    srv.add_argument("--store", help=_STORE_HELP)
     srv.add_argument("--model", action="append", help="serve only this model (repeatable; default all published)")
-    srv.add_argument("--log-level", default="warning")
+    srv.add_argument("--log-level", default="warning", type=str.lower,
+                     choices=["debug", "info", "warning", "error", "critical"])
     limits = srv.add_argument_group(
         "limits and access", "Each default comes from the environment variable named (see "
                              "models_ml/inference/online/serving/config.py); 0 turns a prediction-log limit off.")

@@ -6,41 +6,22 @@ Registered on the main parser by :func:`register`; the command sets ``handler`` 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import sys
 
-
-def _iso_day(text: str) -> str:
-    try:
-        return dt.date.fromisoformat(text).isoformat()
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date like 2013-12-01") from error
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+from fti.text import iso_date, positive_int, table, time_zone
 
 
 def predict(args: argparse.Namespace) -> int:
-    from flows.batch_inference import batch_inference
-    from models_ml.inference.batch.predict import PredictionError
-    from models_ml.training.registry import RegistryError
-
+    from fti.models_commands import model_version
+    from models_ml.core.home_lock import hold_home
     from models_ml.core.settings import load_settings
-    from models_ml.training import registry
 
-    try:
-        settings = load_settings(args.home)
-        args.model = registry.model_name(settings, args.model)  # checked before the flow starts
-        registry.resolve(settings, args.model, args.alias)
+    settings = load_settings(args.home)
+    args.model = model_version(settings, args.model, args.alias).model_name  # before the flow
+    with hold_home(settings, args.prog):  # a busy home fails here, before Prefect starts; the flow nests
+        from flows.batch_inference import batch_inference
+
         result = batch_inference(day=args.day, days=args.days, model=args.model, alias=args.alias,
                                  home=args.home, timezone=args.timezone)
-    except (PredictionError, RegistryError) as error:
-        print(f"fti: {error}", file=sys.stderr)
-        return 2
     start, end = result["window"]
     mean = "-" if result["mean_score"] is None else f"{result['mean_score']:.4f}"
     print(f"{result['model_name']} v{result['model_version']} ({result['alias']}), feature view "
@@ -55,30 +36,24 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def outcomes(args: argparse.Namespace) -> int:
+    from fti.models_commands import model_version
+    from fti.text import UsageError
     from models_ml.core.settings import load_settings
     from models_ml.definitions.catalog import load_catalog
     from models_ml.definitions.pinning import pin_view
     from models_ml.inference.batch.outcomes import daily_outcomes
     from models_ml.inference.batch.predict import predictions_relation
     from models_ml.offline.store import opened
-    from models_ml.training import registry
-
-    from fti.text import table
 
     settings = load_settings(args.home)
-    try:
-        name = registry.model_name(settings, args.model)
-        version = registry.resolve(settings, name, args.alias)
-    except registry.RegistryError as error:
-        print(f"fti: {error}", file=sys.stderr)
-        return 2
+    version = model_version(settings, args.model, args.alias)
+    name = version.model_name
     view = pin_view(load_catalog(settings), version)
     relation = predictions_relation(name, args.alias)
     with opened(settings, read_only=True) as store:
         if not store.exists(*relation):
-            print(f"fti: no predictions table {'.'.join(relation)} yet: run `fti predict --model {name}`",
-                  file=sys.stderr)
-            return 2
+            raise UsageError(f"--model: no predictions table {'.'.join(relation)} yet; run "
+                             f"`fti predict --model {name}` first")
         days = daily_outcomes(store, view, relation, args.timezone)
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     print(f"{'.'.join(relation)} joined to {view.label.qualified_relation} on {', '.join(view.label.entity)}")
@@ -97,10 +72,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "predictions.<model>. Rows with missing feature groups are scored and flagged; a window "
                     "with nothing to score fails (exit 2).",
     )
-    parser.add_argument("--day", type=_iso_day,
+    parser.add_argument("--day", type=iso_date,
                         help="first UTC day to score (default: the first day with unscored rows)")
-    parser.add_argument("--days", type=_positive, default=1, help="number of days (default 1)")
-    parser.add_argument("--timezone", default="UTC",
+    parser.add_argument("--days", type=positive_int, default=1, help="number of days (default 1)")
+    parser.add_argument("--timezone", default="UTC", type=time_zone,
                         help="whose calendar days --day and --days are (IANA name, e.g. America/New_York; "
                              "default UTC)")
     parser.add_argument("--model", help="registered model name (default: the only one registered)")
@@ -116,5 +91,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     outcome.add_argument("--model", help="registered model name (default: the only one registered)")
     outcome.add_argument("--alias", default="champion", help="whose predictions table (default champion)")
-    outcome.add_argument("--timezone", default="UTC", help="whose calendar days (IANA name; default UTC)")
+    outcome.add_argument("--timezone", default="UTC", type=time_zone,
+                         help="whose calendar days (IANA name; default UTC)")
     outcome.set_defaults(handler=outcomes)

@@ -115,7 +115,7 @@ def test_cli_lists_and_shows_groups_with_row_counts(built_home, capsys):
 
     assert main(["--home", str(built_home.home), "features", "show", "fg_airport__weather"]) == 0
     shown = capsys.readouterr().out
-    assert "precipitation_3h_in" in shown and "ttl: 3:00:00" in shown and "latest event: 2013-01-11" in shown
+    assert "precipitation_3h_in" in shown and "ttl: 3 hours" in shown and "latest event: 2013-01-11" in shown
 
     assert main(["--home", str(built_home.home), "features", "show", "fg_nope"]) == 2
     assert "no feature group 'fg_nope'" in capsys.readouterr().err
@@ -189,4 +189,5 @@ def test_the_cli_shows_domains_and_spines_and_names_what_a_command_needs(built_h
 
 def test_predict_without_a_model_names_the_registered_ones(scratch_home, capsys):
     assert main(["--home", str(scratch_home.home), "predict"]) == 2
-    assert "which model? the registry has 0 (none): name one with --model" in capsys.readouterr().err
+    assert ("fti predict: error: --model: the registry has no model yet; train one with `fti train`"
+            in capsys.readouterr().err)

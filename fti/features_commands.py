@@ -1,0 +1,132 @@
+"""`fti features list|show|run`: the feature groups, views and domains of the project, and the feature
+pipeline flow.
+
+Registered on the main parser by :func:`register`; each command sets ``handler`` (``args -> exit code``)
+and imports the catalog (and dbt, DuckDB) only when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from fti.text import UsageError, did_you_mean, duration, iso_date, listed, pick, table, versions, when
+
+
+def _catalog(args: argparse.Namespace):
+    from models_ml.core.settings import load_settings
+    from models_ml.definitions.catalog import load_catalog
+
+    settings = load_settings(args.home)
+    return settings, load_catalog(settings, refresh=getattr(args, "refresh", False))
+
+
+def features_list(args: argparse.Namespace) -> int:
+    from models_ml.features.stats import read_group_stats
+
+    settings, catalog = _catalog(args)
+    groups = sorted(catalog.groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0))
+    rows = []
+    for ((name, version), group), stats in zip(groups, read_group_stats(settings, [g for _, g in groups])):
+        rows.append([
+            name, f"v{version}", ",".join(group.entity), group.event_time, duration(group.ttl),
+            "yes" if group.online else "no", str(len(group.features)),
+            f"{stats.row_count:,}" if stats.row_count is not None else "not built",
+            when(stats.latest_event_at),
+        ])
+    print(table(rows, ["group", "version", "entity", "event time", "ttl", "online", "features", "rows",
+                        "latest event"]))
+    if catalog.views:
+        print()
+        print(table(
+            [[v.name, f"v{v.version}", v.label.model, v.label.target,
+              v.inference_spine.model if v.inference_spine else "- (label model)", str(len(v.feature_columns)),
+              ", ".join(f"{g}:v{ver}" for g, ver in v.group_versions().items())] for v in catalog.views.values()],
+            ["feature view", "version", "label model", "target", "inference spine", "features", "groups"],
+        ))
+    if catalog.domains:
+        print()
+        print(table([[d.name, ", ".join(d.sources), d.loader] for d in sorted(catalog.domains.values(),
+                                                                            key=lambda d: d.name)],
+                    ["domain", "dbt sources", "loader"]))
+    return 0
+
+
+def _show_group(settings, group) -> None:
+    from models_ml.features.stats import read_group_stats
+
+    (stats,) = read_group_stats(settings, [group])
+    print(f"{group.name} v{group.version} (latest v{group.latest_version})  {group.qualified_relation}")
+    print(f"  {group.description}")
+    print(f"  entity: {', '.join(group.entity)}   event time: {group.event_time}   "
+          f"created time: {group.created_time or '-'}   ttl: {duration(group.ttl, 'none')}   online: {group.online}")
+    print(f"  rows: {stats.row_count if stats.row_count is not None else 'not built'}   "
+          f"latest event: {when(stats.latest_event_at)}   latest load: {when(stats.latest_loaded_at)}")
+    print()
+    print(table([[f.name, f.data_type, f.description] for f in group.features], ["feature", "type", "description"]))
+
+
+def _show_view(view) -> None:
+    print(f"feature view {view.name} v{view.version}: {view.description}")
+    print(f"  training spine: {view.label.qualified_relation} at {view.label.spine_time}, target {view.label.target}")
+    scored = view.inference_spine.qualified_relation if view.inference_spine else "the label model"
+    print(f"  inference spine: {scored}, windowed on {view.label.event_time}")
+    rows = [[c, "request", view.label.model] for c in view.label.request_features]
+    for ref in view.features:
+        rows += [[ref.output_name(f), ref.group.feature(f).data_type, f"{ref.group.name} v{ref.group.version}"]
+                 for f in ref.features]
+    rows += [[f.name, "double", f"on demand: {f.function}({', '.join(f.inputs.values())})"] for f in view.on_demand]
+    print(table(rows, ["feature", "type", "from"]))
+
+
+def features_show(args: argparse.Namespace) -> int:
+    settings, catalog = _catalog(args)
+    if args.name in catalog.views:
+        _show_view(catalog.views[args.name])
+        return 0
+    groups = sorted({name for name, _ in catalog.groups})
+    if args.name not in groups:
+        views = sorted(catalog.views)
+        raise UsageError(f"name: no feature group {args.name!r} nor feature view of that name"
+                         f"{did_you_mean(args.name, groups + views)} (groups: {listed(groups)}; "
+                         f"views: {listed(views)})")
+    numbers = sorted(v for name, v in catalog.groups if name == args.name and v is not None)
+    if args.version is not None and args.version not in numbers:
+        raise UsageError(f"--version: feature group {args.name!r} has no version {args.version} "
+                         f"(versions: {versions(numbers)})")
+    _show_group(settings, catalog.group(args.name, args.version))
+    return 0
+
+
+def features_run(args: argparse.Namespace) -> int:
+    from models_ml.core.home_lock import hold_home
+
+    settings, catalog = _catalog(args)
+    args.domain = pick("--domain", args.domain, sorted(catalog.domains), "domain")  # before the flow
+    with hold_home(settings, args.prog):  # a busy home fails here, before Prefect starts; the flow nests
+        from flows.feature_pipeline import feature_pipeline
+
+        result = feature_pipeline(through=args.through, full_refresh=args.full_refresh, home=args.home,
+                                  domain=args.domain)
+    print(table([[t, f"{n:,}"] for t, n in sorted(result["rows_built"].items())], ["table", "rows"]))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `features` (list, show, run) to the `fti` command."""
+    features = subparsers.add_parser("features", help="feature groups and views").add_subparsers(
+        dest="features_command", required=True
+    )
+    listing = features.add_parser("list", help="every feature group and feature view")
+    listing.add_argument("--refresh", action="store_true", help="re-parse the dbt project first")
+    listing.set_defaults(handler=features_list)
+    show = features.add_parser("show", help="one feature group (or view): features, types, freshness")
+    show.add_argument("name", help="a feature group or feature view (see `fti features list`)")
+    show.add_argument("--version", type=int, help="the group's version (default: its latest)")
+    show.add_argument("--refresh", action="store_true", help="re-parse the dbt project first")
+    show.set_defaults(handler=features_show)
+    run = features.add_parser("run", help="run the feature pipeline flow (land + dbt build)")
+    run.add_argument("--through", type=iso_date, help="land raw data through this ISO date (default: next day)")
+    run.add_argument("--full-refresh", action="store_true")
+    run.add_argument("--domain", help="whose raw data to land and build (a domain declared with its dbt sources, "
+                                      "see `fti features list`; default: the only one)")
+    run.set_defaults(handler=features_run)
