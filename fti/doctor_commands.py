@@ -13,7 +13,6 @@ import sys
 
 
 def doctor(args: argparse.Namespace) -> int:
-    from models_ml.core.home_lock import HomeBusy
     from models_ml.core.settings import load_settings
     from models_ml.offline.store import transient_errors
     from models_ml.training.registry import RegistryError, reconcile_pointers
@@ -21,7 +20,7 @@ def doctor(args: argparse.Namespace) -> int:
     settings = load_settings(args.home)
     try:
         mismatches = reconcile_pointers(settings, repair=args.repair)
-    except (HomeBusy, RegistryError) as error:
+    except RegistryError as error:
         print(f"fti doctor: {error}", file=sys.stderr)
         return 2
     except transient_errors() as error:

@@ -105,7 +105,7 @@ def land_flights(
 ) -> LandingReport:
     """Land every day from `start` through `through` (inclusive) that has not been landed yet."""
     if through < start:
-        raise ValueError(f"through={through} is before start={start}")
+        raise ValueError(f"--through {through} is before the data's first day {start}; pass a later day")
     report = LandingReport()
     landed = {table: landed_batch_ids(store, table) for table in DAILY_TABLES}
     pending = [

@@ -76,7 +76,7 @@ def plan_training(
     split_config = config.get("split", {})
     start, end = start or split_config.get("start"), end or split_config.get("end")
     if not (start and end):
-        raise ValueError(f"no time range for {view}: pass start and end or set [split] in its config")
+        raise ValueError(f"no time range for {view}: pass start and end, or set meta.fti.training.split in the view's YAML")
     if fractions:
         split = sp.TimeSplit(fractions=tuple(fractions))
     else:

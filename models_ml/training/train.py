@@ -114,7 +114,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         try:
             coerced = hint(value)
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{where}: {value!r} is not a {hint.__name__}") from error
+            kind = {int: "an integer", float: "a number", str: "a string"}[hint]
+            raise ValueError(f"{where}: {value!r} is not {kind}") from error
         if hint is int and isinstance(value, float) and value != coerced:
             raise ValueError(f"{where}: {value!r} is not an integer")
         return coerced

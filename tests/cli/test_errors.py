@@ -204,5 +204,6 @@ def test_a_flow_that_fails_ends_with_its_exception_in_one_line_without_a_traceba
                      env={"PREFECT_HOME": str(tmp_path / "prefect")}, timeout=300)
     assert result.returncode == 2, result.stderr
     ours = [line for line in error_lines(result) if line.startswith("fti ")]
-    assert ours == ["fti features run: error: through=2012-12-01 is before start=2013-01-01"]
+    assert ours == ["fti features run: error: --through 2012-12-01 is before the data's first day 2013-01-01; "
+                    "pass a later day"]
     assert "Traceback" not in result.stderr and "Retry" not in result.stderr
