@@ -26,14 +26,18 @@ demo: $(STAMP)
 	mkdir -p "$(PREFECT_HOME)"
 	$(VENV)/bin/fti demo
 
+# Test files are spread over one worker per core (a file's tests stay together, so its module fixtures
+# are built once); each worker builds its own session fixtures.
+PYTEST_WORKERS ?= auto
+
 test: $(STAMP) redis
 	mkdir -p "$(PREFECT_HOME)"
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 # The edit-run loop: everything but the end-to-end and server-starting tests (marked slow).
 test-fast: $(STAMP)
 	mkdir -p "$(PREFECT_HOME)"
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow" -q
 
 # The Redis online-store tests need a real redis-server: installed from Debian where we may (root with
 # apt-get, as CI runs), otherwise they are skipped and the run says so loudly.
