@@ -431,7 +431,7 @@ def prediction_log(settings: Settings) -> int:
         for name in ("entity", "missing_groups", "feature_age_seconds", "features", "request"):
             json.loads(record_[name])
         assert record_["model_name"] == MODEL and 0.0 <= record_["score"] <= 1.0
-    assert read_prediction_log(path).num_rows == len(rows)
+    assert read_prediction_log(path).num_rows >= len(rows)  # a live service may append between the reads
     return len(rows)
 
 

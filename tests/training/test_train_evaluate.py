@@ -146,7 +146,7 @@ def test_config_layers_are_typed_and_strict(tmp_path):
     assert tr.config_from_mapping(tr.TrainConfig, {"categorical_features": "hour, x"}).categorical_features == ("hour", "x")
     with pytest.raises(ValueError, match="no setting 'num_leafs'"):
         tr.config_from_mapping(tr.TrainConfig, {"num_leafs": 3})
-    with pytest.raises(ValueError, match="not a int"):
+    with pytest.raises(ValueError, match="not an integer"):
         tr.config_from_mapping(tr.TrainConfig, {"num_leaves": "many"})
     assert tr.read_config("no_such_model") == {}
     shipped = tr.read_config("flight_delay")
