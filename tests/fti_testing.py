@@ -196,3 +196,28 @@ def make_toy_warehouse(path, gaps: bool = False) -> None:
                    (hash(i) % 1000) / 1000.0 < coalesce(delayed_share, 0.5) + if(condition = 'snow', 0.3, 0.0)
                        as is_delayed
             from scored""")
+
+
+def fit_for_registry(settings: Settings, view: FeatureView, time_range, split, config) -> tuple:
+    """Snapshot ``view`` over ``time_range``, train with ``config`` and evaluate with a gate that passes
+    anything: (model, evaluation, gate, lineage), ready for ``registry.register_model``. Tests that need a
+    registered model, not a good one, share this (no Prefect, no plots)."""
+    from models_ml.training import evaluate as ev
+    from models_ml.training import registry
+    from models_ml.training import snapshot as sn
+    from models_ml.training import train as tr
+    from models_ml.training.splits import load_splits
+
+    with opened(settings) as store:
+        info = sn.build_snapshot(store, view, time_range)
+        splits = load_splits(store, info, split)
+    model = tr.train_model(splits.train, splits.validation, features=info.feature_columns, target=info.target,
+                           config=config, feature_view=view.name, feature_view_version=view.version)
+    evaluation = ev.evaluate_model(model, splits.test, [], ev.EvaluationConfig(min_slice_rows=10))
+    gate = ev.check_gate(evaluation, ev.GateConfig(min_roc_auc=0.0, max_ece=1.0, min_worst_slice_roc_auc=0.0))
+    lineage = registry.Lineage(
+        feature_view=view.name, feature_view_version=view.version,
+        feature_group_versions=info.feature_group_versions, snapshot_id=info.snapshot_id,
+        snapshot_hash=info.content_hash, code_version="test",
+    )
+    return model, evaluation, gate, lineage

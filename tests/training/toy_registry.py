@@ -14,17 +14,14 @@ import signal
 import sys
 from pathlib import Path
 
-from fti_testing import make_toy_warehouse, toy_catalog
+from fti_testing import fit_for_registry, make_toy_warehouse, toy_catalog
 
 from models_ml.core.settings import Settings, load_settings
 from models_ml.core.time import TimeRange
-from models_ml.offline.store import opened
 from models_ml.training import champion_pointer
-from models_ml.training import evaluate as ev
 from models_ml.training import registry
-from models_ml.training import snapshot as sn
 from models_ml.training import train as tr
-from models_ml.training.splits import TimeSplit, load_splits
+from models_ml.training.splits import TimeSplit
 
 MODEL = "toy"
 FAST = tr.TrainConfig(num_boost_round=20, early_stopping_rounds=5, num_leaves=7, min_data_in_leaf=20,
@@ -33,20 +30,8 @@ FAST = tr.TrainConfig(num_boost_round=20, early_stopping_rounds=5, num_leaves=7,
 
 def train_toy(settings: Settings) -> tuple:
     """The toy view's model trained on its first 19 days: (model, evaluation, gate, lineage), to register."""
-    view = toy_catalog().view(MODEL)
-    with opened(settings) as store:
-        info = sn.build_snapshot(store, view, TimeRange.of("2024-01-01", "2024-01-20"))
-        splits = load_splits(store, info, TimeSplit(fractions=(0.6, 0.2, 0.2)))
-    model = tr.train_model(splits.train, splits.validation, features=info.feature_columns, target=info.target,
-                           config=FAST, feature_view=view.name, feature_view_version=view.version)
-    evaluation = ev.evaluate_model(model, splits.test, [], ev.EvaluationConfig(min_slice_rows=10))
-    gate = ev.check_gate(evaluation, ev.GateConfig(min_roc_auc=0.0, max_ece=1.0, min_worst_slice_roc_auc=0.0))
-    lineage = registry.Lineage(
-        feature_view=view.name, feature_view_version=view.version,
-        feature_group_versions=info.feature_group_versions, snapshot_id=info.snapshot_id,
-        snapshot_hash=info.content_hash, code_version="test",
-    )
-    return model, evaluation, gate, lineage
+    return fit_for_registry(settings, toy_catalog().view(MODEL), TimeRange.of("2024-01-01", "2024-01-20"),
+                            TimeSplit(fractions=(0.6, 0.2, 0.2)), FAST)
 
 
 def make_toy_home(home: Path, versions: int = 3) -> Settings:

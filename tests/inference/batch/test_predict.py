@@ -22,6 +22,7 @@ import pytest
 from fti_testing import (
     TOY_CARRIER,
     TOY_WEATHER,
+    fit_for_registry,
     make_toy_warehouse,
     toy_catalog,
     toy_group,
@@ -35,11 +36,10 @@ from models_ml.inference.batch import predict as pr
 from models_ml.offline import retrieval
 from models_ml.offline.duckdb_store import DuckDBStore
 from models_ml.offline.store import opened
-from models_ml.training import evaluate as ev
 from models_ml.training import registry
 from models_ml.training import snapshot as sn
 from models_ml.training import train as tr
-from models_ml.training.splits import TimeSplit, load_splits
+from models_ml.training.splits import TimeSplit
 
 UTC = dt.timezone.utc
 DAY = "2024-01-24"  # Y's weather has a gap this day; the model was trained before it
@@ -58,19 +58,11 @@ FAST = tr.TrainConfig(num_boost_round=40, early_stopping_rounds=10, num_leaves=7
 
 def train_and_register(settings, catalog: Catalog, *, promote=True, lineage_versions=None) -> registry.ModelVersion:
     """Train on [2024-01-01, 2024-01-20) and register (as the view's model) with the snapshot's lineage."""
-    view = catalog.view("toy")
-    with opened(settings) as store:
-        info = sn.build_snapshot(store, view, TimeRange.of("2024-01-01", "2024-01-20"))
-        splits = load_splits(store, info, TimeSplit(fractions=(0.6, 0.2, 0.2)))
-    model = tr.train_model(splits.train, splits.validation, features=info.feature_columns, target=info.target,
-                           config=FAST, feature_view=view.name, feature_view_version=view.version)
-    evaluation = ev.evaluate_model(model, splits.test, [], ev.EvaluationConfig(min_slice_rows=10))
-    gate = ev.check_gate(evaluation, ev.GateConfig(min_roc_auc=0.0, max_ece=1.0, min_worst_slice_roc_auc=0.0))
-    lineage = registry.Lineage(
-        feature_view=view.name, feature_view_version=view.version,
-        feature_group_versions=lineage_versions or info.feature_group_versions,
-        snapshot_id=info.snapshot_id, snapshot_hash=info.content_hash, code_version="test",
-    )
+    model, evaluation, gate, lineage = fit_for_registry(settings, catalog.view("toy"),
+                                                        TimeRange.of("2024-01-01", "2024-01-20"),
+                                                        TimeSplit(fractions=(0.6, 0.2, 0.2)), FAST)
+    if lineage_versions:
+        lineage = dataclasses.replace(lineage, feature_group_versions=lineage_versions)
     version = registry.register_model(settings, "toy", model, evaluation, gate, lineage)
     if promote:
         registry.promote(settings, "toy", version.version, publish=False)

@@ -6,16 +6,15 @@ import datetime as dt
 import threading
 import time
 
+from fti_testing import fit_for_registry
+
 from bench.loopback import free_port
 from models_ml.core.settings import Settings
 from models_ml.core.time import TimeRange
 from models_ml.definitions.catalog import load_catalog
-from models_ml.offline.store import opened
-from models_ml.training import evaluate as ev
 from models_ml.training import registry
-from models_ml.training import snapshot as sn
 from models_ml.training import train as tr
-from models_ml.training.splits import TimeSplit, load_splits
+from models_ml.training.splits import TimeSplit
 
 UTC = dt.timezone.utc
 MODEL = "flight_delay"
@@ -30,21 +29,9 @@ def train_champion(settings: Settings, *, seed: int = 42, model_name: str = MODE
     """Train a model (default flight_delay, on the slice's first days) and make it champion, which publishes
     its pointer. Direct calls, no Prefect, no plots, a gate that passes anything: the online tests need a
     served model, not a good one, and drawing the plots would cost more than training."""
-    catalog = load_catalog(settings)
-    view = catalog.view(model_name)
-    with opened(settings) as store:
-        info = sn.build_snapshot(store, view, time_range)
-        splits = load_splits(store, info, split)
     config = tr.TrainConfig(**{**FAST.as_dict(), "seed": seed, "categorical_features": ()})
-    model = tr.train_model(splits.train, splits.validation, features=info.feature_columns, target=info.target,
-                           config=config, feature_view=view.name, feature_view_version=view.version)
-    evaluation = ev.evaluate_model(model, splits.test, [], ev.EvaluationConfig(min_slice_rows=10))
-    gate = ev.check_gate(evaluation, ev.GateConfig(min_roc_auc=0.0, max_ece=1.0, min_worst_slice_roc_auc=0.0))
-    lineage = registry.Lineage(
-        feature_view=view.name, feature_view_version=view.version,
-        feature_group_versions=info.feature_group_versions, snapshot_id=info.snapshot_id,
-        snapshot_hash=info.content_hash, code_version="test",
-    )
+    model, evaluation, gate, lineage = fit_for_registry(settings, load_catalog(settings).view(model_name),
+                                                        time_range, split, config)
     version = registry.register_model(settings, model_name, model, evaluation, gate, lineage)
     registry.promote(settings, model_name, version.version)
     return version
