@@ -2,8 +2,10 @@
 
 The dbt project is the single source of truth: feature groups are models under `models/features/` with
 `config.meta.fti`, feature views are `ml` exposures with `config.meta.fti` (their on-demand functions named
-``module:function``, their training config under ``training``). Python never hard-codes a table or column
-name; it asks the catalog. A key of `meta.fti` the catalog does not know is an error, not ignored: a typo
+``module:function``, their training config under ``training``). A group's versions are dbt model versions
+(``_v1``, ``_v2`` relations); a view's versions are exposures: ``<view>`` declares its current version and
+``<view>_v<N>`` another one (version N), so a model trained on any version is scored with that version.
+Python never hard-codes a table or column name; it asks the catalog. A key of `meta.fti` the catalog does not know is an error, not ignored: a typo
 would otherwise silently fall back to a default. So is a column `meta.fti` names that the model does not
 declare, and a time column not declared `timestamp with time zone`: caught here, in one line naming the model,
 the key and the fix, rather than as a failed join or a silently shifted clock at the first run.
@@ -341,8 +343,13 @@ def per_view(derive: Callable[[FeatureView], _Derived]) -> Callable[[FeatureView
 
 @dataclass
 class Catalog:
+    """Everything the dbt project declares for fti. ``views`` holds each view's current version (what
+    training uses unless asked for another); ``view_versions`` every declared version by (name, version),
+    so a model trained on another version is still scored with the view it was trained on."""
+
     groups: dict[tuple[str, int | None], FeatureGroup] = field(default_factory=dict)
     views: dict[str, FeatureView] = field(default_factory=dict)
+    view_versions: dict[tuple[str, int], FeatureView] = field(default_factory=dict)
     domains: dict[str, Domain] = field(default_factory=dict)
     # domain name -> the qualified relations (feature groups, labels, inference spines) its sources feed
     domain_relations: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -363,9 +370,30 @@ class Catalog:
             f"(versions: {sorted(g.version for g in candidates if g.version is not None)})"
         )
 
-    def view(self, name: str | None = None) -> FeatureView:
-        """The view called ``name``; without a name, the only view there is."""
-        return self.views[_named_or_only(name, sorted(self.views), "feature view", "--view")]
+    def view(self, name: str | None = None, version: int | None = None) -> FeatureView:
+        """The view called ``name`` (without a name, the only view there is) at ``version`` (default: its
+        current version)."""
+        current = self.views[_named_or_only(name, sorted(self.views), "feature view", "--view")]
+        if version is None or int(version) == current.version:
+            return current
+        found = self.view_versions.get((current.name, int(version)))
+        if found is None:
+            raise CatalogError(f"feature view {current.name!r} has no version {version} "
+                               f"(versions: {self.versions_of_view(current.name)})")
+        return found
+
+    def versions_of_view(self, name: str) -> list[int]:
+        """Every declared version of the view ``name``, in order."""
+        found = {v for n, v in self.view_versions if n == name}
+        if name in self.views:
+            found.add(self.views[name].version)
+        return sorted(found)
+
+    def all_views(self) -> list[FeatureView]:
+        """Every declared version of every view, by name then version."""
+        every = {(v.name, v.version): v for v in self.view_versions.values()}
+        every.update({(v.name, v.version): v for v in self.views.values()})
+        return [every[key] for key in sorted(every)]
 
     def domain(self, name: str | None = None) -> Domain:
         """The domain called ``name``; without a name, the only domain there is."""
@@ -645,8 +673,29 @@ def _domains(sources: dict[str, dict[str, Any]]) -> dict[str, Domain]:
     return found
 
 
+_VERSIONED_EXPOSURE = re.compile(r"^(?P<name>.+)_v(?P<version>\d+)$")
+
+
+def _view_identity(exposure: Mapping[str, Any], meta: Mapping[str, Any]) -> tuple[str, int, bool]:
+    """(view name, version, current): an exposure ``<view>_v<N>`` declares version N of ``<view>`` besides
+    its current one, the unsuffixed exposure (``meta.fti.version`` must then say N too)."""
+    where = f"feature view {exposure['name']}"
+    try:
+        version = int(meta.get("version", 1))
+    except (TypeError, ValueError):
+        raise CatalogError(f"{where}: meta.fti.version must be a whole number, got {meta.get('version')!r}") from None
+    match = _VERSIONED_EXPOSURE.match(exposure["name"])
+    if match is None:
+        return exposure["name"], version, True
+    if int(match.group("version")) != version:
+        raise CatalogError(f"{where}: the name says version {match.group('version')} but meta.fti.version is "
+                           f"{version}; make them agree (an exposure `<view>_v<N>` declares version N of <view>)")
+    return match.group("name"), version, False
+
+
 def _view(exposure: dict[str, Any], meta: dict[str, Any], catalog: Catalog, nodes: dict[str, Any]) -> FeatureView:
     where = f"feature view {exposure['name']}"
+    name, version, _ = _view_identity(exposure, meta)
     _check_keys(meta, VIEW_KEYS, where, "meta.fti")
     refs = []
     for i, entry in enumerate(meta.get("features") or []):
@@ -667,8 +716,8 @@ def _view(exposure: dict[str, Any], meta: dict[str, Any], catalog: Catalog, node
     label = _label(nodes, meta.get("label") or {}, where)
     spine = _inference_spine(nodes, meta.get("inference_spine"), where)
     view = FeatureView(
-        name=exposure["name"],
-        version=int(meta.get("version", 1)),
+        name=name,
+        version=version,
         description=(exposure.get("description") or "").strip(),
         label=label,
         features=tuple(refs),
@@ -840,13 +889,28 @@ def catalog_from_manifest(manifest: dict[str, Any]) -> Catalog:
                 group = dataclasses.replace(group, unique_entity=True)
             catalog.groups[(group.name, group.version)] = group
     catalog.domains.update(_domains(manifest.get("sources", {})))
+    declared = []
     for exposure in manifest.get("exposures", {}).values():
         meta = _fti_meta(exposure)
         if exposure.get("type") == "ml" and meta:
-            view = _view(exposure, meta, catalog, nodes)
-            catalog.views[view.name] = view
+            declared.append((_view(exposure, meta, catalog, nodes), _view_identity(exposure, meta)[2],
+                             exposure["name"]))
+    _add_views(catalog, declared)
     catalog.domain_relations.update(_domain_relations(manifest, catalog))
     return catalog
+
+
+def _add_views(catalog: Catalog, declared: list[tuple[FeatureView, bool, str]]) -> None:
+    """Record every declared view version (view, current, exposure name); each view's current one also under
+    its name alone: its unsuffixed exposure, else (declared only by versioned exposures) its highest version."""
+    for view, _, exposure in declared:
+        key = (view.name, view.version)
+        if key in catalog.view_versions:
+            raise CatalogError(f"feature view {exposure}: version {view.version} of view {view.name!r} is "
+                               f"declared twice; give each exposure its own meta.fti.version")
+        catalog.view_versions[key] = view
+    for view, current, _ in sorted(declared, key=lambda d: (d[1], d[0].version)):
+        catalog.views[view.name] = view  # the current one last, else the highest version last
 
 
 def _downstream(nodes: Mapping[str, Mapping[str, Any]], starts: Collection[str]) -> set[str]:
@@ -869,7 +933,7 @@ def _domain_relations(manifest: Mapping[str, Any], catalog: Catalog) -> dict[str
     """Domain -> the published relations (feature groups, labels, inference spines) its sources feed, so a
     domain's pipeline publishes, counts and checks only what its own data changed."""
     published = {g.qualified_relation for g in catalog.groups.values()}
-    for view in catalog.views.values():
+    for view in catalog.all_views():
         published |= {spec.qualified_relation for spec in (view.label, view.inference_spine) if spec is not None}
     nodes, sources = manifest.get("nodes", {}), manifest.get("sources", {})
     relations: dict[str, tuple[str, ...]] = {}

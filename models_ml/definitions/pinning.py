@@ -1,7 +1,10 @@
-"""Version pinning: a model's feature view with every group at the version the model was trained on.
+"""Version pinning: a model's feature view at the view version it was trained on, with every group at the
+version the model was trained on.
 
-A newer v2 of a group must not leak into a model trained on v1, and a model whose trained-on group
-versions are gone from the dbt project must be refused with the group and version named.
+A newer v2 of a group (or of the view) must not leak into a model trained on v1, nor v1 into a model trained
+on v2; and a model whose trained-on group versions are gone from the dbt project must be refused with the
+group and version named. So upgrading and rolling back a model moves its features with it: whoever scores
+a model (batch inference, the champion pointer the service follows) asks this module for its view.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ class TrainedOn(Protocol):
     model_name: str
     version: int
     feature_view: str
+    feature_view_version: int
     feature_group_versions: Mapping[str, int | None]
     features: Sequence[str]
 
@@ -38,6 +42,11 @@ def pin_view(catalog: Catalog, version: TrainedOn) -> FeatureView:
     except CatalogError as error:
         raise LineageError(f"{who} was trained on feature view {version.feature_view!r}, which the dbt "
                               f"project no longer declares ({error})") from error
+    trained_on = getattr(version, "feature_view_version", None)
+    if trained_on is not None and int(trained_on) in catalog.versions_of_view(view.name):
+        view = catalog.view(view.name, int(trained_on))
+    # else: that view version is no longer declared; the current one, pinned to the model's groups, serves
+    # it as long as it still selects every feature the model needs (checked below)
     lineage = dict(version.feature_group_versions)
     selected = {ref.group.name for ref in view.features}
     dropped = sorted(set(lineage) - selected)

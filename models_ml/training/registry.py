@@ -9,7 +9,11 @@ Tables (all queryable with plain SQL):
   ``validation``, ``champion_on_test`` (the then-champion on the same rows);
 * ``registry.model_slice_metrics``: (model_name, version, dataset, slice_column, slice_value, metric, value);
 * ``registry.model_aliases``: the current version behind each alias (``champion``, ``challenger``);
-* ``registry.alias_history``: every alias change in order (promote, rollback, remove).
+* ``registry.alias_history``: every alias change in order (promote, rollback, set, remove): who
+  (``changed_by``, user@host), when, why (``reason``), from (``previous_version``) and to (``version``);
+* ``registry.group_versions_in_use``: the feature group versions the aliased models need (see "Features
+  move with the model" below), rewritten in the transaction of every alias change, so SQL outside Python
+  (the dbt project's check before it builds a feature group) sees what may not disappear.
 
 Files: ``FTI_HOME/models/<name>/<version>/`` holds ``model.txt``, ``model_spec.json`` (features and
 encodings), ``evaluation.json`` and the plots. Registering is atomic: the files are written to a staging
@@ -27,6 +31,17 @@ that were interrupted, and ``fti doctor`` runs it on request. Every write holds 
 Every read and write goes through the offline store (portable SQL with ``?`` parameters); several
 statements that must commit together run in one :meth:`~models_ml.offline.store.OfflineStore.transaction`.
 
+**Features move with the model.** A model version names the view version and the group versions it was
+trained on (its lineage), and whoever scores it pins its view to them
+(:func:`models_ml.definitions.pinning.pin_view`): batch inference reads those group tables, the champion
+pointer carries that view to the service, which looks up those group versions. So promoting a model trained
+on v2 of a group and rolling it back move model and features together. A version is *in use* while it is
+the champion, the challenger, or the champion a rollback would return to (:func:`group_versions_in_use`);
+online materialization keeps refreshing exactly the group versions in use (and each group's latest), and a
+dbt build that would drop one is refused before it builds. A promotion or rollback to champion is refused,
+with nothing changed, when the version's groups are not declared, not built, or (with an online store)
+not materialized (:func:`check_servable`).
+
 Rollback replays the champion's alias history as a stack (a promotion pushes, a rollback pops) and moves
 the champion to the version below the top, so repeated rollbacks walk back through earlier champions
 instead of toggling between the last two.
@@ -37,8 +52,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import getpass
 import json
+import os
 import shutil
+import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -50,7 +68,8 @@ import models_ml
 from models_ml.core.home_lock import HomeBusy, hold_home
 from models_ml.core.home_paths import from_stored, to_stored
 from models_ml.core.settings import PROJECT_ROOT, Settings
-from models_ml.definitions.catalog import Catalog, load_catalog
+from models_ml.definitions.catalog import Catalog, FeatureView, load_catalog
+from models_ml.definitions.pinning import LineageError, pin_view
 from models_ml.offline.store import OfflineStore, opened
 from models_ml.training import champion_pointer
 from models_ml.training.evaluate import Evaluation, GateResult
@@ -120,7 +139,17 @@ _DDL = [
         reason varchar,
         changed_at timestamptz not null
     )""",
+    f"alter table {SCHEMA}.alias_history add column if not exists changed_by varchar",
+    f"""create table if not exists {SCHEMA}.group_versions_in_use (
+        model_name varchar not null,
+        version integer not null,
+        role varchar not null,
+        feature_group varchar not null,
+        group_version integer,
+        updated_at timestamptz not null
+    )""",
 ]
+ROLLBACK_TARGET = "rollback"  # the role of the champion a rollback would return to
 
 _METRICS = ("rows", "positives", "positive_rate", "mean_score", "roc_auc", "pr_auc", "log_loss", "brier", "ece")
 
@@ -185,10 +214,15 @@ class AliasChange:
 
 @contextlib.contextmanager
 def _registry(settings: Settings) -> Iterator[OfflineStore]:
-    """The warehouse with the registry tables present, closed on exit."""
+    """The warehouse with the registry tables present, closed on exit (a registry from before the
+    versions-in-use table gets it filled from its aliases)."""
     with opened(settings) as store:
         for statement in _DDL:
             store.execute(statement)
+        if not store.scalar(f"select count(*) from {SCHEMA}.group_versions_in_use"):
+            now = dt.datetime.now(_UTC)
+            for (name,) in store.execute(f"select distinct model_name from {SCHEMA}.model_aliases"):
+                _record_in_use(store, name, now)
         yield store
 
 
@@ -462,6 +496,15 @@ def _alias_version(store: OfflineStore, model_name: str, alias: str) -> int | No
     return None if current is None else int(current)
 
 
+def changed_by() -> str:
+    """Who moves an alias, as the history records it: the operating-system user and host."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no user name for the uid (a container)
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
 def _set_alias(store: OfflineStore, model_name: str, alias: str, version: int | None,
                action: str, reason: str) -> AliasChange:
     previous = _alias_version(store, model_name, alias)
@@ -470,9 +513,11 @@ def _set_alias(store: OfflineStore, model_name: str, alias: str, version: int | 
     if version is not None:
         store.execute(f"insert into {SCHEMA}.model_aliases values (?, ?, ?, ?)", [model_name, alias, version, now])
     store.execute(
-        f"insert into {SCHEMA}.alias_history (model_name, alias, version, previous_version, action, reason, changed_at) "
-        f"values (?, ?, ?, ?, ?, ?, ?)", [model_name, alias, version, previous, action, reason, now],
+        f"insert into {SCHEMA}.alias_history (model_name, alias, version, previous_version, action, reason, "
+        f"changed_at, changed_by) values (?, ?, ?, ?, ?, ?, ?, ?)",
+        [model_name, alias, version, previous, action, reason, now, changed_by()],
     )
+    _record_in_use(store, model_name, now)
     return AliasChange(model_name, alias, version, previous, action)
 
 
@@ -481,6 +526,116 @@ def _require_version(store: OfflineStore, model_name: str, version: int) -> None
                          [model_name, version])
     if not found:
         raise RegistryError(f"model {model_name!r} has no version {version}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Feature versions in use, and what a champion needs
+
+
+@dataclass(frozen=True)
+class InUse:
+    """One feature group version that a model version in use needs; ``role`` is its alias (``champion``,
+    ``challenger``) or ``rollback`` (the champion a rollback would return to)."""
+
+    model_name: str
+    version: int
+    role: str
+    feature_group: str
+    group_version: int | None
+
+    def describe(self) -> str:
+        role = "the champion a rollback returns to" if self.role == ROLLBACK_TARGET else self.role
+        return f"{self.model_name} v{self.version} ({role})"
+
+
+def _roles(store: OfflineStore, model_name: str) -> dict[int, list[str]]:
+    """Version -> why it is in use: its aliases, and ``rollback`` for the version below the champion's top."""
+    roles: dict[int, list[str]] = {}
+    for row in store.query(f"select alias, version from {SCHEMA}.model_aliases where model_name = ? order by alias",
+                           [model_name]):
+        roles.setdefault(int(row["version"]), []).append(row["alias"])
+    stack = _alias_stack(store, model_name, CHAMPION)
+    if len(stack) >= 2 and stack[-1] == _alias_version(store, model_name, CHAMPION):
+        roles.setdefault(stack[-2], []).append(ROLLBACK_TARGET)
+    return roles
+
+
+def _in_use(store: OfflineStore, model_names: Sequence[str] | None = None) -> list[InUse]:
+    if model_names is None:
+        model_names = [r[0] for r in store.execute(f"select distinct model_name from {SCHEMA}.model_aliases order by 1")]
+    found = []
+    for name in model_names:
+        for version, roles in sorted(_roles(store, name).items()):
+            groups = json.loads(store.scalar(f"select feature_group_versions from {SCHEMA}.model_versions "
+                                             f"where model_name = ? and version = ?", [name, version]) or "{}")
+            found += [InUse(name, version, role, group, None if v is None else int(v))
+                      for role in roles for group, v in sorted(groups.items())]
+    return found
+
+
+def _record_in_use(store: OfflineStore, model_name: str, now: dt.datetime) -> None:
+    """Rewrite ``model_name``'s rows of ``registry.group_versions_in_use`` (inside the caller's transaction)."""
+    store.execute(f"delete from {SCHEMA}.group_versions_in_use where model_name = ?", [model_name])
+    rows = [(u.model_name, u.version, u.role, u.feature_group, u.group_version, now) for u in _in_use(store, [model_name])]
+    if rows:
+        store.executemany(f"insert into {SCHEMA}.group_versions_in_use values (?, ?, ?, ?, ?, ?)", rows)
+
+
+def group_versions_in_use(settings: Settings) -> list[InUse]:
+    """Every feature group version a model in use needs (champion, challenger, the champion a rollback
+    returns to), read-only; empty when the home has no registry."""
+    with _registry_read(settings) as store:
+        if store is None or not store.exists(SCHEMA, "alias_history"):
+            return []
+        return _in_use(store)
+
+
+def _not_online(settings: Settings, view: FeatureView) -> list[str]:
+    """The view's online group versions (``name:vN``) that the home's online store does not hold; none when
+    the home has no online store (nothing serves online, or it was never materialized).
+
+    The one place training looks at the online store: the registry refuses a champion the service could not
+    serve. The store module imports nothing of training, so there is no cycle."""
+    from models_ml.inference.online.store import OnlineStoreError, group_id, open_online_store
+
+    try:
+        with open_online_store(settings, create=False) as online:
+            held = online.freshness() if online.is_ready() else {}
+    except OnlineStoreError:
+        return []
+    if not held:
+        return []
+    wanted = [group_id(ref.group.name, ref.group.version) for ref in view.features if ref.group.online]
+    return [gid for gid in dict.fromkeys(wanted) if gid not in held]
+
+
+def check_servable(settings: Settings, version: ModelVersion, catalog: Catalog, action: str = "promote") -> FeatureView:
+    """The view ``version`` is served with, pinned to its trained-on versions; a RegistryError (one line,
+    naming the group and the fix) when a group version is no longer declared, not built in the warehouse,
+    or, with an online store, not materialized in it. Checked before a promotion or rollback writes anything."""
+    who = f"cannot {action} {version.model_name} to v{version.version} as champion"
+    try:
+        view = pin_view(catalog, version)
+    except LineageError as error:
+        raise RegistryError(f"{who}: {error}") from error
+    with opened(settings, read_only=True) as store:
+        built = store.relations()
+    for ref in view.features:
+        group = ref.group
+        if (group.schema, group.relation) not in built:
+            raise RegistryError(f"{who}: its feature group {group.name} v{group.version} is not built (no table "
+                                f"{group.qualified_relation}): run the feature pipeline (`fti features run`) first")
+    missing = _not_online(settings, view)
+    if missing:
+        raise RegistryError(f"{who}: its feature group {missing[0]} is not materialized in the online store "
+                            f"({settings.online_store}), so the service could not look it up: run "
+                            f"`fti online materialize --group {missing[0]}` (or make it challenger and "
+                            f"materialize) first")
+    return view
+
+
+# --------------------------------------------------------------------------------------------------
+# Moving aliases
 
 
 def set_alias(settings: Settings, model_name: str, alias: str, version: int, reason: str = "") -> AliasChange:
@@ -512,6 +667,9 @@ def promote(settings: Settings, model_name: str, version: int, alias: str = CHAM
             current = _alias_version(store, model_name, alias)
         if current == version:
             return AliasChange(model_name, alias, version, version, "promote", changed=False)
+        if pointed:
+            catalog = catalog if catalog is not None else load_catalog(settings)
+            check_servable(settings, get_version(settings, model_name, version), catalog)
         return _move_alias(settings, model_name, version if pointed else None, catalog,
                            lambda store: _promote(store, model_name, version, alias, reason))
 
@@ -579,6 +737,9 @@ def rollback(settings: Settings, model_name: str, alias: str = CHAMPION, reason:
             reconcile_pointers(settings, repair=True, models=[model_name], catalog=catalog)
         with _registry(settings) as store:
             _, earlier = _rollback_target(store, model_name, alias)
+        if pointed:
+            catalog = catalog if catalog is not None else load_catalog(settings)
+            check_servable(settings, get_version(settings, model_name, earlier), catalog, "roll back")
 
         def roll_back(store: OfflineStore) -> AliasChange:
             current, target = _rollback_target(store, model_name, alias)

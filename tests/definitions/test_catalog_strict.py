@@ -257,7 +257,7 @@ def test_the_real_project_passes_every_rule_and_maps_domains_to_their_relations(
               for v in (flights, fraud)}
     assert set(real_catalog.domain_relations["flights"]) == {
         "features.fg_airport__weather_v1", "features.fg_carrier__delay_stats_v1",
-        "features.fg_route__delay_stats_v1", "features.fg_plane__delay_stats_v1",
+        "features.fg_carrier__delay_stats_v2", "features.fg_route__delay_stats_v1", "features.fg_plane__delay_stats_v1",
         "features.fg_plane__attributes_v1", "labels.label_flight__departure_delay", *spines["flight_delay"]}
     assert set(real_catalog.domain_relations["fraud"]) == {
         "features.fg_card__activity_v1", "features.fg_card__profile_v1", "features.fg_merchant__activity_v1",

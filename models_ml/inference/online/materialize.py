@@ -1,7 +1,15 @@
 """Online materialization: refresh the online store from the warehouse's feature groups, incrementally, then
 republish the champion pointers the inference service follows.
 
-For every ``online: true`` group version in the catalog:
+**Which group versions**: every ``online: true`` group's latest version (what a new model trains on, and
+all a home without models serves), and every version a model in use needs: the champion's, the
+challenger's, and those of the champion a rollback would return to
+(:func:`models_ml.training.registry.group_versions_in_use`). So during an upgrade both versions of a group
+are refreshed side by side, and a version no model in use needs any more is no longer refreshed (its rows
+stay in the store, listed as ``not_refreshed``; naming it in ``groups`` refreshes it anyway, e.g. to
+materialize a version before its model becomes challenger).
+
+For each of them:
 
 1. **Watermark**: the store's greatest created (loaded) time of the group (``None`` on first sight, or when
    the group's columns changed, which rebuilds it whole; a group without ``created_time`` is read whole
@@ -55,6 +63,14 @@ from models_ml.training.champion_pointer import Pointer
 def online_groups(catalog: Catalog) -> list[FeatureGroup]:
     """Every ``online: true`` group version, in a fixed order."""
     return sorted((g for g in catalog.groups.values() if g.online), key=lambda g: (g.name, g.version or 0))
+
+
+def kept_groups(catalog: Catalog, in_use: Sequence[registry.InUse]) -> list[FeatureGroup]:
+    """The online group versions to refresh: each group's latest version and every version in use."""
+    used = {(u.feature_group, u.group_version or 0) for u in in_use}
+    latest = {(g.name, (g.latest_version if g.latest_version is not None else g.version) or 0)
+              for g in catalog.groups.values()}
+    return [g for g in online_groups(catalog) if (g.name, g.version or 0) in used | latest]
 
 
 def group_schema(group: FeatureGroup, arrow_schema: pa.Schema) -> GroupSchema:
@@ -128,11 +144,13 @@ class MaterializationReport:
     groups: list[GroupReport] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     not_built: list[str] = field(default_factory=list)  # online groups this warehouse has no table for
+    # group versions the store holds that no model in use needs (and that are not the latest): left as they are
+    not_refreshed: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "store": self.store, "materialized_at": self.materialized_at.isoformat(), "seconds": self.seconds,
-            "not_built": self.not_built,
+            "not_built": self.not_built, "not_refreshed": self.not_refreshed,
             "groups": [{**dataclasses.asdict(g),
                         "watermark_before": g.watermark_before.isoformat() if g.watermark_before else None,
                         "freshness": g.freshness.as_dict() if g.freshness else None} for g in self.groups],
@@ -155,6 +173,8 @@ class MaterializationReport:
             lines.append(f"| {g.group} | {g.mode} | {g.source_rows:,} | {g.candidates:,} | {g.rows_written:,} | "
                          f"{f.entities if f else 0:,} | {when(f.latest_event_at if f else None)} | "
                          f"{when(f.watermark if f else None)} |")
+        if self.not_refreshed:
+            lines += ["", "Not refreshed (no model in use needs them): " + ", ".join(self.not_refreshed)]
         lines += ["", "Seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in self.seconds.items())]
         return "\n".join(lines)
 
@@ -168,15 +188,21 @@ def materialize(
     full_refresh: bool = False,
     materialized_at: dt.datetime | None = None,
 ) -> MaterializationReport:
-    """Refresh ``store`` from the warehouse for every online group version (or those named in ``groups``,
-    by name or ``name:vN``); ``full_refresh`` re-reads every row (the merge still never goes backwards)."""
+    """Refresh ``store`` from the warehouse for every online group version to keep (:func:`kept_groups`),
+    or those named in ``groups`` (by name: its kept versions; ``name:vN``: that version, kept or not);
+    ``full_refresh`` re-reads every row (the merge still never goes backwards)."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     catalog = catalog if catalog is not None else load_catalog(settings)
+    kept = kept_groups(catalog, registry.group_versions_in_use(settings))
+    kept_ids = {group_id(g.name, g.version) for g in kept}
     chosen = [g for g in online_groups(catalog)
-              if groups is None or g.name in groups or group_id(g.name, g.version) in groups]
+              if group_id(g.name, g.version) in (groups or ()) or
+              (group_id(g.name, g.version) in kept_ids and (groups is None or g.name in groups))]
     stored_freshness = store.freshness() if store.is_ready() else {}
     stored_schemas = store.schemas() if stored_freshness else {}
+    not_refreshed = sorted(gid for gid in stored_freshness if gid not in kept_ids
+                           and gid not in {group_id(g.name, g.version) for g in chosen})
     timings["plan"] = time.perf_counter() - started
 
     refreshes: list[GroupRefresh] = []
@@ -204,7 +230,7 @@ def materialize(
     timings["apply"] = time.perf_counter() - clock
     after = store.freshness() if refreshes else {}
     report = MaterializationReport(store=store.name, materialized_at=materialized_at, seconds=timings,
-                                   not_built=skipped)
+                                   not_built=skipped, not_refreshed=not_refreshed)
     for refresh, (mode, watermark) in zip(refreshes, modes):
         gid = refresh.schema.id
         report.groups.append(GroupReport(

@@ -3,7 +3,11 @@
 **Request path** (:meth:`ServedModel.score`): one store lookup (one SQLite read transaction or one Redis
 round trip), the model's input rows (:func:`models_ml.inference.online.on_demand.feature_rows`: request
 features, stored features, on-demand features, the same rows the skew tests compare with the snapshot's),
-the scores (:mod:`.encode`), and per feature group the event time and age of the row used. It runs on the
+the scores (:mod:`.encode`), and per feature group the event time and age of the row used. Each answer
+names the model version that scored it (``version``) and the group versions its features were read from
+(``feature_groups``, ``name:vN``, the ids the lookup read): both come from the one served model the request
+holds, whose view is pinned to the versions that model was trained on, so no answer mixes a model with
+another version's features, even while a promotion swaps the model. It runs on the
 event loop without a thread hop: the work is a little CPU, which a thread pool could not parallelize under
 the GIL and would only delay.
 
@@ -115,6 +119,7 @@ class ServedModel:
             responses.append({
                 "model": self.name, "version": self.version, "score": float(scores[i]),
                 "prediction_id": uuid.uuid4().hex, "as_of": as_of[i].isoformat(),
+                "feature_groups": [match.group for match in found.matches[i]],
                 "missing_groups": missing, "freshness": freshness, "warnings": warnings,
             })
         return Scored(responses, rows)

@@ -2,7 +2,11 @@
 
 **Champion swaps**: the watcher polls each pointer's modification time (every ``poll_seconds``); on a
 change it loads the new pointer and model in that thread and then replaces one reference. A request holds
-the model object it started with, so no request fails or mixes versions during a swap. The same thread
+the model object it started with, so no request fails or mixes versions during a swap. The new pointer
+carries the new model's view, pinned to its group versions (an upgrade to a model trained on v2 of a group
+looks up v2 from then on; a rollback, v1 again). A model is swapped in only once the store holds every
+group version it looks up (the registry refuses such a promotion, but a store may be rebuilt or lag
+behind): until then the old model keeps answering and ``/health`` says degraded, naming the groups. The same thread
 refreshes the store's freshness (for ``/health`` and the metrics), so no request waits for it, and restarts
 the prediction log's writer thread should it ever die (``/health`` says degraded until then).
 """
@@ -22,7 +26,7 @@ from models_ml.inference.online.prediction_log import PredictionLog
 from models_ml.inference.online.serving.metrics import Metrics
 from models_ml.inference.online.serving.scoring import ServedModel
 from models_ml.inference.online.serving.tuning import freeze_heap
-from models_ml.inference.online.store import UTC, OnlineStore
+from models_ml.inference.online.store import UTC, OnlineStore, online_lookups
 from models_ml.training.champion_pointer import POINTER_FILE, interrupted_models, published_models, read_pointer_file
 
 LOGGER = logging.getLogger("fti.online")
@@ -65,6 +69,8 @@ class ServiceState:
                 continue
             try:
                 served = ServedModel.load(read_pointer_file(path), stamp)
+                if current is not None:
+                    self._require_groups(served)
             except Exception as error:  # noqa: BLE001 - keep serving the old model; say why on /health
                 self.load_errors[name] = f"{type(error).__name__}: {error}"
                 self.metrics.errors.labels(name, "model_load").inc()
@@ -78,6 +84,16 @@ class ServiceState:
             if current is not None:
                 self.metrics.model_swaps.labels(name).inc()
                 LOGGER.warning("%s: now serving v%d (was v%d)", name, served.version, current.version)
+
+    def _require_groups(self, served: ServedModel) -> None:
+        """Refuse (ValueError) a replacement whose group versions the store does not hold: swapping it in
+        would fail every request until the store caught up."""
+        held = self.store.freshness()
+        missing = [lookup.group_id for lookup in online_lookups(served.view) if lookup.group_id not in held]
+        if missing:
+            raise ValueError(f"v{served.version} looks up {', '.join(missing)}, which the online store does not "
+                             f"hold yet: materialize them (`fti online materialize`); v{self.models[served.name].version} "
+                             f"keeps serving")
 
     # -- the store's freshness ---------------------------------------------------------------------------
 
