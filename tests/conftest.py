@@ -78,7 +78,11 @@ def pytest_unconfigure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Run the modules that hold slow tests last, so the progress line moves through the quick ones first
-    (whole modules move, so no module-scoped fixture is built twice)."""
+    """A test that needs the Prefect server is slow (the server takes ~20 s to start). Run the modules that
+    hold slow tests last, so the progress line moves through the quick ones first (whole modules move, so no
+    module-scoped fixture is built twice)."""
+    for item in items:
+        if "prefect_harness" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
     slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.module.__name__ in slow_modules)
