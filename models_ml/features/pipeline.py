@@ -82,11 +82,30 @@ def land_raw(
             return day, loader.land_through(store, day, settings.home / "cache")
 
 
+# dbt var: an incremental run's feature-group tests check only the rows it wrote (dbt macros/test_window.sql).
+TEST_WRITTEN_WINDOW_VAR = "fti_test_written_window"
+
+
+def previous_run_succeeded(settings: Settings, select: str | None) -> bool:
+    """Whether the latest finished run of the domain built by `select` succeeded: only then did every row
+    outside this run's window pass its tests. False for a selection that is not one domain's."""
+    domains = [d.name for d in load_catalog(settings).domains.values() if d.dbt_selection == select]
+    if len(domains) != 1:
+        return False
+    with opened(settings, read_only=True) as store:
+        if not store.exists(RUNS_SCHEMA, RUNS_TABLE):
+            return False
+        latest = store.execute(f"select status from {RUNS} where domain = ? and status <> 'running' "
+                               f"order by started_at desc limit 1", [domains[0]])
+    return bool(latest) and latest[0][0] == "succeeded"
+
+
 def build_features(settings: Settings, full_refresh: bool = False, select: str | None = None) -> DbtRun:
     """`dbt build`: staging, quarantine, features and labels, with their tests and unit tests.
 
     `select` limits the build to a dbt selection (a domain's: its sources and everything downstream); None
-    builds everything.
+    builds everything. An incremental build of a domain whose previous run succeeded tests only the
+    feature rows it wrote (README, "What a daily run tests"); any other build tests whole tables.
     Raises DbtBuildError (naming each failing test with its failing rows) when anything fails; models
     downstream of a failure are skipped, so they are not published.
     """
@@ -95,7 +114,8 @@ def build_features(settings: Settings, full_refresh: bool = False, select: str |
         args += ["--select", *select.split()]
     if full_refresh:
         args.append("--full-refresh")
-    return build(settings, args)
+    written_window = not full_refresh and previous_run_succeeded(settings, select)
+    return build(settings, args, {TEST_WRITTEN_WINDOW_VAR: True} if written_window else None)
 
 
 def relation_row_counts(store: OfflineStore, relations: list[str]) -> dict[str, int]:
