@@ -3,8 +3,9 @@
 Thin wiring of models_ml.training.pipeline: each task wraps one of its steps and adds a log line, and the
 pipeline's one composition (:func:`~models_ml.training.pipeline.run_training`) calls them in order. The
 candidate is always registered; it becomes `champion` only when it passes the gate, otherwise
-`challenger`. A markdown artifact summarises metrics, worst slice and the gate. Only steps that touch
-files or the warehouse retry, on I/O errors only (flows/retry.py).
+`challenger` (also when the registry refuses the promotion, which the flow logs as a warning, e.g.
+view v2's groups not yet materialized online). A markdown artifact summarises metrics, worst slice and the
+gate. Only steps that touch files or the warehouse retry, on I/O errors only (flows/retry.py).
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ IO = io_task_options()
 
 
 @task(name="build-snapshot", **IO)
-def build_snapshot_task(settings: Settings, view: str, time_range: TimeRange) -> sn.SnapshotInfo:
-    info = tp.build_snapshot(settings, view, time_range)
-    get_run_logger().info("snapshot %s: %s rows, hash %s%s", info.snapshot_id, f"{info.row_count:,}",
-                          info.content_hash[:12], " (reused)" if info.reused else "")
+def build_snapshot_task(settings: Settings, view: str, time_range: TimeRange,
+                        view_version: int | None = None) -> sn.SnapshotInfo:
+    info = tp.build_snapshot(settings, view, time_range, view_version)
+    get_run_logger().info("snapshot %s of %s v%d: %s rows, hash %s%s", info.snapshot_id, info.feature_view,
+                          info.feature_view_version, f"{info.row_count:,}", info.content_hash[:12],
+                          " (reused)" if info.reused else "")
     return info
 
 
@@ -78,8 +81,13 @@ def register_task(settings: Settings, model_name: str, model: tr.Model, evaluati
 
 
 @task(name="set-alias", **IO)
-def alias_task(settings: Settings, model_name: str, version: int, gate: ev.GateResult, promote: bool) -> str:
-    return tp.set_alias(settings, model_name, version, gate, promote)
+def alias_task(settings: Settings, model_name: str, version: int, gate: ev.GateResult,
+               promote: bool) -> tp.AliasDecision:
+    decision = tp.set_alias(settings, model_name, version, gate, promote)
+    if decision.refused:
+        get_run_logger().warning("%s v%d passed its gate but stays challenger: %s", model_name, version,
+                                 decision.refused)
+    return decision
 
 
 STEPS = tp.TrainingSteps(build_snapshot=build_snapshot_task, load_splits=load_splits_task, train=train_task,
@@ -99,9 +107,10 @@ def training(
     gate_overrides: Mapping[str, Any] | None = None,
     promote: bool = True,
     home: str | None = None,
+    view_version: int | None = None,
 ) -> dict[str, Any]:
     """Train a new version of the model behind feature view `view` (default: the only view) and decide its
-    alias.
+    alias, on version ``view_version`` of the view (default: its current version).
 
     The time range ``[start, end)`` and the cut dates (ISO dates, UTC, on the spine time) default to the
     view's training config; ``fractions`` (train, validation, test) replace the cut dates; ``overrides`` and
@@ -110,10 +119,11 @@ def training(
     settings = load_settings(home)
     plan = tp.plan_training(settings, view, start=start, end=end, validation_start=validation_start,
                             test_start=test_start, fractions=fractions, overrides=overrides,
-                            gate_overrides=gate_overrides)
+                            gate_overrides=gate_overrides, view_version=view_version)
     run = tp.run_training(settings, plan, promote=promote, steps=STEPS)
     view = plan.view
-    get_run_logger().info("%s v%d: gate %s -> %s", view, run.version.version, run.gate.summary(), run.alias)
+    get_run_logger().info("%s v%d (view v%d): gate %s -> %s", view, run.version.version,
+                          run.snapshot.feature_view_version, run.gate.summary(), run.alias)
     create_markdown_artifact(
         key=f"training-{view.replace('_', '-')}",
         markdown=run.as_markdown(),

@@ -24,7 +24,15 @@ import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from fti import doctor_commands, features_commands, models_commands, monitor_commands, online_commands, predict_commands
+from fti import (
+    doctor_commands,
+    features_commands,
+    models_commands,
+    monitor_commands,
+    online_commands,
+    predict_commands,
+    stream_commands,
+)
 from fti.text import did_you_mean, iso_date
 
 USAGE, FAILURE, INTERRUPTED = 2, 1, 130
@@ -78,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     online_commands.register(commands)
     doctor_commands.add_parser(commands)
     monitor_commands.add_parser(commands)
+    stream_commands.add_parser(commands)
     _name_commands(parser)
     return parser
 

@@ -1,5 +1,6 @@
-"""`fti features list|show|run`: the feature groups, views and domains of the project, and the feature
-pipeline flow.
+"""`fti features list|show|run`: the feature groups, views and domains of the project (every version of
+each: a view's versions with the group versions they read, a group's with the models using them), and the
+feature pipeline flow.
 
 Registered on the main parser by :func:`register`; each command sets ``handler`` (``args -> exit code``)
 and imports the catalog (and dbt, DuckDB) only when it runs.
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from fti.text import UsageError, did_you_mean, duration, iso_date, listed, pick, table, versions, when
+from fti.text import UsageError, did_you_mean, duration, group_versions, iso_date, listed, pick, table, version_number, \
+    versions, when
 
 
 def _catalog(args: argparse.Namespace):
@@ -38,9 +40,9 @@ def features_list(args: argparse.Namespace) -> int:
     if catalog.views:
         print()
         print(table(
-            [[v.name, f"v{v.version}", v.label.model, v.label.target,
+            [[v.name, _version_label(catalog, v), v.label.model, v.label.target,
               v.inference_spine.model if v.inference_spine else "- (label model)", str(len(v.feature_columns)),
-              ", ".join(f"{g}:v{ver}" for g, ver in v.group_versions().items())] for v in catalog.views.values()],
+              group_versions(v.group_versions())] for v in catalog.all_views()],
             ["feature view", "version", "label model", "target", "inference spine", "features", "groups"],
         ))
     if catalog.domains:
@@ -49,6 +51,36 @@ def features_list(args: argparse.Namespace) -> int:
                                                                             key=lambda d: d.name)],
                     ["domain", "dbt sources", "loader"]))
     return 0
+
+
+def _version_label(catalog, view) -> str:
+    """"v2", or "v1 (current)" for the version training uses unless asked for another."""
+    return f"v{view.version}" + (" (current)" if catalog.views[view.name].version == view.version else "")
+
+
+def _used_by(settings) -> dict[tuple[str, int | None], list[str]]:
+    """(group, version) -> the model versions in use that need it, with their roles ("flight_delay v2
+    (challenger)"); empty when the home has no registry. The registry is imported here, when it is asked for."""
+    if not settings.warehouse_path.exists():
+        return {}
+    from models_ml.training.registry import group_versions_in_use
+
+    roles: dict[tuple[str, int | None], dict[str, list[str]]] = {}
+    for use in group_versions_in_use(settings):
+        model = roles.setdefault((use.feature_group, use.group_version), {})
+        model.setdefault(f"{use.model_name} v{use.version}", []).append(use.role)
+    return {key: [f"{model} ({', '.join(r)})" for model, r in models.items()] for key, models in roles.items()}
+
+
+def _group_versions(settings, catalog, name: str) -> None:
+    """Every version of group ``name``: its relation, its features, the latest mark, the models using it."""
+    used = _used_by(settings)
+    groups = sorted((g for (n, _), g in catalog.groups.items() if n == name), key=lambda g: g.version or 0)
+    label = lambda g: "-" if g.version is None else f"v{g.version}" + (  # noqa: E731
+        " (latest)" if g.version == g.latest_version else "")
+    print(table([[label(g), g.qualified_relation, str(len(g.features)), listed(used.get((name, g.version), []))]
+                 for g in groups],
+                ["version", "relation", "features", "used by (model version, alias)"]))
 
 
 def _show_group(settings, group) -> None:
@@ -63,6 +95,13 @@ def _show_group(settings, group) -> None:
           f"latest event: {when(stats.latest_event_at)}   latest load: {when(stats.latest_loaded_at)}")
     print()
     print(table([[f.name, f.data_type, f.description] for f in group.features], ["feature", "type", "description"]))
+
+
+def _view_versions(catalog, name: str) -> None:
+    """Every version of view ``name`` with the group versions it reads; the current one marked."""
+    print(table([[_version_label(catalog, v), str(len(v.feature_columns)), group_versions(v.group_versions())]
+                 for v in catalog.all_views() if v.name == name],
+                ["version", "features", "feature groups"]))
 
 
 def _show_view(view) -> None:
@@ -81,7 +120,14 @@ def _show_view(view) -> None:
 def features_show(args: argparse.Namespace) -> int:
     settings, catalog = _catalog(args)
     if args.name in catalog.views:
-        _show_view(catalog.views[args.name])
+        known = catalog.versions_of_view(args.name)
+        if args.version is not None and args.version not in known:
+            raise UsageError(f"--version: feature view {args.name!r} has no version {args.version} "
+                             f"(versions: {versions(known)})")
+        _show_view(catalog.view(args.name, args.version))
+        print()
+        print(f"versions of {args.name}:")
+        _view_versions(catalog, args.name)
         return 0
     groups = sorted({name for name, _ in catalog.groups})
     if args.name not in groups:
@@ -94,6 +140,9 @@ def features_show(args: argparse.Namespace) -> int:
         raise UsageError(f"--version: feature group {args.name!r} has no version {args.version} "
                          f"(versions: {versions(numbers)})")
     _show_group(settings, catalog.group(args.name, args.version))
+    print()
+    print(f"versions of {args.name}:")
+    _group_versions(settings, catalog, args.name)
     return 0
 
 
@@ -119,9 +168,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing = features.add_parser("list", help="every feature group and feature view")
     listing.add_argument("--refresh", action="store_true", help="re-parse the dbt project first")
     listing.set_defaults(handler=features_list)
-    show = features.add_parser("show", help="one feature group (or view): features, types, freshness")
+    show = features.add_parser("show", help="one feature group (or view): features, types, freshness, and "
+                                            "its versions (a group's: the models using each)")
     show.add_argument("name", help="a feature group or feature view (see `fti features list`)")
-    show.add_argument("--version", type=int, help="the group's version (default: its latest)")
+    show.add_argument("--version", type=version_number,
+                      help="the group's version (default: its latest) or the view's (default: its current)")
     show.add_argument("--refresh", action="store_true", help="re-parse the dbt project first")
     show.set_defaults(handler=features_show)
     run = features.add_parser("run", help="run the feature pipeline flow (land + dbt build)")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from fti.text import UsageError, aliases, fractions, iso_date, num, pick, settings_pairs, table, version_number, \
-    versions, when
+from fti.text import SPLITS, UsageError, aliases, counts, fractions, group_versions, iso_date, move, num, pick, \
+    settings_pairs, table, version_number, versions, when
 
 CHAMPION = "champion"  # models_ml.training.registry.CHAMPION, written out so that building the parser imports no model code
 
@@ -86,13 +86,14 @@ def models_show(args: argparse.Namespace) -> int:
     v = model_version(settings, args.name, args.version, model_flag="name", ref_flag="version")
     print(f"{v.model_name} v{v.version}   aliases: {', '.join(v.aliases) or '-'}   created {when(v.created_at)}")
     print(f"  files:         {v.model_dir}")
-    print(f"  feature view:  {v.feature_view} v{v.feature_view_version}   groups: "
-          + ", ".join(f"{g} v{ver}" for g, ver in v.feature_group_versions.items()))
+    print(f"  feature view:  {v.feature_view} v{v.feature_view_version}")
+    print(f"  groups:        {group_versions(v.feature_group_versions)}")
     print(f"  snapshot:      {v.snapshot_id}   hash {(v.snapshot_hash or '-')[:16]}")
     split = v.split or {}
     if split:
         print(f"  window:        [{split.get('start', '?')}, {split.get('end', '?')})   validation from "
-              f"{split.get('validation_start')}   test from {split.get('test_start')}   rows {split.get('rows')}")
+              f"{split.get('validation_start')}   test from {split.get('test_start')}   "
+              f"rows {counts(split.get('rows'), SPLITS)}")
     print(f"  code version:  {v.code_version}")
     print(f"  trees:         {v.best_iteration}   training {num(v.training_seconds, 1)} s   features {len(v.features)}")
     gate = v.gate or {}
@@ -115,13 +116,14 @@ def models_show(args: argparse.Namespace) -> int:
                        num(s["roc_auc"]), num(s["pr_auc"]), num(s["ece"])] for s in slices[: args.slices]],
                      ["slice", "value", "rows", "pos rate", "roc_auc", "pr_auc", "ece"]))
     history = registry.alias_history(settings, v.model_name)
-    if history:
-        print()
-        print("alias history:")
-        print(table([[when(h["changed_at"]), h["alias"], h["action"],
-                       f"v{h['previous_version']}" if h["previous_version"] else "-",
-                       f"v{h['version']}" if h["version"] else "-", h["reason"] or ""] for h in history],
-                     ["when", "alias", "action", "from", "to", "reason"]))
+    print()
+    if not history:
+        print(f"alias history of {v.model_name}: none (no alias was ever set)")
+        return 0
+    print(f"alias history of {v.model_name}, oldest first:")
+    print(table([[when(h["changed_at"]), h.get("changed_by") or "-", h["alias"], h["action"],
+                   move(h["previous_version"], h["version"]), h["reason"] or ""] for h in history],
+                 ["when", "who", "alias", "action", "from → to", "reason"]))
     return 0
 
 
@@ -187,14 +189,19 @@ def train(args: argparse.Namespace) -> int:
     settings = _settings(args)
     catalog = load_catalog(settings)
     args.view = pick("--view", args.view, sorted(catalog.views), "feature view")
+    known = catalog.versions_of_view(args.view)
+    if args.view_version is not None and args.view_version not in known:
+        raise UsageError(f"--view-version: feature view {args.view} has no version {args.view_version} "
+                         f"(versions: {versions(known)})")
     overrides = _config_pairs(args.set, "--set", TrainConfig, "training parameter")
     gate_overrides = _config_pairs(args.gate, "--gate", GateConfig, "gate threshold")
     options = dict(view=args.view, start=args.start, end=args.end, validation_start=args.validation_start,
                    test_start=args.test_start, fractions=args.fractions, overrides=overrides,
-                   gate_overrides=gate_overrides)
-    split = catalog.views[args.view].training.as_dict().get("split", {})
+                   gate_overrides=gate_overrides, view_version=args.view_version)
+    chosen = catalog.view(args.view, args.view_version)
+    split = chosen.training.as_dict().get("split", {})
     if not ((args.start or split.get("start")) and (args.end or split.get("end"))):
-        raise UsageError(f"--start/--end: feature view {args.view} declares no training window "
+        raise UsageError(f"--start/--end: feature view {args.view} v{chosen.version} declares no training window "
                          f"(meta.fti.training.split); pass --start and --end")
     try:
         tp.plan_training(settings, **options)  # the flow plans again: here only to fail before it starts
@@ -212,7 +219,12 @@ def train(args: argparse.Namespace) -> int:
         return 0
     m, champion = result["metrics"], result.get("champion_metrics")
     print(f"{result['model_name']} v{result['version']} -> {result['alias']} (gate {result['gate']})")
-    print(f"snapshot {result['snapshot_id']}{' (reused)' if result['snapshot_reused'] else ''}, rows {result['rows']}, "
+    if result.get("promotion_refused"):
+        print(f"not promoted to champion: {result['promotion_refused']}")
+    print(f"feature view {result['model_name']} v{result['feature_view_version']}: "
+          f"{group_versions(result['feature_group_versions'])}")
+    print(f"snapshot {result['snapshot_id']}{' (reused)' if result['snapshot_reused'] else ''}, "
+          f"rows {counts(result['rows'], SPLITS)}, "
           f"{result['best_iteration']} trees")
     header = ["metric", "test"] + ([f"champion v{result['champion_version']}"] if champion else [])
     print(table([[n, num(m[n]), *([num(champion[n])] if champion else [])]
@@ -221,7 +233,7 @@ def train(args: argparse.Namespace) -> int:
     if worst:
         print(f"worst slice: {worst['column']}={worst['value']} roc_auc {num(worst['roc_auc'])} "
               f"({worst['rows']:,} rows)")
-    print(f"seconds: {result['seconds']}")
+    print(f"seconds: {counts(result['seconds'])}")
     return 0
 
 
@@ -254,6 +266,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     train_parser = subparsers.add_parser("train", help="run the training flow for a feature view")
     train_parser.add_argument("--view", help="the feature view whose model to train (default: the only one)")
+    train_parser.add_argument("--view-version", type=version_number, metavar="N",
+                              help="train on this version of the view (default: its current version; "
+                                   "see `fti features show VIEW`)")
     train_parser.add_argument("--start", type=iso_date,
                               help="first spine time (ISO date, UTC; default from the model config)")
     train_parser.add_argument("--end", type=iso_date, help="end of the window, exclusive")

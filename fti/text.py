@@ -63,6 +63,26 @@ def aliases(mapping: Mapping[str, int]) -> str:
     return ", ".join(f"{alias} → v{version}" for alias, version in sorted(mapping.items())) or "none"
 
 
+SPLITS = ("train", "validation", "test")
+
+
+def counts(mapping: Mapping[str, Any] | None, order: Sequence[str] = ()) -> str:
+    """``{"train": 4175, "test": 1393}`` -> "train 4,175, test 1,393", not a dict's repr: the keys in
+    ``order`` first, the others as given; whole numbers with thousands separators."""
+    items = sorted((mapping or {}).items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+    return ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in items) or "-"
+
+
+def group_versions(mapping: Mapping[str, int | None]) -> str:
+    """``{"fg_a": 1, "fg_b": None}`` -> "fg_a v1, fg_b" (or "none")."""
+    return ", ".join(g if v is None else f"{g} v{v}" for g, v in mapping.items()) or "none"
+
+
+def move(previous: int | None, to: int | None) -> str:
+    """An alias move: "v1 → v2", "- → v1" (set), "v2 → -" (removed)."""
+    return f"{'-' if previous is None else f'v{previous}'} → {'-' if to is None else f'v{to}'}"
+
+
 def listed(names: Iterable[str]) -> str:
     return ", ".join(names) or "none"
 

@@ -8,7 +8,9 @@ and add only logging and the run's artifact.
 
 The candidate is always registered; it becomes ``champion`` only when it passes the gate (thresholds from
 the config, and not worse than the current champion on the same test rows) and promotion was asked for,
-otherwise ``challenger``. Promoting republishes the champion pointer (the registry's rule).
+otherwise ``challenger``. Promoting republishes the champion pointer (the registry's rule). A promotion
+the registry refuses (say the groups of view v2 are not yet materialized online) leaves the candidate
+challenger, with the refusal as the reason, rather than failing a run that has already registered it.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class TrainingPlan:
     train: tr.TrainConfig
     evaluation: ev.EvaluationConfig
     gate: ev.GateConfig
+    view_version: int | None = None  # None: the view's current version
 
 
 def plan_training(
@@ -60,10 +63,12 @@ def plan_training(
     overrides: Mapping[str, Any] | None = None,
     gate_overrides: Mapping[str, Any] | None = None,
     config: Mapping[str, Any] | None = None,
+    view_version: int | None = None,
 ) -> TrainingPlan:
     """The run of the model behind ``view`` (default: the only view of the project; an unknown name is a
     CatalogError listing the views): each argument given wins over its ``config`` entry (default: the
-    training config the view declares in the dbt project of ``settings``).
+    training config that version ``view_version`` of the view, default its current one, declares in the dbt
+    project of ``settings``; an unknown version is a CatalogError listing the versions).
 
     The time range ``[start, end)`` and the cut dates (ISO dates, UTC, on the spine time) come from its
     ``[split]``; ``fractions`` (train, validation, test) replace the cut dates; ``overrides`` and
@@ -71,8 +76,9 @@ def plan_training(
     """
     if config is None or view is None:  # a given config and view name need no dbt project
         catalog = load_catalog(settings)
-        view = catalog.view(view).name
-        config = tr.read_config(view, catalog=catalog) if config is None else config
+        feature_view = catalog.view(view, view_version)
+        view = feature_view.name
+        config = feature_view.training.as_dict() if config is None else config
     split_config = config.get("split", {})
     start, end = start or split_config.get("start"), end or split_config.get("end")
     if not (start and end):
@@ -91,6 +97,7 @@ def plan_training(
         train=tr.config_from_mapping(tr.TrainConfig, config.get("train"), overrides),
         evaluation=tr.config_from_mapping(ev.EvaluationConfig, config.get("evaluation")),
         gate=tr.config_from_mapping(ev.GateConfig, config.get("gate"), gate_overrides),
+        view_version=view_version,
     )
 
 
@@ -98,9 +105,11 @@ def plan_training(
 # The steps
 
 
-def build_snapshot(settings: Settings, view: str, time_range: TimeRange) -> sn.SnapshotInfo:
-    """The view's snapshot of ``time_range`` (the stored one when the definition and data are unchanged)."""
-    feature_view = load_catalog(settings).view(view)
+def build_snapshot(settings: Settings, view: str, time_range: TimeRange,
+                   view_version: int | None = None) -> sn.SnapshotInfo:
+    """The snapshot of ``time_range`` of version ``view_version`` of the view (default its current one; the
+    stored snapshot when the definition and data are unchanged)."""
+    feature_view = load_catalog(settings).view(view, view_version)
     with opened(settings) as store:
         return sn.build_snapshot(store, feature_view, time_range)
 
@@ -157,14 +166,30 @@ def register(settings: Settings, model_name: str, model: tr.Model, evaluation: e
     )
 
 
-def set_alias(settings: Settings, model_name: str, version: int, gate: ev.GateResult, promote: bool) -> str:
-    """``champion`` when the gate passed and promotion was asked for, else ``challenger``; the alias set."""
+@dataclass(frozen=True)
+class AliasDecision:
+    """The alias a new version got; ``refused`` is why the registry would not make it champion, if it would not."""
+
+    alias: str
+    refused: str | None = None
+
+
+def set_alias(settings: Settings, model_name: str, version: int, gate: ev.GateResult,
+              promote: bool) -> AliasDecision:
+    """``champion`` when the gate passed, promotion was asked for and the registry allows it (the version's
+    feature groups built and, with an online store, materialized); else ``challenger``, with the refusal as
+    its reason when the registry refused: the version is registered already, so the run does not fail."""
     if gate.passed and promote:
-        registry.promote(settings, model_name, version, registry.CHAMPION, reason="gate passed",
-                         catalog=load_catalog(settings))
-        return registry.CHAMPION
+        try:
+            registry.promote(settings, model_name, version, registry.CHAMPION, reason="gate passed",
+                             catalog=load_catalog(settings))
+            return AliasDecision(registry.CHAMPION)
+        except registry.RegistryError as error:
+            registry.set_alias(settings, model_name, registry.CHALLENGER, version,
+                               reason=f"gate passed; promotion refused: {error}")
+            return AliasDecision(registry.CHALLENGER, refused=str(error))
     registry.set_alias(settings, model_name, registry.CHALLENGER, version, reason=gate.summary())
-    return registry.CHALLENGER
+    return AliasDecision(registry.CHALLENGER)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -175,13 +200,13 @@ def set_alias(settings: Settings, model_name: str, version: int, gate: ev.GateRe
 class TrainingSteps:
     """The steps :func:`run_training` calls; a flow passes its tasks, which wrap these same functions."""
 
-    build_snapshot: Callable[[Settings, str, TimeRange], sn.SnapshotInfo] = build_snapshot
+    build_snapshot: Callable[[Settings, str, TimeRange, int | None], sn.SnapshotInfo] = build_snapshot
     load_splits: Callable[[Settings, sn.SnapshotInfo, sp.TimeSplit], sp.Splits] = load_splits
     train: Callable[[sp.Splits, tr.TrainConfig], tr.Model] = train
     load_champion: Callable[[Settings, str], tuple[int, tr.Model] | None] = load_champion
     evaluate: Callable[..., tuple[ev.Evaluation, ev.Metrics]] = evaluate
     register: Callable[..., registry.ModelVersion] = register
-    set_alias: Callable[[Settings, str, int, ev.GateResult, bool], str] = set_alias
+    set_alias: Callable[[Settings, str, int, ev.GateResult, bool], AliasDecision] = set_alias
 
 
 @dataclass(frozen=True)
@@ -197,6 +222,7 @@ class TrainingRun:
     version: registry.ModelVersion
     alias: str
     seconds: dict[str, float]
+    promotion_refused: str | None = None  # why the registry would not make a version that passed champion
 
     def as_dict(self) -> dict[str, Any]:
         evaluation, champion = self.evaluation, self.evaluation.champion
@@ -205,6 +231,9 @@ class TrainingRun:
             "model_name": self.plan.view,
             "version": self.version.version,
             "alias": self.alias,
+            "promotion_refused": self.promotion_refused,
+            "feature_view_version": self.snapshot.feature_view_version,
+            "feature_group_versions": dict(self.snapshot.feature_group_versions),
             "gate_passed": self.gate.passed,
             "gate": self.gate.summary(),
             "snapshot_id": self.snapshot.snapshot_id,
@@ -221,7 +250,10 @@ class TrainingRun:
 
     def as_markdown(self) -> str:
         info, splits = self.snapshot, self.splits
+        refused = {"promotion refused": self.promotion_refused} if self.promotion_refused else {}
         return ev.summary_markdown(self.plan.view, self.version.version, self.evaluation, self.gate, self.alias, {
+            **refused,
+            "feature view": f"{info.feature_view} v{info.feature_view_version}",
             "snapshot": f"{info.snapshot_id} ({info.row_count:,} rows, hash {info.content_hash[:12]})",
             "window": f"[{info.time_range.start:%Y-%m-%d}, {info.time_range.end:%Y-%m-%d}) on {info.spine_time}",
             "split": f"validation from {splits.validation_start:%Y-%m-%d}, test from {splits.test_start:%Y-%m-%d}; "
@@ -242,7 +274,7 @@ def run_training(settings: Settings, plan: TrainingPlan, *, promote: bool = True
 
 def _run_training(settings: Settings, plan: TrainingPlan, promote: bool, steps: TrainingSteps) -> TrainingRun:
     lap = Laps(digits=2)
-    info = steps.build_snapshot(settings, plan.view, plan.time_range)
+    info = steps.build_snapshot(settings, plan.view, plan.time_range, plan.view_version)
     lap("snapshot")
     splits = steps.load_splits(settings, info, plan.split)
     lap("splits")
@@ -253,6 +285,7 @@ def _run_training(settings: Settings, plan: TrainingPlan, promote: bool, steps: 
     gate = ev.check_gate(evaluation, plan.gate)
     lap("evaluate")
     version = steps.register(settings, plan.view, model, evaluation, gate, splits, plan.train, validation)
-    alias = steps.set_alias(settings, plan.view, version.version, gate, promote)
+    decision = steps.set_alias(settings, plan.view, version.version, gate, promote)
     lap("register")
-    return TrainingRun(plan, info, splits, model, evaluation, gate, version, alias, lap.seconds)
+    return TrainingRun(plan, info, splits, model, evaluation, gate, version, decision.alias, lap.seconds,
+                       decision.refused)

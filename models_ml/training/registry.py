@@ -59,10 +59,10 @@ import shutil
 import socket
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import models_ml
 from models_ml.core.home_lock import HomeBusy, hold_home
@@ -72,8 +72,10 @@ from models_ml.definitions.catalog import Catalog, FeatureView, load_catalog
 from models_ml.definitions.pinning import LineageError, pin_view
 from models_ml.offline.store import OfflineStore, opened
 from models_ml.training import champion_pointer
-from models_ml.training.evaluate import Evaluation, GateResult
-from models_ml.training.train import Model, load_model, save_model
+
+if TYPE_CHECKING:  # train and evaluate load LightGBM, pandas and scipy: only registering and loading need them
+    from models_ml.training.evaluate import Evaluation, GateResult
+    from models_ml.training.train import Model
 
 SCHEMA = "registry"
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -246,6 +248,16 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+def _versions(numbers: Iterable[int], none: str = "none") -> str:
+    """``[1, 2]`` -> "v1, v2", as the messages read."""
+    return ", ".join(f"v{n}" for n in numbers) or none
+
+
+def _aliases_text(aliases: Mapping[str, int]) -> str:
+    """``{"champion": 1}`` -> "champion → v1"."""
+    return ", ".join(f"{alias} → v{version}" for alias, version in sorted(aliases.items())) or "none"
+
+
 # --------------------------------------------------------------------------------------------------
 # Registering
 
@@ -288,6 +300,8 @@ def _register(settings: Settings, model_name: str, model: Model, evaluation: Eva
               lineage: Lineage, *, train_config: Mapping[str, Any] | None,
               validation_metrics: Mapping[str, float] | None, description: str | None,
               write_artifacts: Callable[[Path, int], Mapping[str, Path]] | None) -> ModelVersion:
+    from models_ml.training.train import save_model
+
     _remove_abandoned_staging(settings, model_name)
     staging = settings.models_dir / model_name / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
     final: Path | None = None
@@ -427,7 +441,8 @@ def get_version(settings: Settings, model_name: str, version: int | None = None)
     for candidate in versions:
         if candidate.version == version:
             return candidate
-    raise RegistryError(f"model {model_name!r} has no version {version} (versions: {[v.version for v in versions]})")
+    raise RegistryError(f"model {model_name!r} has no version {version} "
+                        f"(versions: {_versions(v.version for v in versions)})")
 
 
 def get_metrics(settings: Settings, model_name: str, version: int) -> dict[str, dict[str, float | None]]:
@@ -476,12 +491,14 @@ def resolve(settings: Settings, model_name: str, ref: str | int = CHAMPION) -> M
         return get_version(settings, model_name)
     aliases = get_aliases(settings, model_name)
     if ref not in aliases:
-        raise RegistryError(f"model {model_name!r} has no {ref!r} alias (aliases: {aliases or 'none'})")
+        raise RegistryError(f"model {model_name!r} has no {ref!r} alias (aliases: {_aliases_text(aliases)})")
     return get_version(settings, model_name, aliases[ref])
 
 
 def load(settings: Settings, model_name: str, ref: str | int = CHAMPION) -> tuple[ModelVersion, Model]:
     """Resolve ``ref`` and load that version's model with its input contract."""
+    from models_ml.training.train import load_model
+
     version = resolve(settings, model_name, ref)
     return version, load_model(version.model_dir)
 
@@ -723,7 +740,7 @@ def _rollback_target(store: OfflineStore, model_name: str, alias: str) -> tuple[
     stack = _alias_stack(store, model_name, alias)
     if len(stack) < 2:
         raise RegistryError(f"model {model_name!r} has no earlier {alias} to roll back to "
-                            f"(history: {stack or 'empty'})")
+                            f"(history: {_versions(stack, 'empty')})")
     return stack[-1], stack[-2]
 
 

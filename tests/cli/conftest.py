@@ -1,36 +1,16 @@
 """Homes for the command-line tests: one whose dbt project is parsed (the catalog, no data), one with a
-small registered model (no dbt project). Both are built once per module and read only."""
+small registered model (no dbt project). Both are built once per module and read only. The helpers that
+run `fti` are in cli_testing.py (a module of its own name: another directory's conftest may be the one
+imported as `conftest`)."""
 
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from cli_testing import MODEL
 
 from models_ml.core.settings import Settings, load_settings
-
-FTI = Path(sys.executable).with_name("fti")
-MODEL = "toy"
-
-
-def run_fti(*args: str, home: Settings | Path | None = None, env: dict[str, str] | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess:
-    """`fti ARGS` in its own process (the installed entry point), with FTI_HOME set to ``home``."""
-    environment = dict(os.environ)
-    environment.pop("FTI_DEBUG", None)
-    if home is not None:
-        environment["FTI_HOME"] = str(home.home if isinstance(home, Settings) else home)
-    environment.update(env or {})
-    return subprocess.run([str(FTI), *args], capture_output=True, text=True, env=environment, timeout=timeout)
-
-
-def error_lines(result: subprocess.CompletedProcess) -> list[str]:
-    return [line for line in result.stderr.splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")

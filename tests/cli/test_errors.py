@@ -8,7 +8,7 @@ import logging
 import re
 
 import pytest
-from conftest import MODEL, error_lines, run_fti
+from cli_testing import MODEL, error_lines, run_fti
 from fti_testing import copy_home
 
 from fti.cli import main
@@ -34,7 +34,7 @@ PARSER_ERRORS = [
     (["models", "promote", MODEL, "vx"],
      "fti models promote: error: version: vx is not a version number (like 3 or v3); see `fti models promote --help`"),
     (["modles", "list"], "fti: error: no command 'modles' (commands: features, demo, models, train, predict, "
-                         "outcomes, online, serve, doctor, monitor); did you mean models?"),
+                         "outcomes, online, serve, doctor, monitor, stream); did you mean models?"),
     (["features"], "fti features: error: a command is required: one of list, show, run; see `fti features --help`"),
     (["serve", "--log-level", "loud"], "fti serve: error: --log-level: 'loud' is not one of debug, info, warning, "
                                        "error, critical; see `fti serve --help`"),
