@@ -64,21 +64,30 @@ class _Connection:
         self.buffer = b""
         self.scheduled: float | None = None
         self.closed = False
+        self.keep_alive = True
 
     def take_response(self) -> int | None:
-        """The status of the complete response at the head of the buffer (removed), or None if incomplete."""
+        """The status of the complete response at the head of the buffer (removed), or None if incomplete.
+        Sets ``keep_alive``: False when the server will close the connection after this response (HTTP/1.0
+        without keep-alive, or `Connection: close`), so no request is sent on it again."""
         end = self.buffer.find(b"\r\n\r\n")
         if end < 0:
             return None
         lines = self.buffer[:end].split(b"\r\n")
-        length = 0
+        length, connection_header = 0, b""
         for line in lines[1:]:
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+            elif name.strip().lower() == b"connection":
+                connection_header = value.strip().lower()
         if len(self.buffer) < end + 4 + length:
             return None
         self.buffer = self.buffer[end + 4 + length:]
-        return int(lines[0].split(b" ", 2)[1])
+        version, status = lines[0].split(b" ", 2)[:2]
+        self.keep_alive = (connection_header != b"close" if version == b"HTTP/1.1"
+                           else connection_header == b"keep-alive")
+        return int(status)
 
 
 class _Run:
@@ -161,6 +170,9 @@ class _Run:
                     continue
                 scheduled, connection.scheduled = connection.scheduled, None
                 self.count(status, (arrived - scheduled) * 1000)
+                if not connection.keep_alive:  # the server closes it: replace it now, not after a send
+                    self.fail(connection, "connection closed")
+                    continue
                 with self.lock:
                     self.idle.append(connection)
                     self.lock.notify()

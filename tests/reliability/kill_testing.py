@@ -212,6 +212,22 @@ def kill_each(cases: Sequence[tuple[Command, Path, Trigger]]) -> list[Killed]:
         return list(pool.map(lambda case: kill_at(*case), cases))
 
 
+def kill_points(source: Path, target: Path, points: Sequence[Trigger], args: Sequence[str],
+                env: dict[str, str], attempts: int = 3) -> list[tuple[Settings, Killed]]:
+    """Run ``fti <args>`` on a fresh copy of the home ``source`` per kill point, all at once, and kill each
+    at its point. A run that finished before its point was reached (a short-lived file missed by the poll
+    on a busy machine) is not a kill: it is tried again on a new copy, up to ``attempts`` times."""
+    results: dict[int, tuple[Settings, Killed]] = {}
+    for attempt in range(attempts):
+        pending = [i for i in range(len(points)) if i not in results or not results[i][1].killed]
+        if not pending:
+            break
+        homes = {i: copy_home_without_cache(source, target / f"home{i}-{attempt}") for i in pending}
+        kills = kill_each([(fti_command(homes[i].home, *args, env=env), homes[i].home, points[i]) for i in pending])
+        results.update({i: (homes[i], killed) for i, killed in zip(pending, kills)})
+    return [results[i] for i in range(len(points))]
+
+
 # --------------------------------------------------------------------------------------------------
 # Fingerprints of published state
 

@@ -36,7 +36,7 @@ from kill_testing import (
     copy_home_without_cache,
     fti_command,
     home_files,
-    kill_each,
+    kill_points,
     record,
     relations,
     rows_digest,
@@ -150,12 +150,9 @@ def test_killed_training_leaves_the_old_or_the_new_champion(training_runs, train
         Trigger("registering", glob=f"models/{MODEL}/.staging-*", delay=register),
         Trigger("promoting", line=rf"registered {MODEL} v\d+", delay=seeded_delays(SEED + 1, [0.3])[0]),
     ]
-    homes = [copy_home_without_cache(trained_home.home, tmp_path / f"home{i}") for i in range(len(points))]
     items = request_items(trained_home)
-    env = cli_env()
-    kills = kill_each([(fti_command(h.home, *TRAIN, env=env), h.home, p) for h, p in zip(homes, points)])
 
-    for home, killed in zip(homes, kills):
+    for home, killed in kill_points(trained_home.home, tmp_path, points, TRAIN, cli_env()):
         assert killed.killed, f"the run ended before its kill point {killed.trigger}:\n{killed.output}"
         state = registry_state(home)
         assert state.champion in (before.champion, after.champion), (state, killed.output)
@@ -248,11 +245,7 @@ def test_killed_batch_inference_leaves_the_old_or_the_new_window(prediction_runs
         Trigger("scoring and writing", line=r"load-features-\w+' - Finished", delay=scoring),
         Trigger("committing the write", glob="warehouse.duckdb.wal", delay=seeded_delays(SEED + 1, [0.01])[0]),
     ]
-    homes = [copy_home_without_cache(trained_home.home, tmp_path / f"home{i}") for i in range(len(points))]
-    env = cli_env()
-    kills = kill_each([(fti_command(h.home, *PREDICT, env=env), h.home, p) for h, p in zip(homes, points)])
-
-    for home, killed in zip(homes, kills):
+    for home, killed in kill_points(trained_home.home, tmp_path, points, PREDICT, cli_env()):
         assert killed.killed, f"the run ended before its kill point {killed.trigger}:\n{killed.output}"
         state = predictions_state(home)
         assert len(state.scorings) == 1, f"the window mixes scorings: {state.scorings}"
@@ -347,11 +340,7 @@ def test_killed_materialization_leaves_the_old_or_the_new_store(materialization_
         Trigger("committing the store", glob="online/online_store.sqlite-wal", delay=commit),
         Trigger("publishing champions", line=r"materialize-online-store-\w+' - Finished", delay=publish),
     ]
-    homes = [copy_home_without_cache(trained_home.home, tmp_path / f"home{i}") for i in range(len(points))]
-    env = cli_env()
-    kills = kill_each([(fti_command(h.home, *MATERIALIZE, env=env), h.home, p) for h, p in zip(homes, points)])
-
-    for home, killed in zip(homes, kills):
+    for home, killed in kill_points(trained_home.home, tmp_path, points, MATERIALIZE, cli_env()):
         assert killed.killed, f"the run ended before its kill point {killed.trigger}:\n{killed.output}"
         state = classify(store_state(home), before, after)
         assert state in ("old", "new"), state
