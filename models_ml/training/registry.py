@@ -217,11 +217,13 @@ class AliasChange:
 @contextlib.contextmanager
 def _registry(settings: Settings) -> Iterator[OfflineStore]:
     """The warehouse with the registry tables present, closed on exit (a registry from before the
-    versions-in-use table gets it filled from its aliases)."""
+    versions-in-use table gets it filled from its aliases when it is created; every alias change keeps it
+    current from then on)."""
     with opened(settings) as store:
+        created_in_use = not store.exists(SCHEMA, "group_versions_in_use")
         for statement in _DDL:
             store.execute(statement)
-        if not store.scalar(f"select count(*) from {SCHEMA}.group_versions_in_use"):
+        if created_in_use:
             now = dt.datetime.now(_UTC)
             for (name,) in store.execute(f"select distinct model_name from {SCHEMA}.model_aliases"):
                 _record_in_use(store, name, now)
