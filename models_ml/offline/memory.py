@@ -12,6 +12,9 @@ import pyarrow as pa
 from models_ml.offline.duckdb_store import DuckDBStore
 
 
+_ROWS = "__scratch_rows"
+
+
 class ScratchSql:
     """One in-memory DuckDB connection, session time zone UTC. Not shared between threads."""
 
@@ -29,19 +32,19 @@ class ScratchSql:
 
     def put(self, name: str, rows: pa.Table) -> None:
         """Replace table ``name`` with ``rows`` (an Arrow table, types kept)."""
-        self._con.register("__scratch_rows", rows)
-        try:
-            self._con.execute(f'create or replace table "{name}" as select * from __scratch_rows')
-        finally:
-            self._con.unregister("__scratch_rows")
+        self._with_rows(rows, f'create or replace table "{name}" as select * from {_ROWS}')
 
     def insert(self, name: str, rows: pa.Table) -> None:
         """Append ``rows`` to table ``name`` by column name."""
-        self._con.register("__scratch_rows", rows)
+        self._with_rows(rows, f'insert into "{name}" by name select * from {_ROWS}')
+
+    def _with_rows(self, rows: pa.Table, sql: str) -> None:
+        """Run ``sql`` with ``rows`` visible as the view ``_ROWS`` for that statement only."""
+        self._con.register(_ROWS, rows)
         try:
-            self._con.execute(f'insert into "{name}" by name select * from __scratch_rows')
+            self._con.execute(sql)
         finally:
-            self._con.unregister("__scratch_rows")
+            self._con.unregister(_ROWS)
 
     def close(self) -> None:
         self._store.close()
