@@ -31,6 +31,7 @@ import ibis.expr.types as ir
 
 from models_ml.core.time import TimeRange
 from models_ml.definitions.catalog import FeatureView
+from models_ml.inference.batch.outcomes import join_outcomes
 from models_ml.inference.batch.predict import SCORE
 from models_ml.monitoring.current import WINDOW_END, WINDOW_START, version_rows, window_labels
 from models_ml.monitoring.sql import exact_sum, ident, text
@@ -58,10 +59,9 @@ def labelled_expr(store: OfflineStore, view: FeatureView, relation: tuple[str, s
     span = TimeRange(windows[0].start, windows[-1].end)
     scored = version_rows(store, relation, version, view, span)
     scored = scored.select(*label.entity, label.event_time, SCORE)
-    outcomes = store.table(label.schema, label.relation)
-    outcomes = outcomes.select(*label.entity, __fti_y=outcomes[label.target].cast("int64"),
-                               **{slice_column(i): outcomes[s].cast("string") for i, s in enumerate(label.slices)})
-    joined = scored.left_join(outcomes, list(label.entity))
+    joined = join_outcomes(store, view, scored, lambda outcomes: {
+        "__fti_y": outcomes[label.target].cast("int64"),
+        **{slice_column(i): outcomes[s].cast("string") for i, s in enumerate(label.slices)}})
     return joined.select(**window_labels(joined[label.event_time], windows), score=joined[SCORE],
                          y=joined["__fti_y"], **{slice_column(i): joined[slice_column(i)]
                                                  for i in range(len(label.slices))})

@@ -9,7 +9,10 @@ mean score against the actual rate, and the ROC-AUC of the scores on the rows wi
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import ibis.expr.types as ir
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +23,17 @@ from models_ml.definitions.catalog import FeatureView
 from models_ml.inference.batch.predict import SCORE
 from models_ml.offline.store import OfflineStore
 from models_ml.training.evaluate import roc_auc
+
+
+def join_outcomes(store: OfflineStore, view: FeatureView, scored: ir.Table,
+                  columns: Callable[[ir.Table], dict[str, ir.Value]]) -> ir.Table:
+    """``scored`` (rows carrying the label's entity keys) left-joined to the label model's row of the same
+    entity, bringing ``columns(label table)``: NULL where the outcome has not arrived. The one place that
+    says how a prediction finds its outcome."""
+    label = view.label
+    outcomes = store.table(label.schema, label.relation)
+    outcomes = outcomes.select(*label.entity, **columns(outcomes))
+    return scored.left_join(outcomes, list(label.entity))
 
 
 @dataclass(frozen=True)
@@ -40,9 +54,7 @@ def daily_outcomes(store: OfflineStore, view: FeatureView, predictions: tuple[st
     to the view's label model."""
     label = view.label
     scored = store.table(*predictions).select(*label.entity, label.event_time, SCORE)
-    outcomes = store.table(label.schema, label.relation)
-    outcomes = outcomes.select(*label.entity, outcomes[label.target].name("__fti_target"))
-    joined = scored.left_join(outcomes, list(label.entity))
+    joined = join_outcomes(store, view, scored, lambda outcomes: {"__fti_target": outcomes[label.target]})
     joined = joined.select(at=joined[label.event_time], score=joined[SCORE], target=joined["__fti_target"])
     table = store.to_arrow(joined.order_by("at"))
     at = table["at"].cast(pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us", tz=str(time_zone(zone))))
