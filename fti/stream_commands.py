@@ -25,11 +25,12 @@ def land(args: argparse.Namespace) -> int:
     from models_ml.core.home_lock import hold_home
     from models_ml.core.settings import load_settings
     from models_ml.offline.store import opened
-    from models_ml.streaming.handoff import handoff_dir, land_handoffs
+    from models_ml.features.inbox import land_inbox
+    from models_ml.streaming.handoff import handoff_dir
 
     settings = load_settings(args.home)
     with hold_home(settings, "stream land"), opened(settings) as store:
-        report = land_handoffs(store, handoff_dir(settings))
+        report = land_inbox(store, handoff_dir(settings))
     print(f"landed {report.total_rows} rows from {len(report.batches)} hand-off files")
     return 0
 

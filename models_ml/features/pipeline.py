@@ -8,6 +8,7 @@ only writer of the warehouse while it lands and builds.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import importlib
@@ -25,6 +26,7 @@ from models_ml.core.settings import Settings
 from models_ml.definitions.catalog import Catalog, CatalogError, Domain, load_catalog
 from models_ml.definitions.dbt_project import DbtRun
 from models_ml.features.dbt_runner import DbtBuildError, build
+from models_ml.features.inbox import inbox_dir, land_inbox
 from models_ml.features.landing import (
     LandingReport,
     landed_by,
@@ -72,14 +74,14 @@ def land_raw(
     settings: Settings, through: dt.date | None = None, domain: str | None = None, run_id: str | None = None
 ) -> tuple[dt.date, LandingReport]:
     """Land the domain's raw data through `through` (default: the next day not landed yet), each batch
-    credited to run `run_id` in the ledger; returns the day landed through and what was landed."""
-    _, loader = domain_loader(settings, domain)
-    with opened(settings) as store:
+    credited to run `run_id` in the ledger, then the files waiting in the domain's landing inbox (a streaming
+    consumer's hand-offs); returns the day landed through and what was landed."""
+    found, loader = domain_loader(settings, domain)
+    with opened(settings) as store, on_behalf_of(store, run_id) if run_id else contextlib.nullcontext():
         day = through or loader.next_unlanded_day(store)
-        if run_id is None:
-            return day, loader.land_through(store, day, settings.home / "cache")
-        with on_behalf_of(store, run_id):
-            return day, loader.land_through(store, day, settings.home / "cache")
+        report = loader.land_through(store, day, settings.home / "cache")
+        report.batches.extend(land_inbox(store, inbox_dir(settings, found.name)).batches)
+        return day, report
 
 
 # dbt var: an incremental run's feature-group tests check only the rows it wrote (dbt macros/test_window.sql).

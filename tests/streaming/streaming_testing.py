@@ -13,7 +13,8 @@ from models_ml.definitions.catalog import load_catalog
 from models_ml.features.dbt_runner import build
 from models_ml.inference.online.store import RowsRequest, group_id, open_online_store
 from models_ml.offline.store import EVENT_AT, opened
-from models_ml.streaming.handoff import handoff_dir, land_handoffs
+from models_ml.features.inbox import land_inbox
+from models_ml.streaming.handoff import handoff_dir
 from models_ml.streaming.updater import CARD, MERCHANT
 
 START = dt.datetime.combine(FRAUD_CONFIG.start, dt.time(), dt.timezone.utc)
@@ -26,7 +27,7 @@ def replay_events(settings: Settings, days: float) -> list[tuple]:
 def build_batch(settings: Settings) -> None:
     """Land the hand-off files and build the two activity tables with dbt, as the next pipeline run does."""
     with opened(settings) as store:
-        land_handoffs(store, handoff_dir(settings))
+        land_inbox(store, handoff_dir(settings))
     build(settings, ["run", "--select", f"+{CARD} +{MERCHANT}"])
 
 
