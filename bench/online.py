@@ -17,7 +17,11 @@ then 200 requests/s for 30 s, then rising rates (10 s each) until p99 exceeds 20
 the highest rate that held is reported. Requests are real spine rows of the model's label table (the
 newest ones, with their spine time, so features are within TTL).
 
-    .venv/bin/python bench/online.py [--home FTI_HOME] [--model flight_delay] [stores|service|all]
+    .venv/bin/python bench/online.py [--home FTI_HOME] [--model flight_delay] [stores|service|shadow|all]
+
+Part 3, ``shadow``: the same service and load with the model's challenger in shadow (``FTI_SERVE_SHADOW=1``)
+and without, alternating, three runs each: the median p99 of each and their ratio (budget: within 10 %).
+A home without a challenger gets one from the training flow (not promoted).
 
 The home must hold a built warehouse with a champion of ``--model`` (``make demo``); the bench
 materializes the online store and publishes the champion itself. Targets: p99 <= 5 ms at 200 requests/s,
@@ -347,9 +351,63 @@ def run_service(settings, model: str, rate: float, seconds: float, steps: list[f
         print(row)
 
 
+def _challenger(settings, model: str) -> int:
+    """The model's challenger version; without one, train one (the training flow, not promoted)."""
+    from models_ml.training import registry
+
+    aliases = registry.get_aliases(settings, model)
+    if registry.CHALLENGER in aliases and aliases[registry.CHALLENGER] != aliases.get(registry.CHAMPION):
+        registry.publish_challenger(settings, model)
+        return aliases[registry.CHALLENGER]
+    from flows.training_pipeline import training
+
+    view = registry.resolve(settings, model).feature_view
+    summary = training(view=view, home=str(settings.home), promote=False, overrides={"seed": 7})
+    return int(summary["version"])
+
+
+def run_shadow(settings, model: str, rate: float, seconds: float, repeats: int) -> None:
+    """The same load with the challenger in shadow and without, alternating, ``repeats`` times each."""
+    import urllib.request
+
+    from models_ml.inference.online.materialize import refresh_online_store
+    from models_ml.training.registry import publish_champion
+
+    pointer = publish_champion(settings, model)
+    challenger = _challenger(settings, model)
+    refresh_online_store(settings, "sqlite")
+    bodies = spine_bodies(settings, model)
+    print(f"\n## Shadow: {model} champion v{pointer.version}, challenger v{challenger} scored off the request "
+          f"path; {rate:.0f} requests/s for {seconds:.0f} s, off and on alternating, {repeats} runs each\n")
+    rows, p99 = [], {"off": [], "on": []}
+    for run in range(repeats):
+        for mode in ("off", "on"):
+            extra = {"FTI_ONLINE_STORE": "sqlite", "FTI_SERVE_SHADOW": "1" if mode == "on" else "0"}
+            with service(settings, extra, model) as port:
+                warm = open_loop(port, f"/predict/{model}", bodies, 100, 3)
+                assert warm.errors == 0, f"warm-up failed: {warm.statuses}"
+                result = open_loop(port, f"/predict/{model}", bodies, rate, seconds)
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/details") as response:
+                    details = json.load(response)["variants"]
+            shadow = details["shadow_queue"] or {}
+            served = details["challengers"].get(model, {}).get("version")
+            if mode == "on" and served != challenger:
+                raise SystemExit(f"the service did not serve challenger v{challenger} in shadow: {details}")
+            p99[mode].append(pct(result.latencies_ms, 99))
+            label = (f"shadow {mode}, run {run + 1}" + (f" (shadow scored {shadow.get('scored', 0):,}, dropped "
+                                                        f"{shadow.get('dropped', 0):,})" if mode == "on" else ""))
+            rows.append(result.row(label))
+    print(HEADER)
+    for row in rows:
+        print(row)
+    off, on = sorted(p99["off"])[len(p99["off"]) // 2], sorted(p99["on"])[len(p99["on"]) // 2]
+    print(f"\nMedian p99: shadow off {off:.2f} ms, on {on:.2f} ms: on/off {on / off:.3f} (budget 1.10). Load "
+          f"average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}.")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("part", nargs="?", default="all", choices=["all", "stores", "service"])
+    parser.add_argument("part", nargs="?", default="all", choices=["all", "stores", "service", "shadow"])
     parser.add_argument("--home", help="FTI_HOME with a built warehouse and a champion (default $FTI_HOME or .fti)")
     parser.add_argument("--model", help="model to serve (default: card_fraud if it has a champion, else flight_delay)")
     parser.add_argument("--rate", type=float, default=200)
@@ -357,13 +415,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", default="400,600,800,1000,1200,1500,2000,2500,3000")
     parser.add_argument("--step-seconds", type=float, default=10)
     parser.add_argument("--lookups", type=int, default=20_000)
+    parser.add_argument("--repeats", type=int, default=3, help="shadow: runs of each mode")
     args = parser.parse_args(argv)
     print(f"# Online serving benchmark\n\nMachine: {describe_machine()}; load average at start "
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} (other processes compete for the cores: compare the "
           f"predict/baseline ratio, not absolute times, across runs)")
     if args.part in ("all", "stores"):
         run_stores(args.lookups)
-    if args.part in ("all", "service"):
+    if args.part in ("all", "service", "shadow"):
         from models_ml.core.settings import load_settings
         from models_ml.training import registry
 
@@ -375,7 +434,10 @@ def main(argv: list[str] | None = None) -> int:
                 registry.resolve(settings, "card_fraud")
                 model = "card_fraud"
         steps = [float(s) for s in args.steps.split(",") if s]
-        run_service(settings, model, args.rate, args.seconds, steps, args.step_seconds)
+        if args.part in ("all", "service"):
+            run_service(settings, model, args.rate, args.seconds, steps, args.step_seconds)
+        if args.part in ("all", "shadow"):
+            run_shadow(settings, model, args.rate, args.seconds, args.repeats)
     return 0
 
 

@@ -14,7 +14,8 @@ import json
 from fti.text import SPLITS, UsageError, aliases, counts, fractions, group_versions, iso_date, move, num, pick, \
     settings_pairs, table, version_number, versions, when
 
-CHAMPION = "champion"  # models_ml.training.registry.CHAMPION, written out so that building the parser imports no model code
+# models_ml.training.registry.CHAMPION and CHALLENGER, written out so that building the parser imports no model code
+CHAMPION, CHALLENGER = "champion", "challenger"
 
 
 def _settings(args: argparse.Namespace):
@@ -162,12 +163,44 @@ def models_rollback(args: argparse.Namespace) -> int:
 
 
 def _say_published(settings, model_name: str, alias: str) -> None:
-    """The registry republished the champion pointer the online service follows: say where."""
-    if alias == CHAMPION:
-        from models_ml.training.champion_pointer import pointer_path
+    """The registry republished the pointer(s) the online service follows: say where."""
+    from models_ml.training.champion_pointer import challenger_path, pointer_path
 
+    if alias == CHAMPION:
         print(f"{model_name}: published the champion pointer for the online service "
               f"({pointer_path(settings, model_name)})")
+    if alias == CHALLENGER and challenger_path(settings, model_name).exists():
+        print(f"{model_name}: published the challenger pointer ({challenger_path(settings, model_name)}); "
+              f"`fti serve --canary SHARE` or `--shadow` serves it beside the champion")
+
+
+def models_compare(args: argparse.Namespace) -> int:
+    from models_ml.decisions.compare import ComparisonError, compare
+    from models_ml.decisions.report import write_report
+
+    settings = _settings(args)
+    model_name(settings, args.name, "name")
+    if not 0 < args.alpha < 1:
+        raise UsageError(f"--alpha: {args.alpha} is not between 0 and 1 (0.05 is usual)")
+    try:
+        c = compare(settings, args.name, args.source, alpha=args.alpha)
+    except ComparisonError as error:
+        raise UsageError(f"name: {error}") from None
+    r = c.result
+    print(f"{c.model_name}: champion v{c.champion.version} against challenger v{c.challenger.version}, "
+          f"{c.source} scores, {c.test}")
+    print(table([[name, f"v{arm.version}", f"{arm.scored:,}", f"{arm.labelled:,}", num(arm.log_loss),
+                  num(arm.roc_auc), num(arm.brier), num(arm.test_split.get("log_loss")),
+                  num(arm.test_split.get("roc_auc"))]
+                 for name, arm in (("champion", c.champion), ("challenger", c.challenger))],
+                ["model", "version", "scored", "with outcome", "log loss", "ROC-AUC", "Brier", "test log loss",
+                 "test ROC-AUC"]))
+    relative = f" ({r.relative_difference:+.2%})" if r.relative_difference is not None else ""
+    print(f"difference (challenger - champion log loss): {num(r.difference, 5)}{relative}, interval "
+          f"[{num(c.interval.low, 5)}, {num(c.interval.high, 5)}] over {len(c.looks)} daily look(s)")
+    print(f"verdict: {c.verdict.upper()} ({c.reason})")
+    print(f"report: {write_report(settings, c)}")
+    return 0
 
 
 def _config_pairs(pairs: list[str] | None, flag: str, config_class, what: str) -> dict[str, str]:
@@ -238,7 +271,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `models` (list, show, promote, rollback) and `train` to the `fti` command."""
+    """Add `models` (list, show, promote, rollback, compare) and `train` to the `fti` command."""
     models = subparsers.add_parser("models", help="the model registry").add_subparsers(
         dest="models_command", required=True
     )
@@ -263,6 +296,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rollback.add_argument("name")
     rollback.add_argument("--alias", default=CHAMPION)
     rollback.set_defaults(handler=models_rollback)
+
+    compare_parser = models.add_parser(
+        "compare", help="champion against challenger on the outcomes so far: promote, keep or not yet decided")
+    compare_parser.add_argument("name")
+    compare_parser.add_argument("--source", choices=("shadow", "canary", "batch"),
+                                help="whose challenger scores: the service's shadow or canary rows, or batch "
+                                     "predictions under the challenger alias (default: the first that has rows)")
+    compare_parser.add_argument("--alpha", type=float, default=0.05, help="the tests' error rate (default 0.05)")
+    compare_parser.set_defaults(handler=models_compare)
 
     train_parser = subparsers.add_parser("train", help="run the training flow for a feature view")
     train_parser.add_argument("--view", help="the feature view whose model to train (default: the only one)")

@@ -38,6 +38,15 @@ def _groups(settings, names: list[str] | None) -> list[str] | None:
     return names
 
 
+def _share(text: str) -> float:
+    """A canary share: a number from 0 to 1 (argparse turns the ValueError into a usage error)."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 1 (0.1 sends a tenth of the entities "
+                                         f"to the challenger)")
+    return value
+
+
 def materialize(args: argparse.Namespace) -> int:
     from models_ml.core.home_lock import hold_home
     from models_ml.core.settings import load_settings
@@ -71,10 +80,14 @@ def publish(args: argparse.Namespace) -> int:
     if args.model:
         model_version(settings, args.model, CHAMPION, ref_flag="--model")
         pointers = [registry.publish_champion(settings, args.model)]
+        challengers = [p for p in [registry.publish_challenger(settings, args.model)] if p is not None]
     else:
         pointers = registry.publish_champions(settings)
+        challengers = registry.publish_challengers(settings)
     for p in pointers:
         print(f"published {p.model_name} champion v{p.version} -> {p.path}")
+    for p in challengers:
+        print(f"published {p.model_name} challenger v{p.version} -> {p.path}")
     return 0
 
 
@@ -96,14 +109,17 @@ def serve(args: argparse.Namespace) -> int:
             max_connections=args.max_connections, max_in_flight=args.max_in_flight,
             timeout_keep_alive=args.timeout_keep_alive, timeout_request=args.timeout_request,
             max_age_days=args.log_max_age_days, max_rows=args.log_max_rows, max_bytes=args.log_max_bytes,
-            min_free_bytes=args.log_min_free_bytes)
+            min_free_bytes=args.log_min_free_bytes, canary_share=args.canary, shadow=args.shadow or None,
+            shadow_queue=args.shadow_queue)
     except ValueError as error:
         raise UsageError(str(error)) from None
 
     from models_ml.inference.online.serving.app import serve as run
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    print(f"fti serve: {settings.online_store} store, models under {settings.models_dir}, "
+    variants = (f", challenger as canary for {config.canary_share:.0%} of entities" if config.canary_share
+                else ", challenger in shadow" if config.shadow else "")
+    print(f"fti serve: {settings.online_store} store, models under {settings.models_dir}{variants}, "
           f"http://{host}:{port} (Ctrl-C to stop)", flush=True)
     # serve() warns (logging) when binding beyond loopback without a token.
     run(settings, host=host, port=port, models=args.model, log_level=args.log_level, config=config)
@@ -123,7 +139,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--full-refresh", action="store_true", help="re-read every row, not only new ones")
     run.add_argument("--no-publish", action="store_true", help="do not publish the champion pointers")
     run.set_defaults(handler=materialize)
-    pub = online.add_parser("publish", help="publish the champion pointer(s) the inference service reads")
+    pub = online.add_parser("publish", help="publish the champion (and challenger) pointers the inference service "
+                                            "reads")
     pub.add_argument("--model", help="only this model (default: every model with a champion)")
     pub.set_defaults(handler=publish)
 
@@ -163,4 +180,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                           "($FTI_PREDICTION_LOG_MAX_BYTES, 2 GiB)")
     limits.add_argument("--log-min-free-bytes", type=int, help="free disk below which the prediction log pauses "
                                                                "($FTI_PREDICTION_LOG_MIN_FREE_BYTES, 256 MiB)")
+    challenger = srv.add_argument_group(
+        "challenger", "Serve each model's challenger (its published challenger.json: `fti models promote NAME N "
+                      "--alias challenger`) beside the champion, one way at a time; `fti models compare NAME` decides.")
+    challenger.add_argument("--canary", type=_share, metavar="SHARE",
+                            help="the challenger answers this share (0 to 1) of entities, chosen by a stable hash of "
+                                 "the entity key ($FTI_SERVE_CANARY_SHARE, 0)")
+    challenger.add_argument("--shadow", action="store_true",
+                            help="the champion answers; the challenger scores every request off the request path "
+                                 "($FTI_SERVE_SHADOW=1)")
+    challenger.add_argument("--shadow-queue", type=int, metavar="N",
+                            help="shadow jobs waiting at most, beyond which they are dropped and counted "
+                                 "($FTI_SERVE_SHADOW_QUEUE, 1000)")
     srv.set_defaults(handler=serve)

@@ -20,6 +20,12 @@ behind, and whoever finds it (the next promotion, ``fti doctor``, the service at
 which side won (see :func:`models_ml.training.registry.reconcile_pointers`). Every file is written aside,
 fsynced and renamed, so the service, which polls the pointer's modification time, reads either the old
 pointer or the new one. Publishing is idempotent.
+
+The **challenger pointer** (``challenger.json``, :func:`publish_challenger`) is the same file for the
+``challenger`` alias; the service reads it only with canary or shadow serving on. It is republished by
+whoever moves the challenger (promote or roll back either alias, the training flow, ``fti online publish``)
+and removed when the model has no challenger apart from its champion. It is not staged: a challenger the
+service missed for a moment costs a comparison some rows, never an answer.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ PENDING_FILE = ".champion.pending.json"
 TEMPORARY_SUFFIX = ".tmp"
 RELATIVE_TO = "FTI_HOME"  # how a pointer says its paths are relative to the home
 ALIAS = "champion"
+CHALLENGER_FILE, CHALLENGER_ALIAS = "challenger.json", "challenger"
 UTC = dt.timezone.utc
 
 
@@ -163,6 +170,12 @@ def pointer_path(settings: Settings, model_name: str) -> Path:
     return settings.models_dir / model_name / POINTER_FILE
 
 
+def challenger_path(settings: Settings, model_name: str) -> Path:
+    """The challenger's pointer: the same content for the ``challenger`` alias, which the service serves
+    beside the champion only with canary or shadow serving on."""
+    return settings.models_dir / model_name / CHALLENGER_FILE
+
+
 def pending_path(settings: Settings, model_name: str) -> Path:
     """The pointer a promotion will install once the registry has committed (see :func:`stage`)."""
     return settings.models_dir / model_name / PENDING_FILE
@@ -233,9 +246,10 @@ def _current(path: Path) -> Pointer | None:
         return None
 
 
-def write_pointer(settings: Settings, payload: dict[str, Any]) -> Pointer:
-    """Publish ``payload`` as its model's pointer; an unchanged pointer keeps its file (and mtime)."""
-    path = pointer_path(settings, payload["model_name"])
+def write_pointer(settings: Settings, payload: dict[str, Any], path: Path | None = None) -> Pointer:
+    """Publish ``payload`` as its model's pointer (or at ``path``: another alias's pointer, e.g. the
+    challenger's); an unchanged pointer keeps its file (and mtime)."""
+    path = path if path is not None else pointer_path(settings, payload["model_name"])
     current = _current(path)
     if current is not None and _publishes(current, payload):
         return current
@@ -246,6 +260,18 @@ def write_pointer(settings: Settings, payload: dict[str, Any]) -> Pointer:
 def publish_champion(settings: Settings, version: PublishedVersion, *, catalog: Catalog | None = None) -> Pointer:
     """Write ``champion.json`` for ``version``, its model's champion (idempotent)."""
     return write_pointer(settings, pointer_payload(settings, version, catalog=catalog))
+
+
+def publish_challenger(settings: Settings, model_name: str, version: PublishedVersion | None, *,
+                       catalog: Catalog | None = None) -> Pointer | None:
+    """Write ``challenger.json`` for ``version`` (idempotent), or remove it when there is no challenger to serve
+    (``None``: the model has none, or its challenger is the champion's version)."""
+    path = challenger_path(settings, model_name)
+    if version is None:
+        path.unlink(missing_ok=True)
+        return None
+    return write_pointer(settings, {**pointer_payload(settings, version, catalog=catalog), "alias": CHALLENGER_ALIAS},
+                         path)
 
 
 def stage(settings: Settings, payload: dict[str, Any]) -> None:

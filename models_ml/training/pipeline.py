@@ -187,8 +187,10 @@ def set_alias(settings: Settings, model_name: str, version: int, gate: ev.GateRe
         except registry.RegistryError as error:
             registry.set_alias(settings, model_name, registry.CHALLENGER, version,
                                reason=f"gate passed; promotion refused: {error}")
+            registry.publish_challenger(settings, model_name, catalog=load_catalog(settings))
             return AliasDecision(registry.CHALLENGER, refused=str(error))
     registry.set_alias(settings, model_name, registry.CHALLENGER, version, reason=gate.summary())
+    registry.publish_challenger(settings, model_name, catalog=load_catalog(settings))
     return AliasDecision(registry.CHALLENGER)
 
 

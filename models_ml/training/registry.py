@@ -689,8 +689,11 @@ def promote(settings: Settings, model_name: str, version: int, alias: str = CHAM
         if pointed:
             catalog = catalog if catalog is not None else load_catalog(settings)
             check_servable(settings, get_version(settings, model_name, version), catalog)
-        return _move_alias(settings, model_name, version if pointed else None, catalog,
-                           lambda store: _promote(store, model_name, version, alias, reason))
+        change = _move_alias(settings, model_name, version if pointed else None, catalog,
+                             lambda store: _promote(store, model_name, version, alias, reason))
+        if publish:
+            _follow_challenger(settings, model_name, alias, catalog)
+        return change
 
 
 def _promote(store: OfflineStore, model_name: str, version: int, alias: str, reason: str) -> AliasChange:
@@ -764,7 +767,22 @@ def rollback(settings: Settings, model_name: str, alias: str = CHAMPION, reason:
             current, target = _rollback_target(store, model_name, alias)
             return _set_alias(store, model_name, alias, target, "rollback", reason or f"rollback from v{current}")
 
-        return _move_alias(settings, model_name, earlier if pointed else None, catalog, roll_back)
+        change = _move_alias(settings, model_name, earlier if pointed else None, catalog, roll_back)
+        if publish:
+            _follow_challenger(settings, model_name, alias, catalog)
+        return change
+
+
+def _follow_challenger(settings: Settings, model_name: str, moved: str, catalog: Catalog | None) -> None:
+    """After ``moved`` changed: republish the challenger pointer when the challenger moved, or withdraw it
+    when the champion's move left no challenger apart from the champion (an unchanged challenger keeps its
+    pointer untouched, so a champion promotion reads nothing more)."""
+    aliases = get_aliases(settings, model_name)
+    challenger = aliases.get(CHALLENGER)
+    if challenger is None or challenger == aliases.get(CHAMPION):
+        champion_pointer.publish_challenger(settings, model_name, None)
+    elif moved == CHALLENGER:
+        publish_challenger(settings, model_name, catalog=catalog)
 
 
 def publish_champion(settings: Settings, model_name: str, *, catalog: Catalog | None = None) -> champion_pointer.Pointer:
@@ -781,6 +799,23 @@ def publish_champions(settings: Settings, *, catalog: Catalog | None = None) -> 
         reconcile_pointers(settings, repair=True, catalog=catalog)  # withdraws pointers of models without one
         return [publish_champion(settings, name, catalog=catalog) for name in list_models(settings)
                 if CHAMPION in get_aliases(settings, name)]
+
+
+def publish_challenger(settings: Settings, model_name: str, *,
+                       catalog: Catalog | None = None) -> champion_pointer.Pointer | None:
+    """(Re)write ``model_name``'s challenger pointer after its aliases (idempotent), or remove it when the model
+    has no challenger apart from its champion; the pointer written, or None."""
+    aliases = get_aliases(settings, model_name)
+    version = aliases.get(CHALLENGER)
+    target = None if version is None or version == aliases.get(CHAMPION) else get_version(settings, model_name,
+                                                                                              version)
+    return champion_pointer.publish_challenger(settings, model_name, target, catalog=catalog)
+
+
+def publish_challengers(settings: Settings, *, catalog: Catalog | None = None) -> list[champion_pointer.Pointer]:
+    """:func:`publish_challenger` for every registered model; the pointers written."""
+    published = [publish_challenger(settings, name, catalog=catalog) for name in list_models(settings)]
+    return [p for p in published if p is not None]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -42,3 +42,7 @@ def test_training_flow_registers_promotes_and_keeps_challengers(tmp_path, monkey
     assert version.snapshot_id == first["snapshot_id"] and not version.gate_passed
     assert (version.model_dir / "toy_v2_roc.png").exists()
     assert "champion_on_test" in registry.get_metrics(settings, "toy", 2)
+    # the challenger's pointer is published for canary or shadow serving, pinned like the champion's
+    from models_ml.training.champion_pointer import challenger_path, read_pointer_file
+
+    assert read_pointer_file(challenger_path(settings, "toy")).version == 2

@@ -5,6 +5,13 @@ a background thread drains it every ``flush_seconds`` (or sooner when ``batch_si
 inserts them in one SQLite transaction into ``FTI_HOME/online/prediction_log.sqlite``, table
 ``prediction_log``. JSON encoding happens in that thread too, not in the request.
 
+**Variants**: each row names the model version that scored it (``model_version``) and how it was served
+(``variant``): ``champion`` (the answer, the default), ``canary`` (the answer, scored by the challenger for
+its share of entities) or ``shadow`` (the challenger's score of the same request, never sent; ``shadow_of``
+holds the ``prediction_id`` of the champion answer it shadows, so the two pair up exactly). Both columns were
+added after the first release: a log file without them gets them on the service's next start (``champion``
+and NULL for the old rows), and :func:`read_prediction_log` gives them for an older file too.
+
 Why a SQLite file: the warehouse (DuckDB) admits one writing process and the pipelines write it, so the
 service must not; SQLite in WAL mode lets the service append while monitoring (or several service
 processes) read and write the same file, and it is one file instead of a Parquet part per flush.
@@ -47,7 +54,9 @@ import pyarrow as pa
 LOGGER = logging.getLogger("fti.online")
 
 COLUMNS = ("prediction_id", "requested_at", "model_name", "model_version", "as_of", "entity", "score",
-           "missing_groups", "feature_age_seconds", "features", "request", "latency_ms")
+           "missing_groups", "feature_age_seconds", "features", "request", "latency_ms", "variant", "shadow_of")
+CHAMPION, CANARY, SHADOW = "champion", "canary", "shadow"  # the variants
+_ADDED_COLUMNS = {"variant": f"text not null default '{CHAMPION}'", "shadow_of": "text"}  # after the first release
 
 _DDL = """
 create table if not exists prediction_log (
@@ -62,10 +71,12 @@ create table if not exists prediction_log (
     feature_age_seconds text not null, -- JSON: group -> age of the row used (null when missing)
     features text not null,       -- JSON: the model's input values
     request text not null,        -- JSON: the validated request
-    latency_ms real not null      -- arrival to score, inside the service
+    latency_ms real not null,     -- arrival to score, inside the service
+    variant text not null default 'champion', -- champion | canary (answers) | shadow (the challenger's, unsent)
+    shadow_of text                -- a shadow row: the prediction_id of the champion answer it shadows
 )"""
 _INDEX = "create index if not exists prediction_log_requested_at on prediction_log (requested_at)"
-_INSERT = f"insert or replace into prediction_log values ({', '.join('?' * len(COLUMNS))})"
+_INSERT = f"insert or replace into prediction_log ({', '.join(COLUMNS)}) values ({', '.join('?' * len(COLUMNS))})"
 _MAX_RETRIES = 3  # attempts at a batch a database error kept back
 _DELETE_CHUNK = 50_000  # rows deleted per transaction by retention (writers wait at most one chunk)
 
@@ -85,8 +96,23 @@ def _iso(value: dt.datetime) -> str:
 
 
 def _row(r: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A record (the first twelve :data:`COLUMNS`, then optionally the variant and ``shadow_of``) as a row."""
+    variant = r[12] if len(r) > 12 else CHAMPION
+    shadow_of = r[13] if len(r) > 13 else None
     return (r[0], _iso(r[1]), r[2], r[3], _iso(r[4]), _json(r[5]), r[6], _json(r[7]), _json(r[8]), _json(r[9]),
-            _json(r[10]), r[11])
+            _json(r[10]), r[11], variant, shadow_of)
+
+
+def _columns(con: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in con.execute("pragma table_info(prediction_log)")}
+
+
+def _add_missing_columns(con: sqlite3.Connection) -> None:
+    """Give a log written before the variant columns existed those columns (idempotent)."""
+    present = _columns(con)
+    for name, definition in _ADDED_COLUMNS.items():
+        if name not in present:
+            con.execute(f"alter table prediction_log add column {name} {definition}")
 
 
 @dataclass(frozen=True)
@@ -144,7 +170,8 @@ class PredictionLog:
         return self.alive and not self.paused
 
     def submit(self, record: tuple[Any, ...]) -> None:
-        """Queue one record (the :data:`COLUMNS` in order, Python values); never blocks."""
+        """Queue one record (the :data:`COLUMNS` in order, Python values; the variant and ``shadow_of`` may be
+        left off: a champion answer); never blocks."""
         if len(self._queue) >= self.max_queue or self.paused:
             self.dropped += 1
             return
@@ -164,6 +191,7 @@ class PredictionLog:
         with contextlib.closing(self._connect()) as con:
             con.execute("pragma journal_mode=wal")
             con.execute(_DDL)
+            _add_missing_columns(con)
         self._started = True
         self._start_thread()
         return self
@@ -374,9 +402,13 @@ class PredictionLog:
 
 
 def read_prediction_log(path: Path, since: dt.datetime | None = None) -> pa.Table:
-    """The logged predictions (arrived at or after ``since``), oldest first, as an Arrow table."""
+    """The logged predictions (arrived at or after ``since``), oldest first, as an Arrow table (every
+    :data:`COLUMNS`, also from a file written before the variant columns: ``champion`` and NULL)."""
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
         where, params = ("where requested_at >= ?", [_iso(since)]) if since else ("", [])
-        cursor = con.execute(f"select {', '.join(COLUMNS)} from prediction_log {where} order by requested_at", params)
+        present = _columns(con)
+        defaults = {"variant": f"'{CHAMPION}'", "shadow_of": "null"}
+        selected = ", ".join(c if c in present or c not in defaults else f"{defaults[c]} as {c}" for c in COLUMNS)
+        cursor = con.execute(f"select {selected} from prediction_log {where} order by requested_at", params)
         rows = cursor.fetchall()
     return pa.table({name: [r[i] for r in rows] for i, name in enumerate(COLUMNS)})

@@ -26,8 +26,11 @@ and no internals; the exception is logged with that id.
 
 A request is validated (:mod:`.schema`), scored (:mod:`.scoring`), counted (:mod:`.metrics`, through
 memoized series) and appended to the prediction log's queue (:mod:`models_ml.inference.online.prediction_log`),
-which a background thread writes. For more throughput run several processes (Redis store) behind a
-balancer.
+which a background thread writes. With a challenger served (:mod:`.variants`, ``ServeConfig.canary_share`` or
+``shadow``), a canary entity's item is scored by the challenger instead (its answer says ``"variant":
+"canary"`` and the challenger's version), or, in shadow, the answered items are offered to the shadow queue
+after the champion has scored them. Every answer names its ``variant``; every log row its variant and
+version. For more throughput run several processes (Redis store) behind a balancer.
 """
 
 from __future__ import annotations
@@ -49,12 +52,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from models_ml.core.settings import Settings
-from models_ml.inference.online.prediction_log import PredictionLog
+from models_ml.inference.online.prediction_log import CANARY, CHAMPION, SHADOW, PredictionLog
 from models_ml.inference.online.serving.config import ServeConfig, is_loopback
 from models_ml.inference.online.serving.metrics import Metrics
 from models_ml.inference.online.serving.schema import RequestRejected, parse_batch, parse_one, validate
 from models_ml.inference.online.serving.scoring import NewestEvents, Scored, ServedModel
 from models_ml.inference.online.serving.state import ServiceState
+from models_ml.inference.online.serving.variants import ShadowJob, ShadowScorer, in_canary
 from models_ml.inference.online.serving.tuning import tune_for_latency
 from models_ml.inference.online.store import UTC, OnlineStore, OnlineStoreError, open_online_store
 
@@ -72,18 +76,47 @@ def _internal_error(context: str, error: BaseException) -> JSONResponse:
     return _json(500, {"detail": "internal error", "request_id": request_id}, {"x-request-id": request_id})
 
 
-def _log(state: ServiceState, served: ServedModel, items: Sequence[Mapping[str, Any]], scored: Scored,
-         received_at: dt.datetime, latency_ms: float) -> None:
+def _log(state: ServiceState, served: ServedModel, variant: str, items: Sequence[Mapping[str, Any]],
+         scored: Scored, received_at: dt.datetime, latency_ms: float,
+         shadow_of: Sequence[str] | None = None) -> None:
     if state.log is None:
         return
     entity = served.view.label.entity
-    for item, result, row in zip(items, scored.responses, scored.rows):
+    for i, (item, result, row) in enumerate(zip(items, scored.responses, scored.rows)):
         ages = {label: (f["age_seconds"] if f else None) for label, f in result["freshness"].items()}
         state.log.submit((
             result["prediction_id"], received_at, served.name, served.version,
             dt.datetime.fromisoformat(result["as_of"]), {k: item.get(k) for k in entity}, result["score"],
-            result["missing_groups"], ages, row, dict(item), latency_ms,
+            result["missing_groups"], ages, row, dict(item), latency_ms, variant,
+            shadow_of[i] if shadow_of is not None else None,
         ))
+
+
+_Part = tuple[ServedModel, str, Sequence[Mapping[str, Any]], Scored]  # who scored which items, as what variant
+
+
+def _score_variants(state: ServiceState, served: ServedModel, challenger: ServedModel | None, share: float,
+                    items: Sequence[Mapping[str, Any]], received_at: dt.datetime,
+                    newest: Mapping[str, dt.datetime]) -> tuple[list[dict[str, Any]], list[_Part]]:
+    """The answers in request order, and the parts behind them: the champion's items, and with a canary
+    the challenger's (the items whose entity falls in its share)."""
+    entity = served.view.label.entity
+    canary = [in_canary(share, entity, item) for item in items] if challenger is not None and share > 0 else ()
+    if not any(canary):
+        scored = served.score(state.store, items, received_at, state.metrics, newest, CHAMPION)
+        return scored.responses, [(served, CHAMPION, items, scored)]
+    responses: list[dict[str, Any]] = [{}] * len(items)
+    parts: list[_Part] = []
+    for model, variant, wanted in ((served, CHAMPION, False), (challenger, CANARY, True)):
+        positions = [i for i, c in enumerate(canary) if c is wanted]
+        if not positions:
+            continue
+        subset = [items[i] for i in positions]
+        scored = model.score(state.store, subset, received_at, state.metrics, newest, variant)
+        for j, i in enumerate(positions):
+            responses[i] = scored.responses[j]
+        parts.append((model, variant, subset, scored))
+    return responses, parts
 
 
 class _Guard:
@@ -190,9 +223,11 @@ async def _predict(request: Request, batch: bool) -> Response:
             metrics.child(metrics.errors, name, "invalid_request").inc()
             return _json(422, rejected.body())
         del parsed
+        challenger = state.challengers.get(name) if state.serve_challengers else None
         try:
             newest = request.app.state.fti_newest_events.of(state.freshness)
-            scored = served.score(state.store, items, received_at, metrics, newest)
+            responses, parts = _score_variants(state, served, challenger, guard.config.canary_share, items,
+                                               received_at, newest)
         except OnlineStoreError as error:
             metrics.child(metrics.requests, name, endpoint, "503").inc()
             metrics.child(metrics.errors, name, "store").inc()
@@ -204,12 +239,17 @@ async def _predict(request: Request, batch: bool) -> Response:
             metrics.child(metrics.requests, name, endpoint, "500").inc()
             metrics.child(metrics.errors, name, type(error).__name__).inc()
             return _internal_error("prediction failed", error)
+        if state.shadow is not None and challenger is not None:
+            state.shadow.offer(ShadowJob(challenger, items, [r["prediction_id"] for r in responses], received_at))
         elapsed = time.perf_counter() - started
-        _log(state, served, items, scored, received_at, elapsed * 1000)
+        for model, variant, subset, scored in parts:
+            _log(state, model, variant, subset, scored, received_at, elapsed * 1000)
+            metrics.child(metrics.predictions, name, str(model.version)).inc(len(subset))
+            metrics.child(metrics.variant_predictions, name, variant, str(model.version)).inc(len(subset))
+            metrics.child(metrics.variant_latency, name, variant).observe(elapsed)
         metrics.child(metrics.requests, name, endpoint, "200").inc()
-        metrics.child(metrics.predictions, name, str(served.version)).inc(len(scored.responses))
         metrics.child(metrics.latency, name, endpoint).observe(elapsed)
-        return _json(200, {"predictions": scored.responses} if batch else scored.responses[0])
+        return _json(200, {"predictions": responses} if batch else responses[0])
     finally:
         state.in_flight -= 1
 
@@ -252,12 +292,20 @@ async def health_details(request: Request) -> Response:
     models = {name: {"version": m.version, "feature_view": f"{m.view.name} v{m.view.version}",
                      "loaded_at": m.loaded_at.isoformat(), "pointer": str(m.pointer.path)}
               for name, m in state.models.items()}
+    config = request.app.state.fti_guard.config
+    challengers = {name: {"version": m.version, "feature_view": f"{m.view.name} v{m.view.version}",
+                          "feature_groups": list(m.group_labels), "loaded_at": m.loaded_at.isoformat(),
+                          "pointer": str(m.pointer.path)}
+                   for name, m in state.challengers.items()}
     return _json(code, {
         "status": summary["status"],
         "store": {"kind": state.store.name, "ready": summary["store_ready"]},
         "models": models, "load_errors": dict(state.load_errors), "freshness": state.freshness,
         "prediction_log": state.log.stats() if state.log is not None else None,
         "in_flight": state.in_flight,
+        "variants": {"canary_share": config.canary_share, "shadow": config.shadow, "challengers": challengers,
+                     "challenger_errors": dict(state.challenger_errors),
+                     "shadow_queue": state.shadow.stats() if state.shadow is not None else None},
     })
 
 
@@ -266,6 +314,8 @@ async def metrics_endpoint(request: Request) -> Response:
     if not request.app.state.fti_guard.authorized(_Guard.headers(request)[2]):
         return _json(401, _UNAUTHORIZED, _CHALLENGE)
     state.metrics.observe_log(state.log)
+    if state.shadow is not None:
+        state.metrics.shadow_pending.set(state.shadow.pending)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -301,7 +351,17 @@ def create_app(
         only=tuple(models) if models else None,
         poll_seconds=poll_seconds,
         freeze_heap=freeze_heap,
+        serve_challengers=config.serves_challenger,
     )
+    newest_events = NewestEvents()
+    if config.shadow:
+        def log_shadow(job: ShadowJob, responses: list[dict[str, Any]], rows: list[dict[str, Any]],
+                       latency_ms: float) -> None:
+            _log(state, job.challenger, SHADOW, job.items, Scored(responses, rows), job.received_at, latency_ms,
+                 job.champion_ids)
+
+        state.shadow = ShadowScorer(state.store, metrics, NewestEvents(), lambda: state.freshness, log_shadow,
+                                    max_queue=config.shadow_queue)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -320,7 +380,7 @@ def create_app(
     ], lifespan=lifespan, exception_handlers={Exception: _unhandled})
     app.state.fti = state
     app.state.fti_guard = _Guard(config)
-    app.state.fti_newest_events = NewestEvents()
+    app.state.fti_newest_events = newest_events
     return app
 
 

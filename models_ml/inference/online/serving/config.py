@@ -24,9 +24,16 @@ setting (environment variable)    default                what it bounds
 ``FTI_PREDICTION_LOG_MIN_FREE_BYTES``  256 MiB           free disk under the log below which it stops writing
                                                          (records dropped and counted; ``/health`` degraded)
 ``FTI_PREDICTION_LOG_PRUNE_SECONDS``  60                 how often retention runs (in the log's writer thread)
+``FTI_SERVE_CANARY_SHARE``        0 (off)                the share of entities (0 to 1) the challenger answers
+                                                         (``fti serve --canary``; see :mod:`.variants`)
+``FTI_SERVE_SHADOW``              0 (off)                1: the challenger scores every request off the request
+                                                         path (``fti serve --shadow``)
+``FTI_SERVE_SHADOW_QUEUE``        1000                   shadow jobs waiting at most; beyond, dropped and counted
 ================================  =====================  ==========================================================
 
-A value of 0 for a retention limit turns it off.
+A value of 0 for a retention limit turns it off. Canary and shadow are exclusive: one way of serving the
+challenger at a time, so that ``fti models compare`` knows which test applies. Either needs a published
+challenger pointer (``fti models promote NAME N --alias challenger``); without one the champion serves alone.
 """
 
 from __future__ import annotations
@@ -55,6 +62,23 @@ class ServeConfig:
     timeout_keep_alive: float = 30.0
     timeout_request: float = 10.0
     retention: LogRetention = LogRetention()
+    canary_share: float = 0.0
+    shadow: bool = False
+    shadow_queue: int = 1000
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.canary_share <= 1.0:
+            raise ValueError(f"canary share {self.canary_share!r} must be between 0 and 1 (e.g. 0.1 for a tenth "
+                             f"of the entities)")
+        if self.canary_share > 0 and self.shadow:
+            raise ValueError("canary and shadow cannot both be on: serve the challenger one way at a time "
+                             "(drop --shadow or --canary)")
+        if self.shadow and self.shadow_queue < 1:
+            raise ValueError(f"shadow queue {self.shadow_queue!r} must be at least 1")
+
+    @property
+    def serves_challenger(self) -> bool:
+        return self.shadow or self.canary_share > 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> ServeConfig:
@@ -76,6 +100,14 @@ class ServeConfig:
                 raise ValueError(f"{name}={raw!r} must not be negative")
             return value
 
+        def flag(name: str, default: bool) -> bool:
+            raw = (env.get(name) or "").strip().lower()
+            if raw == "":
+                return default
+            if raw not in ("0", "1", "true", "false", "yes", "no"):
+                raise ValueError(f"{name}={raw!r} must be 1 or 0")
+            return raw in ("1", "true", "yes")
+
         values = {
             "token": token_from_env(env),
             "max_body_bytes": num("FTI_SERVE_MAX_BODY_BYTES", d.max_body_bytes),
@@ -84,6 +116,9 @@ class ServeConfig:
             "max_in_flight": num("FTI_SERVE_MAX_IN_FLIGHT", d.max_in_flight),
             "timeout_keep_alive": num("FTI_SERVE_TIMEOUT_KEEP_ALIVE", d.timeout_keep_alive, float),
             "timeout_request": num("FTI_SERVE_TIMEOUT_REQUEST", d.timeout_request, float),
+            "canary_share": num("FTI_SERVE_CANARY_SHARE", d.canary_share, float),
+            "shadow": flag("FTI_SERVE_SHADOW", d.shadow),
+            "shadow_queue": num("FTI_SERVE_SHADOW_QUEUE", d.shadow_queue),
         }
         retention = {
             "max_age_days": num("FTI_PREDICTION_LOG_MAX_AGE_DAYS", r.max_age_days, float),

@@ -1,5 +1,6 @@
 """The service's Prometheus metrics: requests, errors, latency, model version and swaps, feature age, time
-warnings, the store's freshness and the prediction log's backlog and health.
+warnings, the store's freshness and the prediction log's backlog and health; per variant (champion, canary,
+shadow: see :mod:`.variants`) the rows scored and the latency, and the shadow queue's jobs and backlog.
 
 Label values are bounded: a model label is a served model's name or ``unknown`` (any other name in a URL),
 a status, reason or warning one of the handler's own, a group one of the served views'."""
@@ -57,6 +58,20 @@ class Metrics:
         self.log_up = Gauge("fti_online_prediction_log_up",
                             "1 while the prediction log writes; 0 while its writer is down or paused (disk).",
                             registry=r)
+        self.variant_predictions = Counter("fti_online_variant_predictions",
+                                           "Rows scored, by variant (champion, canary, shadow) and model version.",
+                                           ["model", "variant", "version"], registry=r)
+        self.variant_latency = Histogram("fti_online_variant_latency_seconds",
+                                         "Champion and canary: request latency inside the service; shadow: the "
+                                         "challenger's scoring of a queued call, off the request path.",
+                                         ["model", "variant"], buckets=self.LATENCY_BUCKETS, registry=r)
+        self.challenger_version = Gauge("fti_online_challenger_version",
+                                        "Version of the challenger served beside the champion (canary or shadow).",
+                                        ["model"], registry=r)
+        self.shadow_jobs = Counter("fti_online_shadow_jobs", "Shadow jobs (one per answered request), by outcome: "
+                                   "scored, dropped (queue full), failed (the challenger raised).",
+                                   ["model", "outcome"], registry=r)
+        self.shadow_pending = Gauge("fti_online_shadow_pending", "Shadow jobs queued, not yet scored.", registry=r)
         self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
 
     def observe_log(self, log: Any) -> None:

@@ -84,11 +84,13 @@ class ServedModel:
         )
 
     def score(self, store: OnlineStore, items: Sequence[Mapping[str, Any]], received_at: dt.datetime,
-              metrics: Metrics, newest_events: Mapping[str, dt.datetime] | None = None) -> Scored:
+              metrics: Metrics | None, newest_events: Mapping[str, dt.datetime] | None = None,
+              variant: str = "champion") -> Scored:
         """Look up, assemble the feature rows, score; one response per item. Features are looked up as of
         each item's spine time (e.g. ``prediction_at``) when it carries one, else as of ``received_at``.
         ``newest_events``: the store's newest event time per group id (:class:`NewestEvents`), for the
-        ``store_older_than_ttl`` warning (none without it)."""
+        ``store_older_than_ttl`` warning (none without it). ``metrics`` None: nothing counted (the shadow
+        scorer, whose scores are never answered, counts its own); ``variant`` is named in each answer."""
         view = self.view
         spine_time = view.label.spine_time
         as_of = [item.get(spine_time) or received_at for item in items]
@@ -104,20 +106,24 @@ class ServedModel:
             for label, ttl, match in zip(self.group_labels, self.group_ttls, found.matches[i]):
                 if match.found:
                     freshness[label] = {"event_at": match.event_at.isoformat(), "age_seconds": match.age_seconds}
-                    metrics.child(metrics.feature_age, match.group).observe(max(match.age_seconds, 0.0))
+                    if metrics is not None:
+                        metrics.child(metrics.feature_age, match.group).observe(max(match.age_seconds, 0.0))
                     if match.age_seconds < 0:
                         warnings.append(_future_warning(label, match))
-                        metrics.child(metrics.warnings, self.name, match.group, FUTURE).inc()
+                        if metrics is not None:
+                            metrics.child(metrics.warnings, self.name, match.group, FUTURE).inc()
                 else:
                     freshness[label] = None
                     missing.append(label)
-                    metrics.child(metrics.features_missing, match.group).inc()
+                    if metrics is not None:
+                        metrics.child(metrics.features_missing, match.group).inc()
                     latest = newest.get(match.group)
                     if ttl is not None and latest is not None and (as_of[i] - latest).total_seconds() > ttl:
                         warnings.append(_stale_warning(label, latest, ttl))
-                        metrics.child(metrics.warnings, self.name, match.group, STALE).inc()
+                        if metrics is not None:
+                            metrics.child(metrics.warnings, self.name, match.group, STALE).inc()
             responses.append({
-                "model": self.name, "version": self.version, "score": float(scores[i]),
+                "model": self.name, "version": self.version, "variant": variant, "score": float(scores[i]),
                 "prediction_id": uuid.uuid4().hex, "as_of": as_of[i].isoformat(),
                 "feature_groups": [match.group for match in found.matches[i]],
                 "missing_groups": missing, "freshness": freshness, "warnings": warnings,

@@ -9,6 +9,13 @@ group version it looks up (the registry refuses such a promotion, but a store ma
 behind): until then the old model keeps answering and ``/health`` says degraded, naming the groups. The same thread
 refreshes the store's freshness (for ``/health`` and the metrics), so no request waits for it, and restarts
 the prediction log's writer thread should it ever die (``/health`` says degraded until then).
+
+**Challengers** (only with canary or shadow on, see :mod:`.variants`): the same watcher follows each served
+model's challenger pointer (``challenger.json``, :func:`models_ml.training.champion_pointer.publish_challenger`) and
+swaps challengers the same way, with their own pinned views: a challenger trained on other group versions
+looks those up. A challenger the store cannot serve yet, or that fails to load, is not served (the champion
+answers alone; ``/health/details`` says why under ``challenger_errors``, without degrading ``/health``); a
+removed pointer withdraws it.
 """
 
 from __future__ import annotations
@@ -27,7 +34,13 @@ from models_ml.inference.online.serving.metrics import Metrics
 from models_ml.inference.online.serving.scoring import ServedModel
 from models_ml.inference.online.serving.tuning import freeze_heap
 from models_ml.inference.online.store import UTC, OnlineStore, online_lookups
-from models_ml.training.champion_pointer import POINTER_FILE, interrupted_models, published_models, read_pointer_file
+from models_ml.training.champion_pointer import (
+    POINTER_FILE,
+    challenger_path,
+    interrupted_models,
+    published_models,
+    read_pointer_file,
+)
 
 LOGGER = logging.getLogger("fti.online")
 
@@ -43,7 +56,11 @@ class ServiceState:
     only: tuple[str, ...] | None  # the models to serve; None: every published champion
     poll_seconds: float
     freeze_heap: bool = False  # after each load (see tuning.freeze_heap): only when serving owns the process
+    serve_challengers: bool = False  # canary or shadow on: load each model's challenger pointer too
     models: dict[str, ServedModel] = field(default_factory=dict)
+    challengers: dict[str, ServedModel] = field(default_factory=dict)  # replaced, never mutated
+    challenger_errors: dict[str, str] = field(default_factory=dict)
+    shadow: Any = None  # the ShadowScorer (see .variants) when shadow serving is on
     freshness: dict[str, Any] = field(default_factory=dict)
     load_errors: dict[str, str] = field(default_factory=dict)
     in_flight: int = 0  # prediction requests being read or answered (only the event loop changes it)
@@ -84,16 +101,59 @@ class ServiceState:
             if current is not None:
                 self.metrics.model_swaps.labels(name).inc()
                 LOGGER.warning("%s: now serving v%d (was v%d)", name, served.version, current.version)
+        if self.serve_challengers:
+            self.refresh_challengers()
 
-    def _require_groups(self, served: ServedModel) -> None:
+    def refresh_challengers(self) -> None:
+        """Load every challenger pointer that changed (of a served champion); withdraw removed ones."""
+        for name in list(self.models):
+            path = challenger_path(self.settings, name)
+            current = self.challengers.get(name)
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:
+                if current is not None or name in self.challenger_errors:
+                    self.challengers = {k: v for k, v in self.challengers.items() if k != name}
+                    self.challenger_errors.pop(name, None)
+                    self.metrics.challenger_version.labels(name).set(0)
+                    LOGGER.warning("%s: challenger withdrawn (no challenger pointer)", name)
+                continue
+            stamp = (stat.st_mtime_ns, stat.st_size)
+            if current is not None and current.pointer_stamp == stamp:
+                continue
+            try:
+                served = ServedModel.load(read_pointer_file(path), stamp)
+                if served.version == self.models[name].version:
+                    raise ValueError(f"the challenger pointer names v{served.version}, the champion: nothing to "
+                                     f"serve beside it (`fti online publish` removes a stale pointer)")
+                unknown = sorted(f.name for f in served.pointer.fields if f.required
+                                 and f.name not in self.models[name].field_names)
+                if unknown:
+                    raise ValueError(f"challenger v{served.version} needs request fields {unknown} that the "
+                                     f"champion's requests do not carry")
+                self._require_groups(served, keeps_serving="the champion answers alone")
+            except Exception as error:  # noqa: BLE001 - the champion serves alone; say why on /health/details
+                if self.challenger_errors.get(name) is None:
+                    LOGGER.exception("could not load the challenger of %s", name)
+                self.challenger_errors[name] = f"{type(error).__name__}: {error}"
+                self.metrics.errors.labels(name, "challenger_load").inc()
+                self.challengers = {k: v for k, v in self.challengers.items() if k != name}
+                continue
+            self.challenger_errors.pop(name, None)
+            self.challengers = {**self.challengers, name: served}
+            self.metrics.challenger_version.labels(name).set(served.version)
+            LOGGER.warning("%s: challenger v%d served beside champion v%d", name, served.version,
+                           self.models[name].version)
+
+    def _require_groups(self, served: ServedModel, keeps_serving: str | None = None) -> None:
         """Refuse (ValueError) a replacement whose group versions the store does not hold: swapping it in
         would fail every request until the store caught up."""
         held = self.store.freshness()
         missing = [lookup.group_id for lookup in online_lookups(served.view) if lookup.group_id not in held]
         if missing:
+            keeps_serving = keeps_serving or f"v{self.models[served.name].version} keeps serving"
             raise ValueError(f"v{served.version} looks up {', '.join(missing)}, which the online store does not "
-                             f"hold yet: materialize them (`fti online materialize`); v{self.models[served.name].version} "
-                             f"keeps serving")
+                             f"hold yet: materialize them (`fti online materialize`); {keeps_serving}")
 
     # -- the store's freshness ---------------------------------------------------------------------------
 
@@ -144,6 +204,8 @@ class ServiceState:
         self.refresh_freshness()
         if self.log is not None:
             self.log.start()
+        if self.shadow is not None:
+            self.shadow.start()
         self._thread = threading.Thread(target=self._watch, name="fti-model-watcher", daemon=True)
         self._thread.start()
 
@@ -151,6 +213,8 @@ class ServiceState:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+        if self.shadow is not None:
+            self.shadow.close()  # before the log: its last scores are logged
         if self.log is not None:
             self.log.close()
         self.store.close()
