@@ -9,6 +9,7 @@ and imports the catalog (and dbt, DuckDB) only when it runs.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 
 from fti.text import UsageError, did_you_mean, duration, group_versions, iso_date, listed, pick, table, version_number, \
     versions, when
@@ -22,21 +23,74 @@ def _catalog(args: argparse.Namespace):
     return settings, load_catalog(settings, refresh=getattr(args, "refresh", False))
 
 
+def _external_states(settings, groups) -> dict:
+    """External group name -> (problem or "", its dbt source freshness, its row statistics), read in place
+    through one read-only store (mounted there, nothing copied); unreadable before the first landing."""
+    from models_ml.features.stats import NOT_BUILT, group_stats
+    from models_ml.offline.external import mount_readable, source_freshness
+    from models_ml.offline.store import OfflineStoreError, open_offline_store
+
+    external = [g for g in groups if g.external]
+    if not external:
+        return {}
+    try:
+        store = open_offline_store(settings, read_only=True)
+    except OfflineStoreError as error:
+        return {g.name: (str(error), None, NOT_BUILT) for g in external}
+    now = dt.datetime.now(dt.timezone.utc)
+    with store:
+        problems = mount_readable(store, external)
+        return {g.name: (problems[g.name], None, NOT_BUILT) if g.name in problems else
+                ("", source_freshness(store, g, now), group_stats(store, g)) for g in external}
+
+
+def _age(value: dt.timedelta) -> str:
+    """An age in its largest unit: "3 hours", "4,710 days"."""
+    seconds = value.total_seconds()
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            amount = int(seconds // size)
+            return f"{amount:,} {unit}{'s' if amount != 1 else ''}"
+    return f"{int(seconds)} seconds"
+
+
+def _freshness_label(state) -> str:
+    """An external group's dbt source freshness: "pass (loaded 3 hours ago)", "error (...)", "unreadable"."""
+    if state is None:
+        return "-"
+    problem, freshness, _ = state
+    if problem:
+        return "unreadable"
+    if freshness.latest_loaded_at is None:
+        return "unknown (no loaded_at_field)" if freshness.status == "unknown" else "unknown"
+    return f"{freshness.status} (loaded {_age(freshness.age)} ago)"
+
+
 def features_list(args: argparse.Namespace) -> int:
     from models_ml.features.stats import read_group_stats
 
     settings, catalog = _catalog(args)
     groups = sorted(catalog.groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0))
+    states = _external_states(settings, [g for _, g in groups])
+    built = [g for _, g in groups if not g.external]
+    stats_of = {g.name: stats for g, stats in zip(built, read_group_stats(settings, built))}
     rows = []
-    for ((name, version), group), stats in zip(groups, read_group_stats(settings, [g for _, g in groups])):
+    for (name, version), group in groups:
+        stats = states[name][2] if group.external else stats_of[name]
         rows.append([
-            name, f"v{version}", ",".join(group.entity), group.event_time, duration(group.ttl),
-            "yes" if group.online else "no", str(len(group.features)),
-            f"{stats.row_count:,}" if stats.row_count is not None else "not built",
-            when(stats.latest_event_at),
+            name, f"v{version}" if version is not None else "-", group.kind, ",".join(group.entity),
+            group.event_time, duration(group.ttl), "yes" if group.online else "no", str(len(group.features)),
+            f"{stats.row_count:,}" if stats.row_count is not None else
+            ("unreadable" if group.external else "not built"),
+            when(stats.latest_event_at), _freshness_label(states.get(name)),
         ])
-    print(table(rows, ["group", "version", "entity", "event time", "ttl", "online", "features", "rows",
-                        "latest event"]))
+    print(table(rows, ["group", "version", "kind", "entity", "event time", "ttl", "online", "features", "rows",
+                        "latest event", "source freshness"]))
+    for (name, _), group in groups:
+        if group.external:
+            problem = states[name][0]
+            print(f"  {name} lives in {group.external.describe()} (dbt source {group.external.source})"
+                  + (f"\n    unreadable: {problem}" if problem else ""))
     if catalog.views:
         print()
         print(table(
@@ -86,9 +140,21 @@ def _group_versions(settings, catalog, name: str) -> None:
 def _show_group(settings, group) -> None:
     from models_ml.features.stats import read_group_stats
 
-    (stats,) = read_group_stats(settings, [group])
-    print(f"{group.name} v{group.version} (latest v{group.latest_version})  {group.qualified_relation}")
-    print(f"  {group.description}")
+    if group.external:
+        problem, freshness, stats = state = _external_states(settings, [group])[group.name]
+        external = group.external
+        print(f"{group.name} ({group.kind}, read in place, never copied)  {group.qualified_relation}")
+        print(f"  {group.description}")
+        print(f"  dbt source: {external.source}   lives in: {external.describe()}   declared location: "
+              f"{external.location}")
+        print(f"  columns against the declaration: {problem or 'ok'}")
+        print(f"  source freshness: {_freshness_label(state)}   loaded_at_field: "
+              f"{external.loaded_at_field or '-'}   warn after: {duration(external.warn_after, 'never')}   "
+              f"error after: {duration(external.error_after, 'never')}")
+    else:
+        (stats,) = read_group_stats(settings, [group])
+        print(f"{group.name} v{group.version} (latest v{group.latest_version})  {group.qualified_relation}")
+        print(f"  {group.description}")
     print(f"  entity: {', '.join(group.entity)}   event time: {group.event_time}   "
           f"created time: {group.created_time or '-'}   ttl: {duration(group.ttl, 'none')}   online: {group.online}")
     print(f"  rows: {stats.row_count if stats.row_count is not None else 'not built'}   "

@@ -199,6 +199,8 @@ def models_compare(args: argparse.Namespace) -> int:
     print(f"difference (challenger - champion log loss): {num(r.difference, 5)}{relative}, interval "
           f"[{num(c.interval.low, 5)}, {num(c.interval.high, 5)}] over {len(c.looks)} daily look(s)")
     print(f"verdict: {c.verdict.upper()} ({c.reason})")
+    for warning in c.warnings:
+        print(f"warning: {warning}")
     print(f"report: {write_report(settings, c)}")
     return 0
 

@@ -48,6 +48,8 @@ SOURCES = (SHADOW, CANARY, BATCH)
 PAIRED_TEST, SEQUENTIAL_TEST = "paired t test and bootstrap", "mSPRT (always valid under daily looks)"
 _UTC = dt.timezone.utc
 _A, _B, _Y, _AT = "__fti_champion", "__fti_challenger", "__fti_y", "__fti_at"
+_SCORED_A, _SCORED_B = "__fti_champion_scored_at", "__fti_challenger_scored_at"
+SCORED_APART = dt.timedelta(hours=1)  # batch pairs scored further apart than this get a warning
 
 
 class ComparisonError(ValueError):
@@ -92,6 +94,7 @@ class Comparison:
     verdict: str
     reason: str
     spans: dict[str, Any] = field(default_factory=dict)  # first and last prediction time compared
+    warnings: tuple[str, ...] = ()  # what weakens the comparison (e.g. batch pairs scored far apart)
 
 
 @dataclass(frozen=True)
@@ -123,18 +126,37 @@ def _batch_pairs(store: OfflineStore, view: FeatureView, model_name: str, champi
     label = view.label
     keys = [*label.entity, label.event_time]
     tables = []
-    for alias, version, column in ((registry.CHAMPION, champion, _A), (registry.CHALLENGER, challenger, _B)):
+    for alias, version, column, when in ((registry.CHAMPION, champion, _A, _SCORED_A),
+                                         (registry.CHALLENGER, challenger, _B, _SCORED_B)):
         relation = predictions_relation(model_name, alias)
         if relation not in store.relations():
             raise ComparisonError(f"{model_name}: no batch predictions of the {alias} ({relation[0]}.{relation[1]}); "
                                   f"score a window with `fti predict {model_name} --alias {alias} ...` first")
         table = store.table(*relation)
         table = table.filter(table.model_version == version)
-        tables.append(table.select(*keys, **{column: table[SCORE]}))
+        tables.append(table.select(*keys, **{column: table[SCORE], when: table.scored_at}))
     counts = [int(store.to_arrow(t.aggregate(n=t.count()))["n"][0].as_py()) for t in tables]
     pairs = tables[0].join(tables[1], keys)
-    pairs = pairs.select(*label.entity, **{_AT: pairs[label.event_time], _A: pairs[_A], _B: pairs[_B]})
-    return _labelled(store, view, pairs, [_A, _B]), counts[0], counts[1]
+    pairs = pairs.select(*label.entity, **{_AT: pairs[label.event_time], _A: pairs[_A], _B: pairs[_B],
+                                           _SCORED_A: pairs[_SCORED_A], _SCORED_B: pairs[_SCORED_B]})
+    return _labelled(store, view, pairs, [_A, _B, _SCORED_A, _SCORED_B]), counts[0], counts[1]
+
+
+def _scored_apart(pairs: pa.Table) -> str | None:
+    """A warning when pairs were scored far apart: a point-in-time join run later sees data that landed
+    late (event time before the prediction time, loaded after the first run), so its features differ and
+    the pair no longer compares the models alone."""
+    if pairs.num_rows == 0:
+        return None
+    a = pairs[_SCORED_A].cast(pa.timestamp("us", tz="UTC")).to_numpy(zero_copy_only=False)
+    b = pairs[_SCORED_B].cast(pa.timestamp("us", tz="UTC")).to_numpy(zero_copy_only=False)
+    apart = np.abs(a - b) > np.timedelta64(int(SCORED_APART.total_seconds()), "s")
+    if not apart.any():
+        return None
+    return (f"{int(apart.sum()):,} of {pairs.num_rows:,} pairs were scored more than {SCORED_APART} apart: the later "
+            f"run's features include data that landed in between, so those pairs compare more than the models; "
+            f"score the window with both aliases one after the other (`fti predict --alias champion`, then "
+            f"`--alias challenger`)")
 
 
 def _log_rows(settings: Settings, model_name: str) -> pa.Table:
@@ -300,22 +322,23 @@ def compare(settings: Settings, model_name: str, source: str | None = None, *, a
 
 
 def _gather(settings: Settings, store: OfflineStore, view: FeatureView, model_name: str, source: str,
-            champion: int, challenger: int) -> tuple[_Rows, _Rows, int, int]:
+            champion: int, challenger: int) -> tuple[_Rows, _Rows, int, int, tuple[str, ...]]:
     if source == BATCH:
         pairs, na, nb = _batch_pairs(store, view, model_name, champion, challenger)
-        return _arrays(pairs, _A), _arrays(pairs, _B), na, nb
+        apart = _scored_apart(pairs)
+        return _arrays(pairs, _A), _arrays(pairs, _B), na, nb, (apart,) if apart else ()
     log = _log_rows(settings, model_name)
     if source == SHADOW:
         pairs, na, nb = _shadow_pairs(store, view, log, champion, challenger)
-        return _arrays(pairs, _A), _arrays(pairs, _B), na, nb
+        return _arrays(pairs, _A), _arrays(pairs, _B), na, nb, ()
     a, b, na, nb = _canary_arms(store, view, log, champion, challenger)
-    return _arrays(a, _A), _arrays(b, _B) if b is not None else _Rows(*(np.array([]),) * 3), na, nb
+    return _arrays(a, _A), _arrays(b, _B) if b is not None else _Rows(*(np.array([]),) * 3), na, nb, ()
 
 
 def _decide(model_name: str, source: str, champion: int, challenger: int,
-            splits: Mapping[int, Mapping[str, float | None]], gathered: tuple[_Rows, _Rows, int, int], alpha: float,
-            mixture_sd: float) -> Comparison:
-    a, b, na, nb = gathered
+            splits: Mapping[int, Mapping[str, float | None]], gathered: tuple[_Rows, _Rows, int, int, tuple[str, ...]],
+            alpha: float, mixture_sd: float) -> Comparison:
+    a, b, na, nb, warnings = gathered
     if source == CANARY:
         result, looks, interval, significant = _sequential(a, b, alpha, mixture_sd)
         test, rows = SEQUENTIAL_TEST, min(len(a.y), len(b.y))
@@ -326,4 +349,5 @@ def _decide(model_name: str, source: str, champion: int, challenger: int,
     spans = {"first": str(looks[0].day) if looks else None, "last": str(looks[-1].day) if looks else None}
     return Comparison(model_name, source, test,
                       _metrics(champion, na, a, splits[champion]), _metrics(challenger, nb, b, splits[challenger]),
-                      result, looks, interval, verdict, _reason(verdict, rows, interval, significant), spans)
+                      result, looks, interval, verdict, _reason(verdict, rows, interval, significant), spans,
+                      warnings)

@@ -63,6 +63,7 @@ def markdown(comparison: Comparison, chart: str) -> str:
         "",
         f"**Verdict: {c.verdict}** ({c.reason}).",
         "",
+        *(f"**Warning**: {warning}\n" for warning in c.warnings),
         f"Source: {c.source}; test: {c.test}; outcomes from {c.spans.get('first')} to {c.spans.get('last')}.",
         "",
         "| model | version | scored | with outcome | log loss | ROC-AUC | Brier | test-split log loss | "

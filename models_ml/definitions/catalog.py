@@ -54,9 +54,42 @@ class Feature:
     description: str
 
 
+#: the schema external source groups are read under: each engine connection mounts them there (a view per
+#: group over the upstream file, see :mod:`models_ml.offline.external`); nothing of theirs is stored
+EXTERNAL_SCHEMA = "fti_external"
+EXTERNAL_FORMATS: tuple[str, ...] = ("duckdb", "parquet")
+
+
+@dataclass(frozen=True)
+class ExternalSource:
+    """Where an external feature group lives: a relation fti reads in place and never builds or copies.
+
+    ``kind`` is ``source``: a dbt source table carrying ``meta.fti``, a table of another DuckDB file
+    (attached read-only) or Parquet files. ``location`` is the path as declared, ``path`` the same resolved
+    against FTI_HOME (when the catalog was loaded for a home).
+    ``loaded_at_field``, ``warn_after`` and ``error_after`` are dbt's source freshness declaration."""
+
+    kind: str
+    source: str  # "<source>.<table>" as dbt names it
+    location: str
+    path: str
+    format: str
+    upstream_schema: str
+    upstream_table: str
+    loaded_at_field: str | None = None
+    warn_after: dt.timedelta | None = None
+    error_after: dt.timedelta | None = None
+
+    def describe(self) -> str:
+        """Where it lives, in one phrase: ``duckdb /srv/ops.duckdb main.daily_capacity``."""
+        table = f" {self.upstream_schema}.{self.upstream_table}" if self.format == "duckdb" else ""
+        return f"{self.format} {self.path}{table}"
+
+
 @dataclass(frozen=True)
 class FeatureGroup:
-    """One versioned feature group: a dbt incremental model with `meta.fti`."""
+    """One versioned feature group: a dbt incremental model with `meta.fti`, or an external relation fti
+    reads in place (``external``: a dbt source table with `meta.fti`)."""
 
     name: str
     version: int | None
@@ -73,10 +106,16 @@ class FeatureGroup:
     unique_id: str
     unique_grain: bool = False  # a dbt test proves one row per (entity, event time) at most
     unique_entity: bool = False  # a dbt test proves one row per entity at most (static attributes)
+    external: ExternalSource | None = None  # set when fti reads the group in place instead of building it
 
     @property
     def qualified_relation(self) -> str:
         return f"{self.schema}.{self.relation}"
+
+    @property
+    def kind(self) -> str:
+        """``built`` (an incremental dbt model) or ``external source``."""
+        return f"external {self.external.kind}" if self.external else "built"
 
     @property
     def features(self) -> tuple[Feature, ...]:
@@ -487,10 +526,10 @@ def _require_timestamptz(declared: Mapping[str, str], named: Collection[tuple[st
 
 
 def _check_group_columns(node: Mapping[str, Any], meta: Mapping[str, Any], entity: tuple[str, ...],
-                         where: str) -> None:
+                         where: str, what: str = "model") -> None:
     """The group's keys and times are declared columns, its times timestamptz. A group must declare its
     columns: its features are read from them, and without them nothing `meta.fti` names could be checked."""
-    declared, model = _declared_types(node), f"model {node['name']}"
+    declared, model = _declared_types(node), f"{what} {node['name']}"
     if not declared:
         raise CatalogError(f"{where}: {model} declares no columns; a feature group must declare every column "
                            f"(name and data_type) in its YAML")
@@ -525,6 +564,79 @@ def _group(node: dict[str, Any], meta: dict[str, Any]) -> FeatureGroup:
         description=(node.get("description") or "").strip(),
         columns=columns,
         unique_id=node["unique_id"],
+    )
+
+
+EXTERNAL_GROUP_KEYS: tuple[str, ...] = (*GROUP_KEYS, "location")
+_LOCATION_FIX = ("set meta.fti.location to the DuckDB file (`.duckdb`) or the Parquet files (a `.parquet` file, "
+                 "a folder of them or a glob), relative to FTI_HOME or absolute")
+_FRESHNESS_PERIODS = {"minute": "minutes", "hour": "hours", "day": "days"}
+
+
+def _resolved(location: str, home: Path | None) -> str:
+    """The declared location as a path: relative ones are under FTI_HOME (when the catalog knows the home)."""
+    path = Path(location).expanduser()
+    return str(path if path.is_absolute() or home is None else Path(home) / path)
+
+
+def _location_format(location: str, where: str) -> str:
+    """``duckdb`` for a DuckDB file, ``parquet`` for Parquet files (a file, a folder or a glob)."""
+    name = Path(location).name.lower()
+    if name.endswith((".duckdb", ".db")):
+        return "duckdb"
+    if name.endswith(".parquet") or any(c in location for c in "*?[") or "." not in name:
+        return "parquet"
+    raise CatalogError(f"{where}: meta.fti.location {location!r} is neither a DuckDB file nor Parquet files; "
+                       f"{_LOCATION_FIX}")
+
+
+def _freshness_after(spec: Any) -> dt.timedelta | None:
+    """dbt's ``{count: 2, period: day}`` as a timedelta (None when not declared)."""
+    if not spec or spec.get("count") is None or spec.get("period") not in _FRESHNESS_PERIODS:
+        return None
+    return dt.timedelta(**{_FRESHNESS_PERIODS[spec["period"]]: int(spec["count"])})
+
+
+def _source_freshness(node: Mapping[str, Any]) -> dict[str, Any]:
+    freshness = node.get("freshness") or (node.get("config") or {}).get("freshness") or {}
+    return {"loaded_at_field": node.get("loaded_at_field") or (node.get("config") or {}).get("loaded_at_field"),
+            "warn_after": _freshness_after(freshness.get("warn_after")),
+            "error_after": _freshness_after(freshness.get("error_after"))}
+
+
+def _source_group(node: dict[str, Any], meta: dict[str, Any], home: Path | None) -> FeatureGroup:
+    """A dbt source table carrying a group's ``meta.fti`` and ``location``: an external group that fti reads
+    where it is (see :class:`ExternalSource`). Its columns and types are the source's declared ``columns``;
+    the created time defaults to dbt's ``loaded_at_field``, so the online materialization reads it
+    incrementally whenever the upstream table says when each row came."""
+    source = f"{node['source_name']}.{node['name']}"
+    where = f"feature group {node['name']} (dbt source {source})"
+    _check_keys(meta, EXTERNAL_GROUP_KEYS, where, "meta.fti")
+    for required in ("entity", "event_time", "location"):
+        if not meta.get(required):
+            fix = f"; {_LOCATION_FIX}" if required == "location" else ""
+            raise CatalogError(f"{where}: meta.fti.{required} is missing{fix}")
+    freshness = _source_freshness(node)
+    meta = {**meta, "created_time": meta.get("created_time") or freshness["loaded_at_field"]}
+    entity = _as_tuple(meta["entity"])
+    _check_group_columns(node, meta, entity, where, what="source table")
+    if freshness["loaded_at_field"]:
+        declared = _declared_types(node)
+        named = [("loaded_at_field", freshness["loaded_at_field"])]
+        _require_columns(declared, named, where, f"source table {node['name']}")
+        _require_timestamptz(declared, named, where, f"source table {node['name']}")
+    location = str(meta["location"])
+    external = ExternalSource(
+        kind="source", source=source, location=location, path=_resolved(location, home),
+        format=_location_format(location, where), upstream_schema=node.get("schema") or "main",
+        upstream_table=node.get("identifier") or node["name"], **freshness,
+    )
+    return FeatureGroup(
+        name=node["name"], version=None, latest_version=None, schema=EXTERNAL_SCHEMA, relation=node["name"],
+        entity=entity, event_time=meta["event_time"], created_time=meta["created_time"],
+        ttl=parse_ttl(meta.get("ttl"), where), online=bool(meta.get("online", False)),
+        description=(node.get("description") or "").strip(), columns=_columns(node), unique_id=node["unique_id"],
+        external=external,
     )
 
 
@@ -871,17 +983,27 @@ def _uniquely_tested_columns(nodes: dict[str, dict[str, Any]]) -> dict[str, list
     return proven
 
 
-def catalog_from_manifest(manifest: dict[str, Any]) -> Catalog:
-    """Build the catalog from a parsed manifest.json."""
+def catalog_from_manifest(manifest: dict[str, Any], home: Path | None = None) -> Catalog:
+    """Build the catalog from a parsed manifest.json; ``home`` (FTI_HOME) resolves external groups' relative
+    locations."""
     catalog = Catalog()
     nodes = manifest.get("nodes", {})
+    sources = manifest.get("sources", {})
     unique = _uniquely_tested_columns(nodes)
+    for node in sources.values():
+        meta = _fti_meta(node)
+        if meta and "entity" in meta:
+            group = _source_group(node, meta, home)
+            catalog.groups[(group.name, group.version)] = group
     for node in nodes.values():
         if node.get("resource_type") != "model":
             continue
         meta = _fti_meta(node)
         if meta and "entity" in meta:
             group = _group(node, meta)
+            if any(n == group.name and g.external for (n, _), g in catalog.groups.items()):
+                raise CatalogError(f"feature group {group.name}: a dbt source table of the same name is an "
+                                   f"external group; rename one of them")
             grain, proven = {*group.entity, group.event_time}, unique.get(group.unique_id, [])
             if any(columns <= grain for columns in proven):
                 group = dataclasses.replace(group, unique_grain=True)
@@ -975,4 +1097,4 @@ def load_catalog(settings: Settings, refresh: bool = False) -> Catalog:
         if not run.success:
             raise CatalogError(f"dbt could not parse the project in {settings.dbt_project_dir}: "
                                f"{run.exception or 'see ' + str(settings.dbt_log_dir)}")
-    return catalog_from_manifest(json.loads(path.read_text()))
+    return catalog_from_manifest(json.loads(path.read_text()), home=settings.home)

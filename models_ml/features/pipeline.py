@@ -136,7 +136,7 @@ def published_relations(catalog: Catalog, domains: Collection[str] | None = None
     those their sources feed."""
     if domains is not None:
         return sorted({r for d in domains for r in catalog.domain_relations.get(catalog.domain(d).name, ())})
-    relations = {g.qualified_relation for g in catalog.groups.values()}
+    relations = {g.qualified_relation for g in catalog.groups.values() if not g.external}  # external: not built
     relations |= {v.label.qualified_relation for v in catalog.views.values()}
     relations |= {v.inference_spine.qualified_relation for v in catalog.views.values() if v.inference_spine}
     return sorted(relations)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import uuid
+from pathlib import Path
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -38,6 +40,16 @@ def qualified(schema: str, name: str) -> str:
     return f"{ident(schema)}.{ident(name)}"
 
 
+def literal(text: str) -> str:
+    """A quoted SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def parquet_pattern(path: str) -> str:
+    """What ``read_parquet`` reads for a declared location: a folder means every Parquet file under it."""
+    return str(Path(path) / "**" / "*.parquet") if Path(path).is_dir() else path
+
+
 class DuckDBStore(OfflineStore):
     name: ClassVar[str] = "duckdb"
     transient: ClassVar[tuple[type[BaseException], ...]] = (duckdb.IOException,)
@@ -46,6 +58,8 @@ class DuckDBStore(OfflineStore):
         self._backend = backend
         self._raw: duckdb.DuckDBPyConnection = backend.con
         self._depth = 0  # nested transaction() calls join the outermost one
+        # in-memory catalogs this connection mounted external groups in (their views read upstream in place)
+        self._mounted: set[str] = set()
 
     @classmethod
     def open(cls, settings: Settings, *, read_only: bool = False) -> DuckDBStore:
@@ -68,15 +82,46 @@ class DuckDBStore(OfflineStore):
     # -- what exists --------------------------------------------------------------------------------
 
     def relations(self) -> set[tuple[str, str]]:
-        rows = self._raw.execute("select table_schema, table_name from information_schema.tables").fetchall()
-        return {(schema, name) for schema, name in rows}
+        """The warehouse's relations, and the external groups mounted on this connection (under their
+        mount catalog's name); never the tables of an attached upstream file."""
+        rows = self._raw.execute("select table_catalog, table_schema, table_name from information_schema.tables "
+                                 "where table_catalog = current_database() or table_catalog in (select unnest(?))",
+                                 [sorted(self._mounted)]).fetchall()
+        return {(catalog if catalog in self._mounted else schema, name) for catalog, schema, name in rows}
 
     def columns(self, schema: str, name: str) -> list[str] | None:
+        where = ("table_catalog = ? and table_schema = 'main'" if schema in self._mounted
+                 else "table_catalog = current_database() and table_schema = ?")
         rows = self._raw.execute(
-            "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
+            f"select column_name from information_schema.columns where {where} and table_name = ? "
             "order by ordinal_position", [schema, name],
         ).fetchall()
         return [r[0] for r in rows] or None
+
+    def mount_external(self, schema: str, name: str, *, format: str, path: str, upstream_schema: str,
+                       upstream_table: str) -> None:
+        """A view ``schema.name`` in an in-memory catalog of this connection over the upstream relation: the
+        DuckDB file attached read-only (once per connection), or ``read_parquet`` over the files. The view
+        is bound now, so a missing file, table or column set fails here, before any read."""
+        if format == "duckdb":
+            if not Path(path).is_file():
+                raise OfflineStoreError(f"no DuckDB file at {path}")
+            alias = "fti_upstream_" + hashlib.md5(path.encode()).hexdigest()[:12]
+            body = f"select * from {ident(alias)}.{ident(upstream_schema)}.{ident(upstream_table)}"
+            attach = f"attach if not exists {literal(path)} as {ident(alias)} (read_only)"
+        elif format == "parquet":
+            body, attach = f"select * from read_parquet({literal(parquet_pattern(path))})", None
+        else:
+            raise OfflineStoreError(f"unknown external format {format!r} (duckdb or parquet)")
+        try:
+            self._raw.execute(f"attach if not exists ':memory:' as {ident(schema)} (read_write)")
+            self._mounted.add(schema)
+            if attach:
+                self._raw.execute(attach)
+            self._raw.execute(f"create or replace view {ident(schema)}.main.{ident(name)} as {body}")
+        except (duckdb.IOException, duckdb.CatalogException, duckdb.BinderException,
+                duckdb.InvalidInputException) as error:
+            raise OfflineStoreError(str(error).splitlines()[0]) from error
 
     @contextlib.contextmanager
     def _relation_read(self, schema: str, name: str) -> Iterator[None]:

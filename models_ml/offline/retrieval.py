@@ -21,6 +21,7 @@ import ibis.expr.types as ir
 
 from models_ml.core.time import TimeRange
 from models_ml.definitions.catalog import FeatureView
+from models_ml.offline.external import mount_all
 from models_ml.offline.on_demand import add_on_demand
 from models_ml.offline.pit import (
     FeatureSource,
@@ -70,7 +71,9 @@ def spine_expr(
 
 
 def feature_sources(store: OfflineStore, view: FeatureView) -> list[FeatureSource]:
-    """One point-in-time source per feature selection of the view, described entirely by the catalog."""
+    """One point-in-time source per feature selection of the view, described entirely by the catalog.
+    External groups are mounted (and checked against their declaration) first: they are read in place."""
+    mount_all(store, [ref.group for ref in view.features])
     return [
         FeatureSource(
             table=store.table(ref.group.schema, ref.group.relation),

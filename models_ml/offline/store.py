@@ -123,6 +123,15 @@ class OfflineStore(abc.ABC):
     def exists(self, schema: str, name: str) -> bool:
         return self.columns(schema, name) is not None
 
+    def mount_external(self, schema: str, name: str, *, format: str, path: str, upstream_schema: str,
+                       upstream_table: str) -> None:
+        """Make an external feature group readable as ``schema.name`` on this connection, in place: the
+        upstream DuckDB file's table (``format="duckdb"``, attached read-only) or Parquet files
+        (``"parquet"``: a file, a folder or a glob). Nothing of its rows is written anywhere; an
+        OfflineStoreError names what is missing. Engines that cannot read upstream files in place refuse."""
+        raise OfflineStoreError(f"the {self.name} offline store cannot read external feature groups "
+                                f"({format} {path}); use the duckdb engine for views that use them")
+
     def latest_rows(self, schema: str, name: str, *, keys: Sequence[str], event_time: str,
                     created_time: str | None, columns: Sequence[str], tie_break: Sequence[str] = (),
                     since: dt.datetime | None = None) -> LatestRows:

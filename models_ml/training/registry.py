@@ -69,6 +69,7 @@ from models_ml.core.home_lock import HomeBusy, hold_home
 from models_ml.core.home_paths import from_stored, to_stored
 from models_ml.core.settings import PROJECT_ROOT, Settings
 from models_ml.definitions.catalog import Catalog, FeatureView, load_catalog
+from models_ml.offline.external import ExternalGroupError, mount_all
 from models_ml.definitions.pinning import LineageError, pin_view
 from models_ml.offline.store import OfflineStore, opened
 from models_ml.training import champion_pointer
@@ -638,6 +639,10 @@ def check_servable(settings: Settings, version: ModelVersion, catalog: Catalog, 
     except LineageError as error:
         raise RegistryError(f"{who}: {error}") from error
     with opened(settings, read_only=True) as store:
+        try:
+            mount_all(store, [ref.group for ref in view.features])  # external groups: read where they live
+        except ExternalGroupError as error:
+            raise RegistryError(f"{who}: {error}") from error
         built = store.relations()
     for ref in view.features:
         group = ref.group

@@ -25,6 +25,14 @@ table; new or corrected data under the same definition gives a new snapshot inst
 
 A snapshot is read back through the offline store (:meth:`SnapshotInfo.table`) and cut into time splits
 by :mod:`models_ml.training.splits`.
+
+**External groups** (read in place from another team's DuckDB file or Parquet files, never copied) are
+fingerprinted as the snapshot reads them: per group, its identity (name, dbt source, location), the rows
+the spine can reach (event time in ``[earliest spine time - ttl, latest spine time]``), their greatest
+created (loaded) time and an order-independent content hash of them (:func:`external_reads`). The
+fingerprints are recorded with the snapshot (``external_reads``) and enter its id, so a change upstream
+gives a new snapshot even where it leaves the joined values alone, and an unchanged upstream the same one.
+A model version's lineage names its snapshot, and so what it read.
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ import ibis
 import ibis.expr.types as ir
 
 from models_ml.core.time import TimeRange
-from models_ml.definitions.catalog import FeatureView
+from models_ml.definitions.catalog import FeatureGroup, FeatureView
 from models_ml.offline.pit import TimeBounds, spine_time_bounds
 from models_ml.offline.retrieval import (
     check_joined_rows,
@@ -79,6 +87,11 @@ create table if not exists {REGISTRY} (
     created_at timestamptz not null
 )
 """
+# Added after the first homes were made: a registry created before gets the column when it is next opened.
+_EXTERNAL_READS_DDL = f"alter table {REGISTRY} add column if not exists external_reads json"
+_COLUMNS = ("snapshot_id, feature_view, feature_view_version, feature_group_versions, spine_model, spine_relation, "
+            "spine_time, start_at, end_at, entity_keys, target, feature_columns, slice_columns, row_count, "
+            "content_hash, definition_hash, query_sql, created_at, external_reads")
 
 
 @dataclass(frozen=True)
@@ -100,6 +113,8 @@ class SnapshotInfo:
     content_hash: str
     created_at: dt.datetime
     reused: bool = False
+    # one fingerprint per external group the snapshot read (see the module docstring); empty without any
+    external_reads: tuple[dict[str, Any], ...] = ()
 
     def table(self, store: OfflineStore) -> ir.Table:
         return store.table(SCHEMA, self.snapshot_id)
@@ -177,6 +192,33 @@ def definition(view: FeatureView, time_range: TimeRange) -> dict[str, Any]:
     return result
 
 
+def external_reads(store: OfflineStore, view: FeatureView, bounds: TimeBounds) -> list[dict[str, Any]]:
+    """A fingerprint of what the snapshot reads of each external group of ``view`` (mounted already, by the
+    join's feature sources): identity, rows the spine can reach, their latest load, their content hash."""
+    groups: dict[str, FeatureGroup] = {ref.group.name: ref.group for ref in view.features if ref.group.external}
+    reads = []
+    for group in groups.values():
+        table = store.table(group.schema, group.relation)
+        event = table[group.event_time]
+        if bounds.latest is not None:
+            table = table.filter(event <= ibis.literal(bounds.latest, type=event.type()))
+        if bounds.earliest is not None and group.ttl is not None:
+            table = table.filter(event >= ibis.literal(bounds.earliest - group.ttl, type=event.type()))
+        table = table.select(*(c.name for c in group.columns))
+        measures = {"rows": table.count()}
+        if group.created_time:
+            measures["latest_loaded_at"] = table[group.created_time].max()
+        row = store.to_arrow(table.aggregate(**measures)).to_pylist()[0]
+        loaded = row.get("latest_loaded_at")
+        external = group.external
+        reads.append({
+            "group": group.name, "kind": external.kind, "source": external.source, "location": external.path,
+            "rows_read": int(row["rows"]), "latest_loaded_at": loaded.isoformat() if loaded else None,
+            "content_hash": content_hash(table),
+        })
+    return reads
+
+
 def _sha(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -188,6 +230,7 @@ def _sha(payload: Any) -> str:
 def ensure_registry(store: OfflineStore) -> None:
     store.execute(f"create schema if not exists {SCHEMA}")
     store.execute(_REGISTRY_DDL)
+    store.execute(_EXTERNAL_READS_DDL)
 
 
 def _info_from_row(row: dict[str, Any], reused: bool = False) -> SnapshotInfo:
@@ -207,6 +250,7 @@ def _info_from_row(row: dict[str, Any], reused: bool = False) -> SnapshotInfo:
         content_hash=row["content_hash"],
         created_at=row["created_at"].astimezone(_UTC),
         reused=reused,
+        external_reads=tuple(json.loads(row.get("external_reads") or "[]")),
     )
 
 
@@ -256,7 +300,10 @@ def build_snapshot(store: OfflineStore, view: FeatureView, time_range: TimeRange
         check_joined_rows(view, bounds, row_count)
         digest = content_hash(stored)
         definition_hash = _sha(definition(view, time_range))
-        snapshot_id = f"snap_{view.name}_{_sha([definition_hash, digest])[:12]}"
+        reads = external_reads(store, view, bounds)
+        # only views with external groups hash their fingerprints: the other views' ids do not move
+        identity = [definition_hash, digest, *([reads] if reads else [])]
+        snapshot_id = f"snap_{view.name}_{_sha(identity)[:12]}"
         existing = _registry_rows(store, "where snapshot_id = ?", [snapshot_id])
         if existing:
             return _info_from_row(existing[0], reused=True)
@@ -265,12 +312,13 @@ def build_snapshot(store: OfflineStore, view: FeatureView, time_range: TimeRange
         with store.transaction():
             store.rename_table(SCHEMA, scratch, snapshot_id)
             store.execute(
-                f"insert into {REGISTRY} values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"insert into {REGISTRY} ({_COLUMNS}) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     snapshot_id, view.name, view.version, json.dumps(view.group_versions()), label.model,
                     label.qualified_relation, label.spine_time, time_range.start, time_range.end,
                     json.dumps(list(label.entity)), label.target, json.dumps(view.feature_columns),
                     json.dumps(list(label.slices)), row_count, digest, definition_hash, ibis.to_sql(expr), now,
+                    json.dumps(reads),
                 ],
             )
         scratch = None

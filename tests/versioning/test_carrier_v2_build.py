@@ -69,8 +69,10 @@ def test_a_build_that_drops_a_group_version_in_use_is_refused_before_it_builds(b
                 feature_group varchar, group_version integer, updated_at timestamptz);
             insert into registry.group_versions_in_use values
                 ('flight_delay', 1, 'champion', 'fg_carrier__delay_stats', 1, now()),
-                ('flight_delay', 2, 'challenger', 'fg_carrier__delay_stats', 2, now())""")
-    build(home, ["build", "--select", "fg_carrier__delay_stats"])  # every version in use is declared: builds
+                ('flight_delay', 2, 'challenger', 'fg_carrier__delay_stats', 2, now()),
+                ('flight_delay', 3, 'rollback', 'fg_airport__operations', null, now())""")
+    # every version in use is declared (the external group as a dbt source): builds
+    build(home, ["build", "--select", "fg_carrier__delay_stats"])
 
     project = tmp_path / "dbt_project"
     shutil.copytree(home.dbt_project_dir, project, ignore=shutil.ignore_patterns("target", "logs"))

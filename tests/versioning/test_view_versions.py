@@ -27,9 +27,9 @@ def trained_on(view_version: int, carrier: int, features: list[str]) -> SimpleNa
                            feature_view_version=view_version, feature_group_versions=groups, features=features)
 
 
-def test_flight_delay_has_two_versions_and_v1_stays_current(manifest):
+def test_flight_delay_has_three_versions_and_v1_stays_current(manifest):
     catalog = catalog_from_manifest(manifest)
-    assert catalog.versions_of_view("flight_delay") == [1, 2]
+    assert catalog.versions_of_view("flight_delay") == [1, 2, 3]
     assert catalog.view("flight_delay").version == 1 and "flight_delay_v2" not in catalog.views
     v1, v2 = catalog.view("flight_delay", 1), catalog.view("flight_delay", 2)
     assert v1.group_versions()["fg_carrier__delay_stats"] == 1 and v2.group_versions()["fg_carrier__delay_stats"] == 2
@@ -40,8 +40,8 @@ def test_flight_delay_has_two_versions_and_v1_stays_current(manifest):
     assert (v2.label, v2.inference_spine, v2.training) == (v1.label, v1.inference_spine, v1.training)
     assert catalog.group("fg_carrier__delay_stats").version == 1  # latest_version stays 1
     assert catalog.group("fg_carrier__delay_stats", 2).relation == "fg_carrier__delay_stats_v2"
-    with pytest.raises(CatalogError, match=r"feature view 'flight_delay' has no version 3 \(versions: \[1, 2\]\)"):
-        catalog.view("flight_delay", 3)
+    with pytest.raises(CatalogError, match=r"feature view 'flight_delay' has no version 4 \(versions: \[1, 2, 3\]\)"):
+        catalog.view("flight_delay", 4)
 
 
 def test_a_model_is_pinned_to_the_view_version_it_was_trained_on(manifest):

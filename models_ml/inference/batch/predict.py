@@ -78,6 +78,7 @@ from models_ml.core.timing import Timings
 from models_ml.definitions.catalog import Catalog, FeatureView
 from models_ml.definitions.pinning import LineageError, pin_view
 from models_ml.offline import retrieval
+from models_ml.offline.external import ExternalGroupError, mount_all
 from models_ml.offline.pit import spine_time_bounds
 from models_ml.offline.store import OfflineStore, OfflineStoreError, WindowReplaced
 from models_ml.training import registry
@@ -124,7 +125,12 @@ def _stage(timings: Timings | None, name: str) -> contextlib.AbstractContextMana
 
 
 def check_built(store: OfflineStore, view: FeatureView, version: registry.ModelVersion) -> None:
-    """Refuse (PredictionError) when a pinned feature group or the label model is not built in the warehouse."""
+    """Refuse (PredictionError) when a pinned feature group or the label model is not built in the warehouse
+    (or an external group's upstream cannot be read as declared)."""
+    try:
+        mount_all(store, [ref.group for ref in view.features])
+    except ExternalGroupError as error:
+        raise PredictionError(str(error)) from error
     built = store.relations()
     for ref in view.features:
         group = ref.group

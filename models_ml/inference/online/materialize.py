@@ -13,7 +13,10 @@ For each of them:
 
 1. **Watermark**: the store's greatest created (loaded) time of the group (``None`` on first sight, or when
    the group's columns changed, which rebuilds it whole; a group without ``created_time`` is read whole
-   every time: nothing else tells which rows are new).
+   every time: nothing else tells which rows are new). An external group (read in place from another
+   team's DuckDB file or Parquet files, see :mod:`models_ml.offline.external`) is the same: incremental
+   when it declares a created time or dbt's ``loaded_at_field``, else read in full on every run; one whose
+   upstream cannot be read as declared is skipped and reported (``unreadable``), the others go on.
 2. **Extract** (:meth:`OfflineStore.latest_rows`, the offline store opened read-only): the rows loaded at
    or after the watermark, reduced to one row per entity by the point-in-time join's tie rule (latest event
    time, then latest created time with NULL losing, then the largest feature values), converted to storage
@@ -55,6 +58,7 @@ from models_ml.inference.online.store import (
     storage_array,
     to_us,
 )
+from models_ml.offline.external import mount_readable
 from models_ml.offline.store import CREATED_AT, EVENT_AT, OfflineStore, opened
 from models_ml.training import registry
 from models_ml.training.champion_pointer import Pointer
@@ -146,11 +150,13 @@ class MaterializationReport:
     not_built: list[str] = field(default_factory=list)  # online groups this warehouse has no table for
     # group versions the store holds that no model in use needs (and that are not the latest): left as they are
     not_refreshed: list[str] = field(default_factory=list)
+    # external groups whose upstream could not be read as declared: group id -> why (nothing of them changed)
+    unreadable: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "store": self.store, "materialized_at": self.materialized_at.isoformat(), "seconds": self.seconds,
-            "not_built": self.not_built, "not_refreshed": self.not_refreshed,
+            "not_built": self.not_built, "not_refreshed": self.not_refreshed, "unreadable": self.unreadable,
             "groups": [{**dataclasses.asdict(g),
                         "watermark_before": g.watermark_before.isoformat() if g.watermark_before else None,
                         "freshness": g.freshness.as_dict() if g.freshness else None} for g in self.groups],
@@ -175,6 +181,8 @@ class MaterializationReport:
                          f"{when(f.watermark if f else None)} |")
         if self.not_refreshed:
             lines += ["", "Not refreshed (no model in use needs them): " + ", ".join(self.not_refreshed)]
+        for gid, why in self.unreadable.items():
+            lines += ["", f"Not refreshed, upstream unreadable: {gid}: {why}"]
         lines += ["", "Seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in self.seconds.items())]
         return "\n".join(lines)
 
@@ -209,6 +217,9 @@ def materialize(
     modes: list[tuple[str, dt.datetime | None]] = []
     clock = time.perf_counter()
     with opened(settings, read_only=True) as warehouse:
+        unreadable = {group_id(g.name, g.version): why
+                      for g in chosen for name, why in mount_readable(warehouse, [g]).items()}
+        chosen = [g for g in chosen if group_id(g.name, g.version) not in unreadable]
         built = warehouse.relations()
         # A home may hold one example's data only: an online group not built here has nothing to serve.
         skipped = [group_id(g.name, g.version) for g in chosen if (g.schema, g.relation) not in built]
@@ -230,7 +241,7 @@ def materialize(
     timings["apply"] = time.perf_counter() - clock
     after = store.freshness() if refreshes else {}
     report = MaterializationReport(store=store.name, materialized_at=materialized_at, seconds=timings,
-                                   not_built=skipped, not_refreshed=not_refreshed)
+                                   not_built=skipped, not_refreshed=not_refreshed, unreadable=unreadable)
     for refresh, (mode, watermark) in zip(refreshes, modes):
         gid = refresh.schema.id
         report.groups.append(GroupReport(

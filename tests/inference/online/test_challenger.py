@@ -12,13 +12,15 @@ batch comparison of two card_fraud versions on days whose labels are final.
 from __future__ import annotations
 
 import json
-import threading
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import duckdb
 import httpx
 import numpy as np
 import pytest
@@ -71,6 +73,14 @@ def _post_all(url: str, bodies: list[dict], rounds: int = 2) -> list[dict]:
     return answers
 
 
+def _wait_for_shadow(shadow, jobs: int, timeout: float = 120) -> None:
+    """Until the shadow process has reported ``jobs`` jobs (it starts and scores on its own time)."""
+    deadline = time.monotonic() + timeout
+    while shadow.stats()["scored"] < jobs:
+        assert time.monotonic() < deadline, f"the shadow process scored {shadow.stats()} of {jobs} jobs"
+        time.sleep(0.1)
+
+
 def _log(settings):
     return read_prediction_log(settings.prediction_log_path).to_pylist()
 
@@ -95,6 +105,7 @@ def test_shadow_scores_every_request_off_the_path_and_the_paired_test_reads_the_
     app = create_app(home, config=ServeConfig(shadow=True))
     with ServerThread(app) as server:
         answers = _post_all(server.url, requests_)
+        _wait_for_shadow(app.state.fti.shadow, len(answers))
         metrics = httpx.get(f"{server.url}/metrics").text
     assert {(a["version"], a["variant"]) for a in answers} == {(1, "champion")}
     assert 'variant="shadow"' in metrics and "fti_online_shadow_jobs" in metrics
@@ -147,43 +158,34 @@ def test_canary_answers_a_stable_share_of_entities_and_is_judged_sequentially(ho
     assert all(later <= earlier for earlier, later in zip(widths, widths[1:]))
 
 
-class _Failing:
-    """The challenger, whose scoring raises (or, with ``gate``, waits until the gate opens)."""
-
-    def __init__(self, real, gate: threading.Event | None = None) -> None:
-        self._real, self._gate = real, gate
-
-    def __getattr__(self, name):
-        return getattr(self._real, name)
-
-    def score(self, *args, **kwargs):
-        if self._gate is None:
-            raise RuntimeError("the challenger broke")
-        self._gate.wait(60)
-        return self._real.score(*args, **kwargs)
-
-
 @pytest.mark.parametrize("failure", ["raises", "stalls"])
 def test_a_failing_or_stalled_shadow_changes_no_answer(home, requests_, failure, tmp_path):
     settings = copy_home(home, tmp_path / "home")
     bodies = requests_[:40]
     with ServerThread(create_app(settings)) as server:  # the answers without any challenger
         alone = _post_all(server.url, bodies, rounds=1)
-    gate = threading.Event() if failure == "stalls" else None
     app = create_app(settings, config=ServeConfig(shadow=True, shadow_queue=4))
     state = app.state.fti
     with ServerThread(app) as server:
-        state.challengers = {MODEL: _Failing(state.challengers[MODEL], gate)}
-        answers = _post_all(server.url, bodies, rounds=1)
+        shadow = state.shadow._process
+        if failure == "raises":  # the service loaded v2; the shadow process will find its model file broken
+            (state.challengers[MODEL].pointer.model_dir / "model.txt").write_text("not a model")
+        else:  # the shadow process stops dead: nothing it has queued is scored until it goes on
+            os.kill(shadow.pid, signal.SIGSTOP)
+        try:
+            answers = _post_all(server.url, bodies, rounds=1)
+        finally:
+            if failure == "stalls":
+                os.kill(shadow.pid, signal.SIGCONT)
         stats = state.shadow.stats()
-        if gate is not None:
-            gate.set()
+    stats = state.shadow.stats()  # after the process ended: everything it reported
     assert {(a["version"], a["variant"]) for a in answers} == {(1, "champion")}
     assert [a["score"] for a in answers] == [a["score"] for a in alone]
     if failure == "raises":
-        assert stats["failed"] > 0 and stats["scored"] == 0
+        assert stats["failed"] > 0 and stats["scored"] == 0 and stats["failed"] + stats["dropped"] == len(bodies)
     else:
-        assert stats["dropped"] >= 40 - 4 - 1  # the queue held 4, the thread one: the rest were dropped
+        assert stats["dropped"] >= len(bodies) - 4 - 1  # the queue held 4, the process had taken one at most
+        assert stats["scored"] + stats["dropped"] == len(bodies)  # the queued ones were scored once it went on
 
 
 def test_batch_predictions_under_both_aliases_are_compared_pair_by_pair(home):
@@ -198,6 +200,15 @@ def test_batch_predictions_under_both_aliases_are_compared_pair_by_pair(home):
     assert result.test == PAIRED_TEST and result.result.rows == pairs > 100
     assert len(result.looks) == 2  # two days of departures
     assert result.champion.roc_auc is not None and result.challenger.log_loss is not None
+    assert result.warnings == ()  # scored one after the other: the same features
+
+
+def test_batch_pairs_scored_far_apart_are_flagged(home, tmp_path):
+    settings = copy_home(home, tmp_path / "home")
+    with duckdb.connect(str(settings.warehouse_path)) as con:  # as if the challenger scored the window later
+        con.execute("update predictions.flight_delay__challenger set scored_at = scored_at + interval 2 hours")
+    (warning,) = compare(settings, MODEL, "batch").warnings
+    assert "pairs were scored more than 1:00:00 apart" in warning and "--alias challenger" in warning
 
 
 def test_compare_command_prints_a_verdict_and_writes_the_report(home):
@@ -237,6 +248,10 @@ def test_fraud_challenger_compared_on_final_labels(home, tmp_path):
     for alias in (registry.CHAMPION, registry.CHALLENGER):
         predict_window(settings, "card_fraud", window, alias=alias)
     result = compare(settings, "card_fraud")  # no log: the batch scores are found
+    print(f"\ncard_fraud v{result.champion.version} vs v{result.challenger.version} ({result.source}): "
+          f"log loss {result.champion.log_loss:.5f} vs {result.challenger.log_loss:.5f}, difference "
+          f"{result.result.difference:+.5f} [{result.interval.low:+.5f}, {result.interval.high:+.5f}], "
+          f"{result.result.rows:,} pairs, verdict {result.verdict}")
     assert result.source == "batch" and result.test == PAIRED_TEST
     assert result.result.rows == result.champion.labelled > 1000 and len(result.looks) == 6
     assert result.champion.labelled == result.challenger.labelled

@@ -52,11 +52,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from models_ml.core.settings import Settings
-from models_ml.inference.online.prediction_log import CANARY, CHAMPION, SHADOW, PredictionLog
+from models_ml.inference.online.prediction_log import CANARY, CHAMPION, PredictionLog
 from models_ml.inference.online.serving.config import ServeConfig, is_loopback
 from models_ml.inference.online.serving.metrics import Metrics
 from models_ml.inference.online.serving.schema import RequestRejected, parse_batch, parse_one, validate
-from models_ml.inference.online.serving.scoring import NewestEvents, Scored, ServedModel
+from models_ml.inference.online.serving.scoring import NewestEvents, Scored, ServedModel, prediction_records
 from models_ml.inference.online.serving.state import ServiceState
 from models_ml.inference.online.serving.variants import ShadowJob, ShadowScorer, in_canary
 from models_ml.inference.online.serving.tuning import tune_for_latency
@@ -77,19 +77,11 @@ def _internal_error(context: str, error: BaseException) -> JSONResponse:
 
 
 def _log(state: ServiceState, served: ServedModel, variant: str, items: Sequence[Mapping[str, Any]],
-         scored: Scored, received_at: dt.datetime, latency_ms: float,
-         shadow_of: Sequence[str] | None = None) -> None:
+         scored: Scored, received_at: dt.datetime, latency_ms: float) -> None:
     if state.log is None:
         return
-    entity = served.view.label.entity
-    for i, (item, result, row) in enumerate(zip(items, scored.responses, scored.rows)):
-        ages = {label: (f["age_seconds"] if f else None) for label, f in result["freshness"].items()}
-        state.log.submit((
-            result["prediction_id"], received_at, served.name, served.version,
-            dt.datetime.fromisoformat(result["as_of"]), {k: item.get(k) for k in entity}, result["score"],
-            result["missing_groups"], ages, row, dict(item), latency_ms, variant,
-            shadow_of[i] if shadow_of is not None else None,
-        ))
+    for record in prediction_records(served, variant, items, scored, received_at, latency_ms):
+        state.log.submit(record)
 
 
 _Part = tuple[ServedModel, str, Sequence[Mapping[str, Any]], Scored]  # who scored which items, as what variant
@@ -315,6 +307,7 @@ async def metrics_endpoint(request: Request) -> Response:
         return _json(401, _UNAUTHORIZED, _CHALLENGE)
     state.metrics.observe_log(state.log)
     if state.shadow is not None:
+        state.shadow.collect()
         state.metrics.shadow_pending.set(state.shadow.pending)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -355,13 +348,8 @@ def create_app(
     )
     newest_events = NewestEvents()
     if config.shadow:
-        def log_shadow(job: ShadowJob, responses: list[dict[str, Any]], rows: list[dict[str, Any]],
-                       latency_ms: float) -> None:
-            _log(state, job.challenger, SHADOW, job.items, Scored(responses, rows), job.received_at, latency_ms,
-                 job.champion_ids)
-
-        state.shadow = ShadowScorer(state.store, metrics, NewestEvents(), lambda: state.freshness, log_shadow,
-                                    max_queue=config.shadow_queue)
+        state.shadow = ShadowScorer(settings, metrics, max_queue=config.shadow_queue,
+                                    min_free_bytes=config.retention.min_free_bytes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -174,3 +174,21 @@ class NewestEvents:
                     parsed[group] = dt.datetime.fromisoformat(latest)
             self._source, self._parsed = freshness, parsed
         return self._parsed
+
+
+def prediction_records(served: ServedModel, variant: str, items: Sequence[Mapping[str, Any]], scored: Scored,
+                       received_at: dt.datetime, latency_ms: float,
+                       shadow_of: Sequence[str] | None = None) -> list[tuple[Any, ...]]:
+    """The prediction log's records of ``scored`` (see
+    :data:`models_ml.inference.online.prediction_log.COLUMNS`), one per item."""
+    entity = served.view.label.entity
+    records = []
+    for i, (item, result, row) in enumerate(zip(items, scored.responses, scored.rows)):
+        ages = {label: (f["age_seconds"] if f else None) for label, f in result["freshness"].items()}
+        records.append((
+            result["prediction_id"], received_at, served.name, served.version,
+            dt.datetime.fromisoformat(result["as_of"]), {k: item.get(k) for k in entity}, result["score"],
+            result["missing_groups"], ages, row, dict(item), latency_ms, variant,
+            shadow_of[i] if shadow_of is not None else None,
+        ))
+    return records

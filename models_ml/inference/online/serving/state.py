@@ -175,11 +175,15 @@ class ServiceState:
 
     def _watch(self) -> None:
         while not self._stop.wait(self.poll_seconds):
-            for step in (self._supervise_log, self.refresh_models, self.refresh_freshness):
+            for step in (self._supervise_log, self.refresh_models, self.refresh_freshness, self._collect_shadow):
                 try:
                     step()
                 except Exception:  # noqa: BLE001 - the watcher must outlive any one failure
                     LOGGER.exception("watcher step %s failed", step.__name__)
+
+    def _collect_shadow(self) -> None:
+        if self.shadow is not None:
+            self.shadow.collect()  # the shadow process's reports into the metrics
 
     def _supervise_log(self) -> None:
         if self.log is not None:
