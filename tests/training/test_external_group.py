@@ -13,6 +13,7 @@ incrementally.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -22,9 +23,9 @@ import duckdb
 import pytest
 from fti_testing import copy_home, fit_for_registry, query
 
-from examples.flights.airport_operations import TABLE, capacity_plan, write_duckdb
+from examples.flights.airport_operations import TABLE, capacity_plan, write_duckdb, write_parquet
 from models_ml.core.time import TimeRange
-from models_ml.definitions.catalog import load_catalog
+from models_ml.definitions.catalog import catalog_from_manifest, load_catalog
 from models_ml.inference.batch.pipeline import predict_window
 from models_ml.inference.online.materialize import refresh_online_store
 from models_ml.offline.external import ExternalGroupError
@@ -127,6 +128,27 @@ def test_the_fingerprint_moves_with_the_upstream_and_only_with_it(home, tmp_path
     plain = snapshot(settings, view_version=1)
     write_plan(settings, seed=13)
     assert snapshot(settings, view_version=1).snapshot_id == plain.snapshot_id
+
+
+def test_parquet_files_read_in_place_give_the_same_snapshot_content(home, tmp_path):
+    settings = copy_home(home, tmp_path / "home")
+    write_parquet(capacity_plan(FIRST, LAST), settings.home / "upstream" / "capacity")  # one file per month
+    manifest = json.loads(settings.manifest_path.read_text())
+    (node,) = [n for n in manifest["sources"].values() if n["name"] == GROUP]
+    for meta in (node.get("config", {}).get("meta"), node.get("meta")):
+        if meta and "fti" in meta:
+            meta["fti"]["location"] = "upstream/capacity"
+    view = catalog_from_manifest(manifest, home=settings.home).view("flight_delay", 3)
+    assert view.features[-1].group.external.describe() == f"parquet {settings.home / 'upstream' / 'capacity'}"
+    before = warehouse_tables(settings)
+    with opened(settings) as store:
+        from_parquet = sn.build_snapshot(store, view, SNAPSHOT_RANGE)
+    assert warehouse_tables(settings) - before - {("snapshots", "snapshot_registry")} == {
+        ("snapshots", from_parquet.snapshot_id)}
+    from_duckdb = snapshot(settings)
+    assert from_parquet.content_hash == from_duckdb.content_hash  # the same rows, read from either place
+    assert from_parquet.snapshot_id != from_duckdb.snapshot_id  # read from elsewhere: another identity
+    assert from_parquet.external_reads[0]["content_hash"] == from_duckdb.external_reads[0]["content_hash"]
 
 
 @pytest.mark.parametrize("damage, expected", [
