@@ -52,7 +52,7 @@ def test_a_bad_argument_is_one_line_and_exit_2_before_anything_starts(args, line
 CATALOG_ERRORS = [
     (["features", "show", "flight_dealy"],
      "fti features show: error: name: no feature group 'flight_dealy' nor feature view of that name; did you mean "
-     "flight_delay? (groups: fg_airport__weather, fg_card__activity,"),
+     "flight_delay? (groups: fg_airport__operations, fg_airport__weather, fg_card__activity,"),
     (["features", "show", "fg_airport__weather", "--version", "9"],
      "fti features show: error: --version: feature group 'fg_airport__weather' has no version 9 (versions: v1)"),
     (["train", "--view", "no_such_view"],
@@ -73,7 +73,7 @@ CATALOG_ERRORS = [
      "fti online materialize: error: --store: no online store 'memcache' (known: redis, sqlite)"),
     (["online", "materialize", "--group", "fg_airport__wether"],
      "fti online materialize: error: --group: no online feature group 'fg_airport__wether'; did you mean "
-     "fg_airport__weather? (known: fg_airport__weather, "),
+     "fg_airport__weather? (known: fg_airport__operations, fg_airport__weather, "),
 ]
 
 

@@ -46,15 +46,15 @@ def test_an_unknown_view_version_is_one_line_listing_the_versions(capsys, parsed
     code, out, err = fti_main(capsys, parsed_home, "train", "--view", "flight_delay", "--view-version", "9")
     assert (code, out) == (2, "")
     assert err.splitlines() == ["fti train: error: --view-version: feature view flight_delay has no version 9 "
-                                "(versions: v1, v2)"]
+                                "(versions: v1, v2, v3)"]
 
 
 def test_features_show_lists_every_view_version_with_its_group_versions(capsys, parsed_home):
     code, out, _ = fti_main(capsys, parsed_home, "features", "show", "flight_delay")
     assert code == 0 and out.startswith("feature view flight_delay v1:")
     rows = section(out, "versions of flight_delay:")[2:]
-    assert [row.split()[0] for row in rows] == ["v1", "v2"]
-    assert "(current)" in rows[0] and "(current)" not in rows[1]
+    assert [row.split()[0] for row in rows] == ["v1", "v2", "v3"]  # v3: with the external airport operations
+    assert "(current)" in rows[0] and "(current)" not in rows[1] + rows[2]
     assert f"{CARRIER} v1" in rows[0] and f"{CARRIER} v2" in rows[1]
 
     code, out, _ = fti_main(capsys, parsed_home, "features", "show", "flight_delay", "--version", "2")
@@ -62,11 +62,11 @@ def test_features_show_lists_every_view_version_with_its_group_versions(capsys, 
 
     code, _, err = fti_main(capsys, parsed_home, "features", "show", "flight_delay", "--version", "7")
     assert code == 2 and err.strip() == ("fti features show: error: --version: feature view 'flight_delay' has "
-                                         "no version 7 (versions: v1, v2)")
+                                         "no version 7 (versions: v1, v2, v3)")
 
     code, out, _ = fti_main(capsys, parsed_home, "features", "list")
     views = [line.split()[:2] for line in out.splitlines() if line.startswith("flight_delay ")]
-    assert views == [["flight_delay", "v1"], ["flight_delay", "v2"]]
+    assert views == [["flight_delay", "v1"], ["flight_delay", "v2"], ["flight_delay", "v3"]]
 
 
 def test_features_show_of_a_group_lists_its_versions(capsys, parsed_home):
