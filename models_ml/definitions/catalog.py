@@ -106,6 +106,7 @@ class FeatureGroup:
     unique_id: str
     unique_grain: bool = False  # a dbt test proves one row per (entity, event time) at most
     unique_entity: bool = False  # a dbt test proves one row per entity at most (static attributes)
+    freshness: tuple[tuple[str, Any], ...] = ()  # meta.fti.freshness as declared; read by models_ml.monitoring.config
     external: ExternalSource | None = None  # set when fti reads the group in place instead of building it
 
     @property
@@ -313,6 +314,7 @@ class FeatureView:
     on_demand: tuple[OnDemandFeature, ...] = ()
     training: TrainingConfig = TrainingConfig()
     inference_spine: InferenceSpine | None = None
+    monitoring: tuple[tuple[str, Any], ...] = ()  # meta.fti.monitoring as declared; read by models_ml.monitoring.config
 
     @property
     def scoring_relation(self) -> tuple[str, str]:
@@ -451,8 +453,9 @@ def _named_or_only(name: str | None, known: list[str], what: str, flag: str) -> 
     return name
 
 
-GROUP_KEYS: tuple[str, ...] = ("entity", "event_time", "created_time", "ttl", "online")
-VIEW_KEYS: tuple[str, ...] = ("version", "label", "inference_spine", "features", "on_demand", "training")
+GROUP_KEYS: tuple[str, ...] = ("entity", "event_time", "created_time", "ttl", "online", "freshness")
+VIEW_KEYS: tuple[str, ...] = ("version", "label", "inference_spine", "features", "on_demand", "training",
+                              "monitoring")
 INFERENCE_SPINE_KEYS: tuple[str, ...] = ("model",)
 DOMAIN_KEYS: tuple[str, ...] = ("domain", "loader")
 LABEL_KEYS: tuple[str, ...] = ("model", "entity", "spine_time", "target", "event_time", "request_features", "slices")
@@ -466,6 +469,15 @@ def _check_keys(mapping: Mapping[str, Any], known: Collection[str], where: str, 
     if unknown:
         raise CatalogError(f"{where}: unknown key{'s' if len(unknown) > 1 else ''} "
                            f"{', '.join(f'{path}.{k}' for k in unknown)}; known: {', '.join(known)}")
+
+
+def _declared(value: Any, where: str, path: str) -> tuple[tuple[str, Any], ...]:
+    """A mapping of ``meta.fti`` carried as declared, frozen to (key, value) pairs, for the module that reads it."""
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise CatalogError(f"{where}: {path} must be a mapping of settings, got {value!r}")
+    return tuple((str(key), _frozen(item)) for key, item in value.items())
 
 
 def _fti_meta(node: dict[str, Any]) -> dict[str, Any] | None:
@@ -564,6 +576,7 @@ def _group(node: dict[str, Any], meta: dict[str, Any]) -> FeatureGroup:
         description=(node.get("description") or "").strip(),
         columns=columns,
         unique_id=node["unique_id"],
+        freshness=_declared(meta.get("freshness"), where, "meta.fti.freshness"),
     )
 
 
@@ -836,6 +849,7 @@ def _view(exposure: dict[str, Any], meta: dict[str, Any], catalog: Catalog, node
         on_demand=_on_demand(meta.get("on_demand") or [], where),
         training=_training(meta.get("training"), where),
         inference_spine=spine,
+        monitoring=_declared(meta.get("monitoring"), where, "meta.fti.monitoring"),
     )
     columns = [*view.feature_columns, *(c for ref in view.features for c in map(ref.output_name, ref.on_demand_inputs))]
     duplicated = sorted({c for c in columns if columns.count(c) > 1})

@@ -4,6 +4,8 @@ Drift: resolve the version (and, for batch, its pinned view), build its referenc
 current rows labelled by window in a scratch table, compute and write the statistics, summarize. Batch
 predictions are windowed by day of their event time, the online prediction log by hour of arrival.
 Performance: the version's batch predictions joined to the outcomes known so far, per day and slice.
+Monitoring (:func:`monitor`, what the flow and ``fti monitor NAME`` run): both over the last days, the
+freshness of the groups read, the alerts against the view's thresholds, and the retraining claim.
 
 Held under the home's lock (:func:`models_ml.core.home_lock.hold_home`), like every warehouse write.
 """
@@ -14,17 +16,21 @@ import datetime as dt
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import ibis.expr.types as ir
 
 from models_ml.core.home_lock import hold_home
 from models_ml.core.settings import Settings
-from models_ml.core.time import TimeRange, day_window
+from models_ml.core.time import TimeRange, day_window, time_zone
 from models_ml.definitions.catalog import Catalog, FeatureView, load_catalog
 from models_ml.inference.batch.predict import PredictionError, inference_view
-from models_ml.monitoring import online
+from models_ml.monitoring import online, retrain
+from models_ml.monitoring.alerts import Alert, EvaluatedPerformance, evaluate, evaluated_performance, write_alerts
+from models_ml.monitoring.config import Thresholds, thresholds
 from models_ml.monitoring.current import SOURCE_BATCH, batch_relation, current_expr, day_windows, scored_days
 from models_ml.monitoring.drift import BINS, EPSILON, DriftWritten, write_drift
+from models_ml.monitoring.freshness import GroupFreshness, check_freshness, write_freshness
 from models_ml.monitoring.performance import PerformanceWritten, labelled_expr, write_performance
 from models_ml.monitoring.profile import input_kinds
 from models_ml.monitoring.reference import MonitoringError, Reference, ensure_reference
@@ -177,3 +183,81 @@ def compute_performance(settings: Settings, model_name: str, ref: str | int = re
         by_window.setdefault(row["window_start"].astimezone(_UTC), {})[row["metric"]] = row["value"]
     return PerformanceRun(model_name, version.version, ".".join(relation), windows, view.label.slices, written,
                           by_window)
+
+
+@dataclass(frozen=True)
+class MonitoringRun:
+    """What :func:`monitor` did: the version, the span, its thresholds, the drift and performance runs, the
+    evaluated days pooled, the groups' freshness, the alerts, and whether this run claimed a retraining
+    (False also when one was claimed for the span before: a re-run starts nothing)."""
+
+    model_name: str
+    version: int
+    view: str
+    span: TimeRange
+    thresholds: Thresholds
+    drift: DriftRun
+    performance: PerformanceRun | None
+    evaluated: EvaluatedPerformance
+    freshness: list[GroupFreshness]
+    alerts: list[Alert]
+    retrain_reason: str
+    retrain_claimed: bool
+
+    @property
+    def retrain_called_for(self) -> bool:
+        return bool(self.retrain_reason)
+
+
+def monitor(settings: Settings, model_name: str, ref: str | int = registry.CHAMPION, *,
+            first_day: dt.date | None = None, last_day: dt.date | None = None, days: int | None = None,
+            zone: str = "UTC", overrides: Mapping[str, Any] | None = None, catalog: Catalog | None = None,
+            now: dt.datetime | None = None) -> MonitoringRun:
+    """Everything monitoring computes for the version behind ``ref``, once: drift of its batch predictions
+    (or, for a model scored only online, its prediction log) per day, performance on the outcomes known so
+    far, the freshness of the groups it reads, the alerts against its view's thresholds (``overrides``
+    over them), and the retraining claim when a retrain threshold is crossed.
+
+    The days: ``first_day`` through ``last_day``, by default the last ``days`` (the view's ``monitoring.days``)
+    days it scored."""
+    now = now or dt.datetime.now(_UTC)
+    catalog = catalog if catalog is not None else load_catalog(settings)
+    version, model = registry.load(settings, model_name, ref)
+    limits = thresholds(catalog.view(version.feature_view), overrides)
+    test_roc_auc = registry.get_metrics(settings, model_name, version.version).get("test", {}).get("roc_auc")
+    with hold_home(settings, f"monitor {model_name}"):
+        with opened(settings) as store:
+            batch = batch_relation(store, version) is not None
+            if batch and (first_day is None or last_day is None):
+                scored = [w.start.astimezone(time_zone(zone)).date()
+                          for w in _scored(store, catalog, version, None, None, zone)[2]]
+                last_day = last_day or scored[-1]
+                first_day = first_day or max(scored[0], last_day - dt.timedelta(days=(days or limits.days) - 1))
+            if not batch and first_day is None:
+                first_day = now.astimezone(time_zone(zone)).date() - dt.timedelta(days=(days or limits.days) - 1)
+            view = inference_view(store, catalog, version)
+        source = SOURCE_BATCH if batch else online.SOURCE_ONLINE
+        drift = compute_drift(settings, model_name, version.version, source=source, first_day=first_day,
+                              last_day=last_day, zone=zone, catalog=catalog)
+        performance = compute_performance(settings, model_name, version.version, first_day=first_day,
+                                          last_day=last_day, zone=zone, catalog=catalog) if batch else None
+        span = TimeRange(drift.windows[0].start, drift.windows[-1].end)
+        with opened(settings) as store:
+            ensure_tables(store)
+            freshness = check_freshness(store, view, as_of=span.end, now=now)
+            write_freshness(store, freshness, as_of=span.end, computed_at=now)
+            evaluated = evaluated_performance(store, model_name, version.version, span, limits, test_roc_auc)
+            alerts = evaluate(drift.features, model.feature_importance(), evaluated, freshness, limits)
+            write_alerts(store, alerts, model_name=model_name, version=version.version, span=span, computed_at=now)
+            why = retrain.reason(alerts)
+            claimed = bool(why) and retrain.claim(store, model_name, version.version, span, why, now)
+    return MonitoringRun(model_name, version.version, version.feature_view, span, limits, drift, performance,
+                         evaluated, freshness, alerts, why, claimed)
+
+
+def record_retrain(settings: Settings, run: MonitoringRun, *, how: str, flow_run_id: str | None,
+                   outcome: str) -> None:
+    """Say how the retraining ``run`` claimed was started and what came of it (``monitoring.retrains``)."""
+    with hold_home(settings, f"monitor {run.model_name}"), opened(settings) as store:
+        retrain.record(store, run.model_name, run.version, run.span, how=how, flow_run_id=flow_run_id,
+                       outcome=outcome)

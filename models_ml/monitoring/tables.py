@@ -9,7 +9,14 @@
 * ``monitoring.feature_drift``: one row per model, version, source (``batch`` or ``online``), feature,
   window, statistic; a window's rows are replaced in one transaction when it is computed again;
 * ``monitoring.performance``: one row per model, version, window, slice (``slice_column`` and
-  ``slice_value`` empty: every row), metric; replaced per window like the drift rows.
+  ``slice_value`` empty: every row), metric; replaced per window like the drift rows;
+* ``monitoring.group_freshness``: one row per feature group version and ``as_of`` (the data time checked):
+  latest event and load, their ages in seconds, the declared expectation and the level (see :mod:`.freshness`);
+* ``monitoring.alerts``: one row per model, version, monitored span, alert kind and subject (a feature, a
+  group, a metric): severity, value, threshold, whether it retrains, a sentence; a span's rows are replaced
+  when it is monitored again (see :mod:`.alerts`);
+* ``monitoring.retrains``: one row per model, version and span whose alerts started retraining: how (a
+  deployment run or in process), the flow run, and what came of it; a span retrains once.
 """
 
 from __future__ import annotations
@@ -21,6 +28,9 @@ REFERENCES = f"{SCHEMA}.references"
 REFERENCE_PROFILE = f"{SCHEMA}.reference_profile"
 FEATURE_DRIFT = f"{SCHEMA}.feature_drift"
 PERFORMANCE = f"{SCHEMA}.performance"
+GROUP_FRESHNESS = f"{SCHEMA}.group_freshness"
+ALERTS = f"{SCHEMA}.alerts"
+RETRAINS = f"{SCHEMA}.retrains"
 
 _DDL = (
     f"create schema if not exists {SCHEMA}",
@@ -66,6 +76,48 @@ _DDL = (
         value double,
         computed_at timestamptz not null,
         primary key (model_name, version, window_start, window_end, slice_column, slice_value, metric)
+    )""",
+    f"""create table if not exists {GROUP_FRESHNESS} (
+        group_name varchar not null,
+        group_version integer not null,
+        as_of timestamptz not null,
+        latest_event_at timestamptz,
+        latest_loaded_at timestamptz,
+        event_age_seconds double,
+        build_age_seconds double,
+        warn_after_seconds double,
+        error_after_seconds double,
+        level varchar not null,
+        computed_at timestamptz not null,
+        primary key (group_name, group_version, as_of)
+    )""",
+    f"""create table if not exists {ALERTS} (
+        model_name varchar not null,
+        version integer not null,
+        span_start timestamptz not null,
+        span_end timestamptz not null,
+        kind varchar not null,
+        subject varchar not null,
+        severity varchar not null,
+        value double,
+        threshold double,
+        window_start timestamptz,
+        retrain boolean not null,
+        message varchar not null,
+        computed_at timestamptz not null,
+        primary key (model_name, version, span_start, span_end, kind, subject)
+    )""",
+    f"""create table if not exists {RETRAINS} (
+        model_name varchar not null,
+        version integer not null,
+        span_start timestamptz not null,
+        span_end timestamptz not null,
+        requested_at timestamptz not null,
+        reason varchar not null,
+        how varchar not null,
+        flow_run_id varchar,
+        outcome varchar,
+        primary key (model_name, version, span_start, span_end)
     )""",
 )
 

@@ -15,7 +15,7 @@ process competes with the event loop for the GIL, and measured at 200 requests/s
 60 % (``bench/online.py shadow``); in its own process the challenger's cost, failure or stall stays out of
 the service. Jobs waiting together are scored in one call (one store read, one matrix). The process
 reports what it did (rows scored, jobs failed, seconds) through a second queue that the service reads
-into its metrics.
+into its metrics. It runs at a lower CPU priority (niceness 10), so on busy cores the answers come first.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import multiprocessing
+import os
 import queue
 import signal
 import time
@@ -67,6 +68,7 @@ class ShadowJob:
 
 
 _STOP = None  # the sentinel that ends the process, queued behind the jobs
+SHADOW_NICENESS = 10  # the shadow process's lower CPU priority
 
 
 class ShadowScorer:
@@ -165,6 +167,8 @@ def run_shadow_process(settings: Settings, jobs: Any, reports: Any, max_items: i
     rows, report each batch; until the sentinel. Ctrl-C is the service's to handle: this process ends when
     the service queues the sentinel (or dies: the process is a daemon)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.nice(SHADOW_NICENESS)  # the service's answers come first when the cores are busy
     store = open_online_store(settings, create=False)
     log = PredictionLog(settings.prediction_log_path, retention=LogRetention(
         max_age_days=None, max_rows=None, max_bytes=None, min_free_bytes=min_free_bytes)).start()
