@@ -13,7 +13,7 @@ rows paired to the champion's answers. The request only appends to the queue: wh
 dropped and counted, never waited for. A process, not a thread: a thread scoring in the service's
 process competes with the event loop for the GIL, and measured at 200 requests/s that raised the p99 by
 60 % (``bench/online.py shadow``); in its own process the challenger's cost, failure or stall stays out of
-the service. Jobs waiting together are scored in one call (one store read, one matrix). The process
+the service. Jobs arriving within 0.2 s are scored in one call (one store read, one matrix). The process
 reports what it did (rows scored, jobs failed, seconds) through a second queue that the service reads
 into its metrics. It runs at a lower CPU priority (niceness 10), so on busy cores the answers come first.
 """
@@ -69,6 +69,7 @@ class ShadowJob:
 
 _STOP = None  # the sentinel that ends the process, queued behind the jobs
 SHADOW_NICENESS = 10  # the shadow process's lower CPU priority
+COALESCE_SECONDS = 0.2  # how long the shadow process gathers jobs into one scoring call
 
 
 class ShadowScorer:
@@ -186,14 +187,17 @@ def run_shadow_process(settings: Settings, jobs: Any, reports: Any, max_items: i
 
 
 def _next_batch(jobs: Any, max_items: int) -> tuple[list[tuple], bool]:
-    """The first waiting job (blocking) and those behind it, up to ``max_items`` items; whether to stop."""
+    """The first waiting job (blocking) and those that arrive within :data:`COALESCE_SECONDS` after it, up to
+    ``max_items`` items; whether to stop. Waiting a moment turns one scoring call per request into one per
+    batch of requests: a fraction of the CPU the service's own cores then do not have to give up."""
     first = jobs.get()
     if first is _STOP:
         return [], True
     batch = [first]
+    deadline = time.monotonic() + COALESCE_SECONDS
     while sum(len(j[2]) for j in batch) < max_items:
         try:
-            job = jobs.get_nowait()
+            job = jobs.get(timeout=max(deadline - time.monotonic(), 0.0))
         except queue.Empty:
             break
         if job is _STOP:
