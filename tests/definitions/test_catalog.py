@@ -61,7 +61,8 @@ def _with_group_meta(manifest: dict, name: str, **changes) -> dict:
         ({"event_time": None}, "fg_carrier__delay_stats: meta.fti.event_time is missing"),
         ({"entity": ["carrier"]}, "meta.fti.entity 'carrier' is not a column of model fg_carrier__delay_stats"),
         ({"ttl": "soon"}, "ttl 'soon' is not like"),
-        ({"freshness": "1 day"}, "fg_carrier__delay_stats: unknown key meta.fti.freshness; known: entity, "),
+        ({"freshnes": "1 day"}, "fg_carrier__delay_stats: unknown key meta.fti.freshnes; known: entity, "),
+        ({"freshness": "1 day"}, "fg_carrier__delay_stats: meta.fti.freshness must be a mapping of settings"),
     ],
 )
 def test_bad_group_declarations_are_named(manifest, changes, message):
