@@ -125,11 +125,11 @@ def _batch_pairs(store: OfflineStore, view: FeatureView, model_name: str, champi
                  challenger: int) -> tuple[pa.Table, int, int]:
     label = view.label
     keys = [*label.entity, label.event_time]
-    tables = []
+    tables, built = [], store.relations()
     for alias, version, column, when in ((registry.CHAMPION, champion, _A, _SCORED_A),
                                          (registry.CHALLENGER, challenger, _B, _SCORED_B)):
         relation = predictions_relation(model_name, alias)
-        if relation not in store.relations():
+        if relation not in built:
             raise ComparisonError(f"{model_name}: no batch predictions of the {alias} ({relation[0]}.{relation[1]}); "
                                   f"score a window with `fti predict {model_name} --alias {alias} ...` first")
         table = store.table(*relation)
