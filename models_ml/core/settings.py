@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,13 @@ class Settings:
     dbt_project_dir: Path
     dbt_profiles_dir: Path
     dbt_target: str = "dev"
-    # The engine behind the offline store (models_ml.offline.store.BACKENDS): "duckdb", the embedded default.
+    # The engine fti builds features and joins them on (FTI_ENGINE): "duckdb", embedded, the default; or
+    # "spark" (the `spark` extra), which makes Spark the default offline store and dbt target.
+    engine: str = "duckdb"
+    # Spark's master (FTI_SPARK_MASTER): local[N] runs Spark in this process, with its warehouse under
+    # home/spark; an sc://host:port URL connects to a Spark Connect server (its warehouse is the server's).
+    spark_master: str = "local[2]"
+    # The engine behind the offline store (models_ml.offline.store.BACKENDS): the engine's by default.
     offline_store: str = "duckdb"
     # The online store by name (models_ml.inference.online.store.STORES): "sqlite" (embedded, a file under
     # online/) or "redis"; each store's options (keywords of its class) under its name. Read-only.
@@ -36,6 +43,11 @@ class Settings:
     @property
     def warehouse_path(self) -> Path:
         return self.home / "warehouse.duckdb"
+
+    @property
+    def spark_dir(self) -> Path:
+        """A local Spark session's warehouse, metastore and logs (see offline.spark_store.session_config)."""
+        return self.home / "spark"
 
     @property
     def models_dir(self) -> Path:
@@ -87,12 +99,15 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
     env = os.environ
     root = Path(env.get("FTI_PROJECT_ROOT", PROJECT_ROOT))
     chosen = Path(home) if home is not None else Path(env.get("FTI_HOME", ".fti"))
+    engine = _engine(env)
     return Settings(
         home=chosen.expanduser().resolve(),
         dbt_project_dir=root / "dbt_project",
         dbt_profiles_dir=root,
-        dbt_target=env.get("FTI_DBT_TARGET", "dev"),
-        offline_store=env.get("FTI_OFFLINE_STORE", "duckdb"),
+        dbt_target=env.get("FTI_DBT_TARGET", ENGINE_DBT_TARGETS[engine]),
+        engine=engine,
+        spark_master=_spark_master(env),
+        offline_store=env.get("FTI_OFFLINE_STORE", engine),
         online_store=env.get("FTI_ONLINE_STORE", "sqlite"),
         online_stores=_online_stores(env),
         serve_host=env.get("FTI_SERVE_HOST", "127.0.0.1"),
@@ -103,6 +118,31 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
 
 class SettingsError(ValueError):
     """An environment variable holds a value fti cannot use; the message names it and the fix."""
+
+
+#: each engine fti runs on, and the profiles.yml target dbt builds on it with
+ENGINE_DBT_TARGETS = {"duckdb": "dev", "spark": "spark"}
+
+
+def _engine(env: Mapping[str, str]) -> str:
+    raw = env.get("FTI_ENGINE", "").strip()
+    engine = raw.lower() or "duckdb"
+    if engine not in ENGINE_DBT_TARGETS:
+        raise SettingsError(f"FTI_ENGINE={raw!r} is not an engine fti runs on; set it to "
+                            f"{' or '.join(ENGINE_DBT_TARGETS)} (or leave it unset for duckdb)")
+    return engine
+
+
+def _spark_master(env: Mapping[str, str]) -> str:
+    """local, local[N], local[*], or a Spark Connect URL: other masters (yarn, k8s, spark://) need a
+    cluster's own configuration, which a Spark Connect server holds."""
+    raw = env.get("FTI_SPARK_MASTER", "").strip()
+    if not raw:
+        return "local[2]"
+    if raw.startswith("sc://") or re.fullmatch(r"local(\[(\*|[1-9][0-9]*)\])?", raw):
+        return raw
+    raise SettingsError(f"FTI_SPARK_MASTER={raw!r} is not a Spark master fti can start; set it to local[N] "
+                        f"(Spark in this process) or sc://host:15002 (a Spark Connect server)")
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float = 0.0) -> float:

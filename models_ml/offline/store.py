@@ -2,7 +2,7 @@
 
 Library code speaks Ibis expressions (lazy, backend-neutral) or this small interface; the SQL dialect and
 the connection live behind it, in one implementation module per engine. An implementation is chosen by
-name from ``Settings.offline_store`` (``duckdb``, the embedded default); the name maps to a ``module:Class``
+name from ``Settings.offline_store`` (``duckdb``, the embedded default, or ``spark``); the name maps to a ``module:Class``
 path that is imported only when asked for, so this module imports no engine and no engine imports it
 back. Adding an engine is one new module, one line in :data:`BACKENDS` and one entry in the store contract
 tests' parameter list (``tests/offline/test_store_contract.py``).
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 # name -> "module:Class"; imported on first use (see the module docstring)
 BACKENDS: dict[str, str] = {
     "duckdb": "models_ml.offline.duckdb_store:DuckDBStore",
+    "spark": "models_ml.offline.spark_store:SparkStore",  # the `spark` extra
 }
 
 
@@ -85,6 +86,9 @@ class OfflineStore(abc.ABC):
     name: ClassVar[str]
     #: exception types of this engine that a retry can fix (lock conflicts, I/O)
     transient: ClassVar[tuple[type[BaseException], ...]] = ()
+    #: whether :meth:`transaction`, deletes and updates work: the stateful layer's own tables (registry,
+    #: ledgers) need them; Spark's Parquet tables have none
+    transactional: ClassVar[bool] = True
 
     @classmethod
     @abc.abstractmethod
