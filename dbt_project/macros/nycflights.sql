@@ -13,10 +13,11 @@
         nullif(trim(origin), '') as origin_airport_code,
         nullif(trim(dest), '') as destination_airport_code,
         {{ local_to_utc(
-            "make_timestamp(try_cast(year as integer), try_cast(month as integer), try_cast(day as integer),
-                            try_cast(sched_dep_time as integer) // 100, try_cast(sched_dep_time as integer) % 100, 0)",
+            make_wall_clock_timestamp(
+                'try_cast(year as integer)', 'try_cast(month as integer)', 'try_cast(day as integer)',
+                integer_divide('try_cast(sched_dep_time as integer)', '100'), 'try_cast(sched_dep_time as integer) % 100'),
             "'America/New_York'") }} as scheduled_departure_at,
-        try_cast(time_hour as timestamptz) as scheduled_hour_at,
+        {{ try_as_timestamptz('time_hour') }} as scheduled_hour_at,
         try_cast(distance as integer) as distance_miles
 {%- endmacro %}
 
@@ -33,9 +34,9 @@
 {#- The flight's key: carrier + flight number + origin + scheduled UTC departure. -#}
 {% macro nycflights_flight_id() -%}
         carrier_code
-            || lpad(flight_number::varchar, 4, '0')
+            || lpad({{ as_text('flight_number') }}, 4, '0')
             || '-' || origin_airport_code
-            || '-' || strftime(scheduled_departure_at at time zone 'UTC', '%Y%m%dT%H%MZ')
+            || '-' || {{ utc_minute_text('scheduled_departure_at') }}
 {%- endmacro %}
 
 {#-
@@ -55,7 +56,7 @@
 
 {#- When the flight-delay prediction is made, and the request features known then (New York local). -#}
 {% macro flight_prediction_columns() -%}
-        scheduled_departure_at - to_hours({{ var('flight_delay_lead_hours') }}) as prediction_at,
-        extract(hour from scheduled_departure_at at time zone 'America/New_York')::integer as scheduled_hour_local,
-        isodow(scheduled_departure_at at time zone 'America/New_York')::integer as scheduled_weekday_local
+        {{ subtract_hours('scheduled_departure_at', var('flight_delay_lead_hours')) }} as prediction_at,
+        extract(hour from {{ utc_to_local('scheduled_departure_at', "'America/New_York'") }})::integer as scheduled_hour_local,
+        {{ iso_weekday(utc_to_local('scheduled_departure_at', "'America/New_York'")) }}::integer as scheduled_weekday_local
 {%- endmacro %}

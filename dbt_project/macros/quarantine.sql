@@ -45,8 +45,9 @@
     {{ "union all" if not loop.last }}
     {%- endfor %}
     {%- else %}
-    select null::varchar as source_table, null::varchar as rule_broken, null::varchar as batch_id,
-           null::timestamptz as loaded_at, null::json as record
+    select {{ typed_null('varchar') }} as source_table, {{ typed_null('varchar') }} as rule_broken,
+           {{ typed_null('varchar') }} as batch_id, {{ typed_null('timestamptz') }} as loaded_at,
+           {{ typed_null('json') }} as record
     where false
     {%- endif %}
 {%- endmacro %}

@@ -18,10 +18,10 @@
     {%- endif %}
     select
         {%- for column in matches[0].columns.values() %}
-        null::{{ column.data_type }} as {{ column.name }},
+        {{ typed_null(column.data_type) }} as {{ column.name }},
         {%- endfor %}
-        null::timestamptz as _loaded_at,
-        null::varchar as _batch_id
+        {{ typed_null('timestamptz') }} as _loaded_at,
+        {{ typed_null('varchar') }} as _batch_id
     where false
     {%- else -%}
     {{ new_raw_rows(source_relation) }}

@@ -19,10 +19,23 @@
 {% macro record_test_watermark() -%}
     {%- set fti = (model.config.get('meta') or {}).get('fti') or {} -%}
     {%- if is_incremental() and fti.get('created_time') and fti.get('event_time') -%}
+    {{ adapter.dispatch('record_test_watermark')(fti['created_time']) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro duckdb__record_test_watermark(created_time) -%}
     delete from {{ test_watermarks_relation() }} where relation = '{{ this.schema }}.{{ this.identifier }}';
     insert into {{ test_watermarks_relation() }}
-    select '{{ this.schema }}.{{ this.identifier }}', '{{ invocation_id }}', max({{ fti['created_time'] }}) from {{ this }}
-    {%- endif -%}
+    select '{{ this.schema }}.{{ this.identifier }}', '{{ invocation_id }}', max({{ created_time }}) from {{ this }}
+{%- endmacro %}
+
+{#-
+  Parquet tables take no delete: on Spark the table keeps every run's row (one per group and incremental
+  run), which changes nothing, since the tests read the row of their own invocation.
+-#}
+{% macro spark__record_test_watermark(created_time) -%}
+    insert into {{ test_watermarks_relation() }}
+    select '{{ this.schema }}.{{ this.identifier }}', '{{ invocation_id }}', max({{ created_time }}) from {{ this }}
 {%- endmacro %}
 
 {% macro test_watermarks_relation() -%}
@@ -31,10 +44,22 @@
 
 {#- Run at the start of every dbt invocation (on-run-start): the table the pre-hook writes. -#}
 {% macro create_test_watermarks() -%}
+    {{ return(adapter.dispatch('create_test_watermarks')()) }}
+{%- endmacro %}
+
+{% macro duckdb__create_test_watermarks() -%}
     create schema if not exists audit;
     create table if not exists {{ test_watermarks_relation() }} (
         relation varchar, invocation_id varchar, watermark timestamptz
     )
+{%- endmacro %}
+
+{#- Spark runs one statement per call: the schema is made while the hook renders. -#}
+{% macro spark__create_test_watermarks() -%}
+    {%- if execute -%}{%- do run_query('create schema if not exists audit') -%}{%- endif -%}
+    create table if not exists {{ test_watermarks_relation() }} (
+        relation string, invocation_id string, watermark timestamp
+    ) using parquet
 {%- endmacro %}
 
 {#-
@@ -68,8 +93,8 @@
         where written.{{ created_time }} > coalesce((
             select max(watermark) from {{ test_watermarks_relation() }}
             where relation = '{{ tested.schema }}.{{ tested.alias }}' and invocation_id = '{{ invocation_id }}'
-        ), '-infinity'::timestamptz)
-    ), 'infinity'::timestamptz)
+        ), {{ timestamp_minus_infinity() }})
+    ), {{ timestamp_infinity() }})
     {%- endset -%}
     {{ return(condition) }}
 {%- endmacro %}

@@ -66,13 +66,14 @@ final as (
         {%- for column in entity_columns %}
         {{ column }},
         {%- endfor %}
-        event_at::timestamptz as event_at,
+        {{ as_timestamptz('event_at') }} as event_at,
         {%- for days in windows_days %}
         flight_count_{{ days }}d::integer as flight_count_{{ days }}d,
         departure_delay_mean_{{ days }}d::double as departure_delay_mean_{{ days }}d,
         delayed_share_{{ days }}d::double as delayed_share_{{ days }}d,
         {%- endfor %}
-        loaded_at::timestamptz as loaded_at
+        {{ event_date_partition('event_at') }}
+        {{ as_timestamptz('loaded_at') }} as loaded_at
     from windowed
     {{ in_recompute_range('event_at') }}
 )

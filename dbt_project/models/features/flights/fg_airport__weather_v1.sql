@@ -16,17 +16,13 @@ windowed as (
         min(visibility_mi) over last_3_hours as visibility_min_3h_mi,
         max(loaded_at) over last_3_hours as window_loaded_at
     from in_scope
-    window last_3_hours as (
-        partition by airport_code
-        order by observed_at
-        range between (interval '3 hours' - interval '1 microsecond') preceding and current row
-    )
+    window last_3_hours as {{ trailing_window('airport_code', '3 hours', order_by='observed_at') }}
 ),
 
 final as (
     select
         airport_code,
-        observed_at::timestamptz as event_at,
+        {{ as_timestamptz('observed_at') }} as event_at,
         temperature_f,
         dew_point_f,
         humidity_pct,
@@ -38,7 +34,8 @@ final as (
         visibility_mi,
         precipitation_3h_in,
         visibility_min_3h_mi,
-        window_loaded_at::timestamptz as loaded_at
+        {{ event_date_partition('observed_at') }}
+        {{ as_timestamptz('window_loaded_at') }} as loaded_at
     from windowed
     {{ in_recompute_range('observed_at') }}
 )

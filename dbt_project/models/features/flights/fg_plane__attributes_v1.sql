@@ -15,7 +15,7 @@ new_planes as (
 final as (
     select
         tail_number,
-        make_timestamptz(coalesce(year_built, 1900), 1, 1, 0, 0, 0, 'UTC') as event_at,
+        {{ make_utc_timestamp('coalesce(year_built, 1900)', 1, 1) }} as event_at,
         year_built,
         aircraft_type,
         manufacturer,

@@ -17,7 +17,7 @@ final as (
         scheduled_departure_at,
         case
             when not is_cancelled
-                then scheduled_departure_at + to_minutes(departure_delay_minutes)
+                then {{ add_minutes('scheduled_departure_at', 'departure_delay_minutes') }}
         end as departed_at,
         departure_delay_minutes,
         arrival_delay_minutes,

@@ -10,7 +10,7 @@ source as (
 typed as (
     select
         nullif(trim(origin), '') as airport_code,
-        try_cast(time_hour as timestamptz) as observed_at,
+        {{ try_as_timestamptz('time_hour') }} as observed_at,
         try_cast(temp as double) as temperature_f,
         try_cast(dewp as double) as dew_point_f,
         try_cast(humid as double) as humidity_pct,
