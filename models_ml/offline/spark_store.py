@@ -94,7 +94,7 @@ def spark_session(settings: Settings) -> SparkSession:
     from pyspark.sql import SparkSession
 
     if is_connect(settings.spark_master):
-        return SparkSession.builder.remote(settings.spark_master).getOrCreate()
+        return _in_utc(SparkSession.builder.remote(settings.spark_master).getOrCreate())
     config = session_config(settings)
     active = SparkSession.getActiveSession()
     if active is not None:
@@ -103,13 +103,22 @@ def spark_session(settings: Settings) -> SparkSession:
         if running.removeprefix("file:").rstrip("/") != wanted.rstrip("/"):
             raise OfflineStoreError(f"this process's Spark session keeps its warehouse at {running}, not {wanted}: "
                                     f"open one home per process on Spark (a session's warehouse is fixed)")
-        return active
+        return _in_utc(active)
     settings.spark_dir.mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder
     for key, value in config.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def _in_utc(session: SparkSession) -> SparkSession:
+    """The session with its time zone back at UTC if anyone changed it (a runtime setting, and a Connect
+    server's sessions start in the server's zone): Ibis writes timestamp literals and reads results as
+    wall-clock times of the session zone, which would shift every instant and TTL bound by the offset."""
+    if session.conf.get("spark.sql.session.timeZone") != "UTC":
+        session.conf.set("spark.sql.session.timeZone", "UTC")
     return session
 
 

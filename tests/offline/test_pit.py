@@ -62,15 +62,32 @@ class Engine:
         return list(point_in_time_join(spine, spine_time, sources, method=self.method).columns)
 
 
+class SparkEngine(Engine):
+    """PySpark through the offline store (tables as temporary views of the process's one session, times
+    typed as the store types them); Ibis has no as-of join there, so "auto" is the portable plan."""
+
+    def __init__(self, store, bounds: bool) -> None:
+        self.backend, self.method, self.bounds = "pyspark", "auto", bounds
+        self.store, self.con = store, store.ibis
+
+    def table(self, **columns: list | pa.Array) -> ir.Table:
+        return self.store.arrow_table(pa.table(columns))
+
+
 @pytest.fixture(
     params=[("duckdb", "auto", False), ("duckdb", "auto", True), ("duckdb", "portable", False),
-            ("polars", "auto", False), ("datafusion", "auto", False)],
-    ids=["duckdb-asof", "duckdb-asof-bounds", "duckdb-portable", "polars-asof", "datafusion-portable"],
+            ("polars", "auto", False), ("datafusion", "auto", False),
+            pytest.param(("pyspark", "auto", True), marks=pytest.mark.slow)],
+    ids=["duckdb-asof", "duckdb-asof-bounds", "duckdb-portable", "polars-asof", "datafusion-portable",
+         "pyspark-portable-bounds"],
 )
 def engine(request: pytest.FixtureRequest) -> Engine:
     """DuckDB (as-of plan, also with measured spine bounds; portable plan), Polars (as-of), DataFusion
-    (no as-of join: portable, if installed)."""
+    (no as-of join: portable, if installed), PySpark (portable, with measured bounds as snapshots and batch
+    inference run it; the Spark session is the offline tests' shared one)."""
     backend, method, bounds = request.param
+    if backend == "pyspark":
+        return SparkEngine(request.getfixturevalue("spark_store"), bounds)
     if backend == "datafusion":
         pytest.importorskip("datafusion")
     with warnings.catch_warnings():
