@@ -101,7 +101,7 @@ def _name_commands(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(monitor_commands.route(list(sys.argv[1:] if argv is None else argv)))
     debug = args.debug or os.environ.get("FTI_DEBUG", "").strip() not in ("", "0")
     try:
         with contextlib.nullcontext() if debug else _prefect_console_without_tracebacks():

@@ -1,4 +1,5 @@
-"""`fti monitor drift`: drift of a model version's batch predictions (per day) or online predictions (per
+"""`fti monitor NAME`: everything monitoring computes for a model (drift, performance, freshness, alerts),
+its report, and (with --retrain) the retraining trigger, as the monitoring flow runs it; `fti monitor drift`: drift of a model version's batch predictions (per day) or online predictions (per
 hour) against its training reference; `fti monitor performance`: its batch predictions against the
 outcomes known so far, per day.
 
@@ -89,6 +90,49 @@ def performance(args: argparse.Namespace) -> int:
     return 0
 
 
+def model_run(args: argparse.Namespace) -> int:
+    from fti.models_commands import model_version
+    from flows.monitoring import monitoring
+    from models_ml.core.settings import load_settings
+
+    settings = load_settings(args.home)
+    version = model_version(settings, args.model, args.version, ref_flag="--version")
+    result = monitoring(model=version.model_name, days=args.days, home=str(settings.home), retrain=args.retrain,
+                        version=str(version.version))
+    span = [dt.datetime.fromisoformat(t) for t in result["span"]]
+    print(f"{result['model']} v{result['version']}: monitored {span[0]:%Y-%m-%d %H:%M} to {span[1]:%Y-%m-%d %H:%M} UTC")
+    drifted = [f for f in result["drift"] if f["psi"] is not None][:args.top]
+    print(table([[f["feature"], num(f["psi"], 3), num(f["ks"], 3), (f["window"] or "-")[:16]] for f in drifted],
+                ["feature (worst PSI first)", "max PSI", "max KS", "on"]))
+    e = result["evaluated"]
+    print(f"performance: {e['days']} evaluated day(s), {e['labelled']:,} labelled rows, ROC-AUC {num(e['roc_auc'])} "
+          f"(test split {num(e['test_roc_auc'])})")
+    stale = [f"{g['group']} v{g['version']} {g['level']}" for g in result["freshness"] if g["level"] in ("warn", "error")]
+    print(f"freshness: {len(result['freshness'])} group(s), {', '.join(stale) if stale else 'none stale'}")
+    print(table([[a["severity"], a["kind"], a["subject"], "yes" if a["retrain"] else "no", a["message"]]
+                 for a in result["alerts"]], ["severity", "kind", "subject", "retrains", "message"])
+          if result["alerts"] else "alerts: none")
+    print(f"retraining: {result['retrain']}"
+          + ("" if args.retrain or result["retrain"] == "not called for" else " (--retrain starts it)"))
+    print(f"report: {result['report']}")
+    return 0
+
+
+SUBCOMMANDS = ("drift", "performance", "run")
+
+
+def route(argv: list[str]) -> list[str]:
+    """``fti [options] monitor NAME ...`` as ``fti [options] monitor run NAME ...``: a model's name where a
+    subcommand is expected means the whole monitoring run of that model."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):  # the global options (--home takes a value)
+        i += 2 if argv[i] == "--home" else 1
+    if i + 1 < len(argv) and argv[i] == "monitor" and not argv[i + 1].startswith("-") \
+            and argv[i + 1] not in SUBCOMMANDS:
+        return [*argv[:i + 1], "run", *argv[i + 1:]]
+    return argv
+
+
 def _days(args: argparse.Namespace) -> tuple[dt.date | None, dt.date | None]:
     """--from and --to as dates (None when not given), refused when the last comes before the first."""
     first = dt.date.fromisoformat(args.first) if args.first else None
@@ -110,10 +154,28 @@ def _model_and_days(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Add `monitor` (with `monitor drift` and `monitor performance`) to the `fti` command."""
-    monitor = subparsers.add_parser("monitor", help="monitor registered models: drift, performance as outcomes arrive",
-                                    description="Monitor registered models.")
+    """Add `monitor` (`monitor NAME`, `monitor drift`, `monitor performance`) to the `fti` command."""
+    monitor = subparsers.add_parser(
+        "monitor", help="monitor registered models: drift, performance as outcomes arrive, freshness, alerts",
+        description="Monitor registered models. `fti monitor NAME [--days N]` runs everything for the model "
+                    "(the same as `fti monitor run NAME`); `drift` and `performance` run one part.")
     commands = monitor.add_subparsers(dest="monitor_command", required=True)
+    whole = commands.add_parser(
+        "run", help="NAME: drift, performance, freshness and alerts over the last days, and the report",
+        description="Monitor a model over the last days it scored (default: its view's monitoring.days): drift "
+                    "of every input and the score against its reference, performance on the outcomes known so "
+                    "far, the freshness of its feature groups, the alerts against the view's thresholds "
+                    "(meta.fti.monitoring), all written to the monitoring schema; print a summary and write the "
+                    "report (FTI_HOME/reports/monitoring/<model>/v<version>/report.md). An alert that calls for "
+                    "retraining starts the training of the view only with --retrain (as the daily deployment "
+                    "does); the new version goes through the usual gate and is never promoted here.")
+    whole.add_argument("model", help="registered model name")
+    whole.add_argument("--version", default="champion", help="version number, alias or latest (default champion)")
+    whole.add_argument("--days", type=positive_int, help="how many of the last scored days (default: the view's)")
+    whole.add_argument("--retrain", action="store_true",
+                       help="start the training when an alert calls for it (once per monitored span)")
+    whole.add_argument("--top", type=positive_int, default=10, help="drifting features printed (default 10)")
+    whole.set_defaults(handler=model_run)
     parser = commands.add_parser(
         "drift", help="drift of each input and the score per day, into monitoring.feature_drift",
         description="Compare the rows a model version scored in batch, per day (or online, per hour, with "

@@ -56,6 +56,12 @@ class EvaluatedPerformance:
     test_roc_auc: float | None
 
 
+def age_text(age: dt.timedelta) -> str:
+    """An age as a person reads it: hours below two days, days above (negative: later than the span's end)."""
+    hours = age.total_seconds() / 3600
+    return f"{hours:.1f} h" if abs(hours) < 48 else f"{hours / 24:.1f} days"
+
+
 def top_features(importance: Mapping[str, float], k: int) -> list[str]:
     """The ``k`` inputs of largest importance (ties by name, so the choice is stable)."""
     return [name for name, _ in sorted(importance.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
@@ -116,7 +122,7 @@ def evaluate(drift: Sequence[FeatureDrift], importance: Mapping[str, float], per
     if thresholds.stale_groups != "off":
         for g in freshness:
             if g.level in ("warn", "error") and (g.level == "error" or thresholds.stale_groups == "warn"):
-                ages = ", ".join(f"{what} {age}" for what, age in (("last event", g.event_age),
+                ages = ", ".join(f"{what} {age_text(age)}" for what, age in (("last event", g.event_age),
                                                                   ("last build", g.build_age)) if age is not None)
                 alerts.append(Alert("stale_group", g.label, g.level, None, None, None, False,
                                     f"feature group {g.group} v{g.version} is {g.level}-stale ({ages or 'not built'})"))

@@ -34,6 +34,7 @@ from models_ml.monitoring.freshness import GroupFreshness, check_freshness, writ
 from models_ml.monitoring.performance import PerformanceWritten, labelled_expr, write_performance
 from models_ml.monitoring.profile import input_kinds
 from models_ml.monitoring.reference import MonitoringError, Reference, ensure_reference
+from models_ml.monitoring.scores import write_score_distribution
 from models_ml.monitoring.summary import FeatureDrift, summarize
 from models_ml.monitoring.tables import PERFORMANCE, SCHEMA, ensure_tables
 from models_ml.offline.store import OfflineStore, opened
@@ -82,9 +83,12 @@ def compute_drift(settings: Settings, model_name: str, ref: str | int = registry
             span = TimeRange(windows[0].start, windows[-1].end)
             scratch.append(_scratch("current"))
             store.create_table(SCHEMA, scratch[-1], current)
+            computed_at = dt.datetime.now(_UTC)
             written = write_drift(store, f'{SCHEMA}."{scratch[-1]}"', kinds, model_name=model_name,
                                   version=version.version, source=source, span=span,
-                                  computed_at=dt.datetime.now(_UTC), bins=bins, epsilon=epsilon)
+                                  computed_at=computed_at, bins=bins, epsilon=epsilon)
+            write_score_distribution(store, f'{SCHEMA}."{scratch[-1]}"', model_name=model_name,
+                                     version=version.version, source=source, span=span, computed_at=computed_at)
         finally:
             for name in scratch:
                 store.drop_table(SCHEMA, name)
@@ -212,11 +216,12 @@ class MonitoringRun:
 def monitor(settings: Settings, model_name: str, ref: str | int = registry.CHAMPION, *,
             first_day: dt.date | None = None, last_day: dt.date | None = None, days: int | None = None,
             zone: str = "UTC", overrides: Mapping[str, Any] | None = None, catalog: Catalog | None = None,
-            now: dt.datetime | None = None) -> MonitoringRun:
+            now: dt.datetime | None = None, claim: bool = True) -> MonitoringRun:
     """Everything monitoring computes for the version behind ``ref``, once: drift of its batch predictions
     (or, for a model scored only online, its prediction log) per day, performance on the outcomes known so
     far, the freshness of the groups it reads, the alerts against its view's thresholds (``overrides``
-    over them), and the retraining claim when a retrain threshold is crossed.
+    over them), and the retraining claim when a retrain threshold is crossed (``claim=False``: the reason
+    is reported and nothing is claimed, so a later run may still start it).
 
     The days: ``first_day`` through ``last_day``, by default the last ``days`` (the view's ``monitoring.days``)
     days it scored."""
@@ -250,7 +255,7 @@ def monitor(settings: Settings, model_name: str, ref: str | int = registry.CHAMP
             alerts = evaluate(drift.features, model.feature_importance(), evaluated, freshness, limits)
             write_alerts(store, alerts, model_name=model_name, version=version.version, span=span, computed_at=now)
             why = retrain.reason(alerts)
-            claimed = bool(why) and retrain.claim(store, model_name, version.version, span, why, now)
+            claimed = claim and bool(why) and retrain.claim(store, model_name, version.version, span, why, now)
     return MonitoringRun(model_name, version.version, version.feature_view, span, limits, drift, performance,
                          evaluated, freshness, alerts, why, claimed)
 

@@ -8,6 +8,8 @@
   ``references`` row;
 * ``monitoring.feature_drift``: one row per model, version, source (``batch`` or ``online``), feature,
   window, statistic; a window's rows are replaced in one transaction when it is computed again;
+* ``monitoring.score_distribution``: the score's counts per bin of [0, 1], per model, version, source and
+  window, replaced with the window's drift rows (see :mod:`.scores`);
 * ``monitoring.performance``: one row per model, version, window, slice (``slice_column`` and
   ``slice_value`` empty: every row), metric; replaced per window like the drift rows;
 * ``monitoring.group_freshness``: one row per feature group version and ``as_of`` (the data time checked):
@@ -27,6 +29,7 @@ SCHEMA = "monitoring"
 REFERENCES = f"{SCHEMA}.references"
 REFERENCE_PROFILE = f"{SCHEMA}.reference_profile"
 FEATURE_DRIFT = f"{SCHEMA}.feature_drift"
+SCORE_DISTRIBUTION = f"{SCHEMA}.score_distribution"
 PERFORMANCE = f"{SCHEMA}.performance"
 GROUP_FRESHNESS = f"{SCHEMA}.group_freshness"
 ALERTS = f"{SCHEMA}.alerts"
@@ -64,6 +67,17 @@ _DDL = (
         value double,
         computed_at timestamptz not null,
         primary key (model_name, version, source, feature, window_start, window_end, statistic)
+    )""",
+    f"""create table if not exists {SCORE_DISTRIBUTION} (
+        model_name varchar not null,
+        version integer not null,
+        source varchar not null,
+        window_start timestamptz not null,
+        window_end timestamptz not null,
+        bin integer not null,
+        n bigint not null,
+        computed_at timestamptz not null,
+        primary key (model_name, version, source, window_start, window_end, bin)
     )""",
     f"""create table if not exists {PERFORMANCE} (
         model_name varchar not null,
