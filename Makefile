@@ -12,12 +12,12 @@ export DO_NOT_TRACK ?= 1
 export OMP_WAIT_POLICY ?= PASSIVE
 export DBT_SEND_ANONYMOUS_USAGE_STATS ?= false
 
-.PHONY: install demo test test-fast redis bench clean
+.PHONY: install demo test test-fast redis java bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check uv
-	$(VENV)/bin/uv pip install -q -p $(PY) -e '.[dev]'
+	$(VENV)/bin/uv pip install -q -p $(PY) -e '.[dev,spark]'  # spark: the Spark engine's tests run too
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,7 +30,7 @@ demo: $(STAMP)
 # are built once); each worker builds its own session fixtures.
 PYTEST_WORKERS ?= auto
 
-test: $(STAMP) redis
+test: $(STAMP) redis java
 	mkdir -p "$(PREFECT_HOME)"
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
@@ -48,6 +48,16 @@ redis:
 	  else \
 	    echo "WARNING: redis-server is not installed and cannot be installed here (needs root and apt-get):" \
 	         "the Redis online-store tests will be SKIPPED. Install it (apt-get install redis-server) to run them." >&2; \
+	  fi; }
+
+# Spark (the spark engine's tests) needs a Java runtime: installed from Debian where we may, as for Redis.
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless; \
+	  else \
+	    echo "WARNING: java is not installed and cannot be installed here (needs root and apt-get):" \
+	         "the Spark tests will be SKIPPED. Install it (apt-get install openjdk-17-jre-headless) to run them." >&2; \
 	  fi; }
 
 bench: $(STAMP)
