@@ -29,7 +29,7 @@ what the backend can do (chosen in `_plan_for`, overridable with ``method=``):
   row lies in ``[t - ttl, t]``, so this is the same answer as filtering first. (Ibis' ``tolerance=`` is
   not used: it returns all-NULL features with differently named time columns and multiplies duplicate
   spine rows, ibis issue #11780.)
-* ``"portable"`` (any backend with window functions but no as-of join, e.g. DataFusion): spine rows and
+* ``"portable"`` (any backend with window functions but no as-of join: DataFusion, PySpark): spine rows and
   feature rows are stacked in one table and ordered by time within each key; a running maximum of each
   feature row's rank gives, at every spine row, the rank of the latest feature row at or before it, which
   is then joined back by equality. Only sorts, windows and equi-joins, O(n log n), no inequality join.
