@@ -13,7 +13,8 @@ rows paired to the champion's answers. The request only appends to the queue: wh
 dropped and counted, never waited for. A process, not a thread: a thread scoring in the service's
 process competes with the event loop for the GIL, and measured at 200 requests/s that raised the p99 by
 60 % (``bench/online.py shadow``); in its own process the challenger's cost, failure or stall stays out of
-the service. Jobs arriving within 0.2 s are scored in one call (one store read, one matrix). The process
+the service. Jobs arriving within 0.2 s are sent together and scored in one call (one store read, one
+matrix). The process
 reports what it did (rows scored, jobs failed, seconds) through a second queue that the service reads
 into its metrics. It runs at a lower CPU priority (niceness 10), so on busy cores the answers come first.
 """
@@ -29,6 +30,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -69,13 +71,18 @@ class ShadowJob:
 
 _STOP = None  # the sentinel that ends the process, queued behind the jobs
 SHADOW_NICENESS = 10  # the shadow process's lower CPU priority
-COALESCE_SECONDS = 0.2  # how long the shadow process gathers jobs into one scoring call
+COALESCE_SECONDS = 0.2  # how long the service gathers jobs into one message (one scoring call)
 
 
 class ShadowScorer:
-    """The service's side of shadow scoring: the bounded job queue, the process, its reports (see the
-    module docstring). Counters: ``scored`` (items), ``dropped`` (jobs refused: the queue was full),
-    ``failed`` (jobs whose scoring raised)."""
+    """The service's side of shadow scoring: the bounded job buffer, the process, its reports (see the
+    module docstring). Counters: ``scored`` (items), ``dropped`` (jobs refused: ``max_queue`` jobs were
+    waiting), ``failed`` (jobs whose scoring raised).
+
+    A request appends its job to a list; the list goes to the process as one message once its oldest job
+    is :data:`COALESCE_SECONDS` old or it holds :attr:`MAX_ITEMS_PER_CALL` items (checked on each offer and by
+    the service's watcher): a few pickles and pipe writes a second, not one per request, in the service's
+    process. The bound counts jobs offered and not yet reported back, wherever they wait."""
 
     MAX_ITEMS_PER_CALL = 256
 
@@ -83,44 +90,68 @@ class ShadowScorer:
                  min_free_bytes: int | None = None) -> None:
         context = multiprocessing.get_context("spawn")  # no fork of a threaded server
         self.settings, self.metrics = settings, metrics
-        self.queue = context.Queue(maxsize=max_queue)
+        self.max_queue = max_queue
+        self.queue = context.Queue()
         self.reports = context.Queue()
         self.min_free_bytes = min_free_bytes
         self.scored = self.dropped = self.failed = 0
+        self.offered = self.reported = 0
+        self._buffer: list[tuple] = []
+        self._buffered_items = 0
+        self._oldest = 0.0
+        self._lock = threading.Lock()  # the event loop offers, the watcher flushes
         self._process: Any = None
         self._context = context
 
     # -- the request side (event loop) --------------------------------------------------------------------
 
     def offer(self, job: ShadowJob) -> bool:
-        """Queue ``job`` unless the queue is full (then it is dropped and counted); never blocks."""
+        """Buffer ``job`` unless ``max_queue`` jobs wait already (then it is dropped and counted); never blocks."""
         challenger = job.challenger
-        try:
-            self.queue.put_nowait((str(challenger.pointer.path), challenger.pointer_stamp,
-                                   [dict(item) for item in job.items], list(job.champion_ids), job.received_at))
-        except queue.Full:
+        if self.offered - self.reported >= self.max_queue:
             self.dropped += 1
             self.metrics.child(self.metrics.shadow_jobs, challenger.name, "dropped").inc()
             return False
+        now = time.monotonic()
+        with self._lock:
+            if not self._buffer:
+                self._oldest = now
+            self._buffer.append((str(challenger.pointer.path), challenger.pointer_stamp,
+                                 [dict(item) for item in job.items], list(job.champion_ids), job.received_at))
+            self._buffered_items += len(job.items)
+            self.offered += 1
+            due = self._buffered_items >= self.MAX_ITEMS_PER_CALL or now - self._oldest >= COALESCE_SECONDS
+        if due:
+            self.flush()
         return True
+
+    def flush(self, force: bool = False) -> None:
+        """Send the buffered jobs to the process as one message (when due, or ``force``)."""
+        with self._lock:
+            if not self._buffer or not (force or self._buffered_items >= self.MAX_ITEMS_PER_CALL
+                                        or time.monotonic() - self._oldest >= COALESCE_SECONDS):
+                return
+            jobs, self._buffer, self._buffered_items = self._buffer, [], 0
+        with contextlib.suppress(ValueError, OSError):  # closed: the service is stopping
+            self.queue.put_nowait(jobs)
 
     @property
     def pending(self) -> int:
-        if self._process is None:
-            return 0
-        try:
-            return self.queue.qsize()
-        except NotImplementedError:  # macOS
-            return -1
+        """Jobs offered and not yet reported back (buffered, queued or being scored)."""
+        return self.offered - self.reported if self._process is not None else 0
 
     def collect(self) -> None:
-        """Read the process's reports into the counters and metrics (the watcher and /metrics call it)."""
+        """Send buffered jobs that are due; read the process's reports into the counters and metrics (the
+        watcher and /metrics call it)."""
+        self.flush()
         while self._process is not None:
             try:
                 model, version, items, jobs, failed, seconds = self.reports.get_nowait()
             except queue.Empty:
                 return
             m = self.metrics
+            with self._lock:  # the watcher and /metrics both collect
+                self.reported += jobs
             if failed:
                 self.failed += jobs
                 m.child(m.shadow_jobs, model, "failed").inc(jobs)
@@ -145,9 +176,10 @@ class ShadowScorer:
         return self
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop after the jobs queued so far (the sentinel waits behind them); their scores are logged."""
+        """Stop after the jobs offered so far (the sentinel waits behind them); their scores are logged."""
         if self._process is None:
             return
+        self.flush(force=True)
         with contextlib.suppress(queue.Full, ValueError, OSError):
             self.queue.put(_STOP, timeout=timeout)
         self._process.join(timeout)
@@ -187,22 +219,21 @@ def run_shadow_process(settings: Settings, jobs: Any, reports: Any, max_items: i
 
 
 def _next_batch(jobs: Any, max_items: int) -> tuple[list[tuple], bool]:
-    """The first waiting job (blocking) and those that arrive within :data:`COALESCE_SECONDS` after it, up to
-    ``max_items`` items; whether to stop. Waiting a moment turns one scoring call per request into one per
-    batch of requests: a fraction of the CPU the service's own cores then do not have to give up."""
+    """The first waiting message of jobs (blocking) and those already waiting behind it, up to ``max_items``
+    items; whether to stop. The service sends its jobs gathered (see :class:`ShadowScorer`), so this waits
+    for nothing more."""
     first = jobs.get()
     if first is _STOP:
         return [], True
-    batch = [first]
-    deadline = time.monotonic() + COALESCE_SECONDS
+    batch = list(first)
     while sum(len(j[2]) for j in batch) < max_items:
         try:
-            job = jobs.get(timeout=max(deadline - time.monotonic(), 0.0))
+            more = jobs.get_nowait()
         except queue.Empty:
             break
-        if job is _STOP:
+        if more is _STOP:
             return batch, True
-        batch.append(job)
+        batch.extend(more)
     return batch, False
 
 
