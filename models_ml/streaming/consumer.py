@@ -16,6 +16,7 @@ not for splitting one entity's events: a consumer must see all events of the ent
 from __future__ import annotations
 
 import datetime as dt
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -254,11 +255,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = ConsumerConfig(args.redis_url, args.stream, args.group, args.consumer, args.count,
                             online_store=args.online_store)
     consumer = Consumer(load_settings(args.home), config)
+    stop = threading.Event()
+    # A service manager stops a service with SIGTERM: the micro-batch in hand is finished and acknowledged,
+    # then the consumer closes (SIGKILL is safe too, see the module docstring; this is only quicker to resume).
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        metrics = consumer.run(idle_exit_s=args.idle_exit)
+        metrics = consumer.run(stop, idle_exit_s=args.idle_exit)
     except KeyboardInterrupt:
         metrics = consumer.metrics
     finally:
+        signal.signal(signal.SIGTERM, previous)
         consumer.close()
     print(f"consumed {metrics.events} events in {metrics.batches} micro-batches; dead letters {metrics.dead_letters}")
     return 0
