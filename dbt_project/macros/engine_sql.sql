@@ -179,3 +179,8 @@
 {%- endmacro %}
 {% macro duckdb__raise_error_for_each_row(message, relation) %}{{ return('select error(' ~ message ~ ')\n        from ' ~ relation) }}{% endmacro %}
 {% macro spark__raise_error_for_each_row(message, relation) %}{{ return('select raise_error(' ~ message ~ ')\n        from ' ~ relation) }}{% endmacro %}
+
+{#- The target's database, or none where the engine has none (Spark: a schema is a database). -#}
+{% macro target_database() -%}
+    {{ return(target.database if target.database is defined else none) }}
+{%- endmacro %}

@@ -7,7 +7,7 @@
   the model and the fix. Without the registry table (nothing trained in this warehouse) it does nothing.
 -#}
 {% macro refuse_dropping_group_versions_in_use() -%}
-    {%- set in_use = adapter.get_relation(database=target.database, schema='registry',
+    {%- set in_use = adapter.get_relation(database=target_database(), schema='registry',
                                           identifier='group_versions_in_use') if execute else none -%}
     {%- if in_use is none -%}
     select 1

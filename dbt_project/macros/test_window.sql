@@ -39,7 +39,7 @@
 {%- endmacro %}
 
 {% macro test_watermarks_relation() -%}
-    {{ api.Relation.create(database=target.database, schema='audit', identifier='test_watermarks') }}
+    {{ api.Relation.create(database=target_database(), schema='audit', identifier='test_watermarks') }}
 {%- endmacro %}
 
 {#- Run at the start of every dbt invocation (on-run-start): the table the pre-hook writes. -#}
