@@ -96,21 +96,20 @@ def spark_session(settings: Settings) -> SparkSession:
     if is_connect(settings.spark_master):
         return _in_utc(SparkSession.builder.remote(settings.spark_master).getOrCreate())
     config = session_config(settings)
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        running = active.conf.get("spark.sql.warehouse.dir")
-        wanted = config["spark.sql.warehouse.dir"]
-        if running.removeprefix("file:").rstrip("/") != wanted.rstrip("/"):
-            raise OfflineStoreError(f"this process's Spark session keeps its warehouse at {running}, not {wanted}: "
-                                    f"open one home per process on Spark (a session's warehouse is fixed)")
-        return _in_utc(active)
-    settings.spark_dir.mkdir(parents=True, exist_ok=True)
-    builder = SparkSession.builder
-    for key, value in config.items():
-        builder = builder.config(key, value)
-    session = builder.getOrCreate()
-    session.sparkContext.setLogLevel("ERROR")
-    return session
+    session = SparkSession.getActiveSession()
+    if session is None:
+        settings.spark_dir.mkdir(parents=True, exist_ok=True)
+        builder = SparkSession.builder
+        for key, value in config.items():
+            builder = builder.config(key, value)
+        session = builder.getOrCreate()  # another thread's session, if there is one: checked below
+        session.sparkContext.setLogLevel("ERROR")
+    running = session.conf.get("spark.sql.warehouse.dir")
+    wanted = config["spark.sql.warehouse.dir"]
+    if running.removeprefix("file:").rstrip("/") != wanted.rstrip("/"):
+        raise OfflineStoreError(f"this process's Spark session keeps its warehouse at {running}, not {wanted}: "
+                                f"open one home per process on Spark (a session's warehouse is fixed)")
+    return _in_utc(session)
 
 
 def _in_utc(session: SparkSession) -> SparkSession:
