@@ -1,6 +1,6 @@
 """The house rules of the library's layout, read from the code's own imports: no import cycle, nothing in
 the library imports the orchestration (flows/) or the application (fti/) above it, or an example domain,
-and only the DuckDB engine module imports duckdb."""
+and only the engine modules import their engine (duckdb, pyspark)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = "models_ml"
 ENGINE_MODULES = {"models_ml.offline.duckdb_store"}
+SPARK_MODULES = {"models_ml.offline.spark_store"}
 
 
 def _modules() -> dict[str, Path]:
@@ -95,3 +96,7 @@ def test_the_library_never_imports_what_sits_above_it():
 
 def test_only_the_engine_module_imports_duckdb():
     assert set(_importers(("duckdb",))) <= ENGINE_MODULES
+
+
+def test_only_the_spark_store_imports_pyspark():
+    assert set(_importers(("pyspark",))) <= SPARK_MODULES
