@@ -7,7 +7,9 @@
    schedule, before they depart; then the feature pipeline lands the day (its outcomes, and the next
    day's schedule);
 4. the predictions joined to their outcomes (ROC-AUC per day), and the model's report (one Markdown file
-   with its plots beside it, FTI_HOME/reports/<model>/report.md), which the closing summary points to.
+   with its plots beside it, FTI_HOME/reports/<model>/report.md), which the closing summary points to;
+5. monitoring of the week: drift against the training reference, performance, freshness and alerts into
+   the ``monitoring`` schema, and its report (retraining is only reported: the demo trains once).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def run_demo(
     """Run the demo; `training_options` (time range, split, gate overrides) go to the training flow."""
     from flows.batch_inference import batch_inference
     from flows.feature_pipeline import feature_pipeline
+    from flows.monitoring import monitoring
     from flows.training_pipeline import training
     from models_ml.definitions.catalog import load_catalog
     from models_ml.features.pipeline import count_rows
@@ -60,21 +63,21 @@ def run_demo(
     last_predicted = first_predicted + dt.timedelta(days=predict_days - 1)
     _say(f"state directory: {settings.home}")
 
-    _say(f"1/4 feature pipeline: land real flights day by day through {through}, dbt build (tests included)")
+    _say(f"1/5 feature pipeline: land real flights day by day through {through}, dbt build (tests included)")
     result = feature_pipeline(through=through, home=str(settings.home), domain=DOMAIN)
     _say(f"    landed {sum(result['rows_landed'].values()):,} new raw rows, "
          f"quarantined {sum(result['rows_quarantined'].values()):,} {result['rows_quarantined'] or ''}")
 
     if _has_champion(settings):
-        _say("2/4 training: a champion is already registered, skipped (retrain with `fti train`)")
+        _say("2/5 training: a champion is already registered, skipped (retrain with `fti train`)")
     else:
-        _say("2/4 training pipeline: point-in-time snapshot, LightGBM, evaluation per slice, gate, registry")
+        _say("2/5 training pipeline: point-in-time snapshot, LightGBM, evaluation per slice, gate, registry")
         summary = training(view=MODEL, home=str(settings.home), **dict(training_options or {}))
         _say(f"    registered {MODEL} v{summary['version']} as {summary['alias'] or 'candidate'} "
              f"(gate {'passed' if summary['gate_passed'] else 'failed'}), snapshot {summary['snapshot_id']}")
     champion = registry.resolve(settings, MODEL, registry.CHAMPION)
 
-    _say(f"3/4 night by night, {first_predicted}..{last_predicted}: score tomorrow's flights from the published "
+    _say(f"3/5 night by night, {first_predicted}..{last_predicted}: score tomorrow's flights from the published "
          f"schedule with {MODEL} v{champion.version}, before they depart; then land the day")
     scored_rows = flagged_rows = 0
     for offset in range(predict_days):
@@ -86,7 +89,7 @@ def run_demo(
         feature_pipeline(through=day.isoformat(), home=str(settings.home), domain=DOMAIN)
     predictions_table = scored["table"]
 
-    _say("4/4 the predictions joined to their outcomes, and the report")
+    _say("4/5 the predictions joined to their outcomes, and the report")
     catalog = load_catalog(settings)
     view = catalog.view(MODEL)
     with opened(settings, read_only=True) as store:
@@ -98,6 +101,13 @@ def run_demo(
                        | {view.label.qualified_relation, ".".join(view.scoring_relation), predictions_table})
     rows, _ = count_rows(settings, relations)
     report = write_report(settings, view, champion, predictions_relation(MODEL), rows, ZONE)
+
+    _say(f"5/5 monitoring of the week: drift, performance, freshness, alerts (fti monitor {MODEL})")
+    monitored = monitoring(model=MODEL, days=predict_days, home=str(settings.home), retrain=False)
+    worst_drift = next((f for f in monitored["drift"] if f["psi"] is not None), None)
+    _say(f"    {len(monitored['alerts'])} alert(s); worst PSI "
+         + (f"{worst_drift['psi']:.2f} ({worst_drift['feature']})" if worst_drift else "-")
+         + f"; retraining {monitored['retrain']}")
 
     metrics = registry.get_metrics(settings, MODEL, champion.version).get("test", {})
     worst = registry.get_slice_metrics(settings, MODEL, champion.version)[:1]
@@ -114,6 +124,7 @@ def run_demo(
           f"{flagged_rows:,} flagged for missing features)")
     print(f"  report:      {report}")
     print(f"               {_report_contents(report)}")
+    print(f"  monitoring:  {monitored['report']}")
     print(f"  warehouse:   {settings.warehouse_path}")
     print(f"  models:      {champion.model_dir}")
     print()

@@ -1,5 +1,5 @@
 """The README's main job on a small slice of the real data: features -> training -> batch inference ->
-report, twice in a row (the second run changes nothing but the new runs)."""
+report -> monitoring, twice in a row (the second run changes nothing but the new runs)."""
 
 import pytest
 from fti_testing import query
@@ -41,9 +41,17 @@ def test_demo_runs_end_to_end_and_is_idempotent(prefect_harness, tmp_path, capsy
     assert (report.parent / "predicted_vs_actual_by_day.png").stat().st_size > 0
     assert any(report.parent.glob("flight_delay_v1_*.png"))
 
+    # the week monitored: drift of every input and the score per scored day, the report drawn from it
+    drift_days = query(settings, "select count(distinct window_start) from monitoring.feature_drift")[0][0]
+    assert drift_days >= 2 and "monitoring of the week" in first
+    monitoring_report = settings.reports_dir / "monitoring" / "flight_delay" / "v1" / "report.md"
+    assert "## Drift per feature over time" in monitoring_report.read_text()
+    monitoring_rows = query(settings, "select count(*) from monitoring.feature_drift")[0][0]
+
     rows_before = query(settings, 'select count(*) from predictions."flight_delay"')[0][0]
     assert run_demo(settings, through="2013-01-21", predict_days=2, training_options=SLICE_TRAINING) == 0
     second = capsys.readouterr().out
     assert "champion is already registered, skipped" in second
     assert [v.version for v in registry.list_versions(settings, "flight_delay")] == [1]
     assert query(settings, 'select count(*) from predictions."flight_delay"')[0][0] == rows_before
+    assert query(settings, "select count(*) from monitoring.feature_drift")[0][0] == monitoring_rows
