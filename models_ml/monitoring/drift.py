@@ -16,7 +16,9 @@ included), NULL values left out of the distributions and counted on their own:
   the reference's categories plus one "unseen" bucket for any other value;
 * ``ks``: the two-sample Kolmogorov-Smirnov statistic ``sup |F_ref - F_cur|`` (numeric), exact: between two
   consecutive current values ``F_cur`` is constant and ``F_ref`` rises, so the supremum is at a current
-  value or just below one, where the reference's cumulative counts are read off one sorted pass;
+  value or just below one. The current's cumulative counts come from a sort of each window's values,
+  the reference's (at and just below each current value) from one sort of the reference and current
+  values together, the reference's first among equal values;
 * ``missing_rate`` (current) and ``missing_rate_change`` (current minus reference);
 * ``out_of_range_share``: the share of current non-NULL values below the reference's minimum or above its
   maximum (numeric);
@@ -25,8 +27,10 @@ included), NULL values left out of the distributions and counted on their own:
 
 Every value is a function of the data alone, whatever the engine's parallel plan: the PSI terms are summed
 as fixed-point decimals (exact, so in any order), the other statistics are integer counts, ratios of them
-or maxima. A window is idempotent: its rows (for the model, version and source) are deleted and the new ones inserted
-in one transaction, so a re-run replaces them and a reader never sees half of a window.
+or maxima (running counts in window functions are summed as doubles: exact for integers below 2^53, and
+faster there than the 128-bit integers a sum of ``bigint`` gives). A window is idempotent: its rows (for
+the model, version and source) are deleted and the new ones inserted in one transaction, so a re-run
+replaces them and a reader never sees half of a window.
 """
 
 from __future__ import annotations
@@ -73,9 +77,9 @@ cur as (
 ),
 ref_cum as (
     select feature, value_num,
-           sum(n) over (partition by feature order by value_num rows between unbounded preceding and current row)
-               as cum,
-           sum(n) over (partition by feature) as total
+           sum(cast(n as double)) over (partition by feature order by value_num
+                                        rows between unbounded preceding and current row) as cum,
+           sum(cast(n as double)) over (partition by feature) as total
     from ref where kind = '{NUMERIC}' and value_num is not null
 ),
 edges as (
@@ -128,22 +132,26 @@ shares as (
     left join cur_buckets c on c.{WINDOW_START} = k.{WINDOW_START} and c.{WINDOW_END} = k.{WINDOW_END}
                            and c.feature = k.feature and c.bucket = k.bucket
 ),
-ks_points as (
-    select feature, value_num, cast(null as timestamp with time zone) as {WINDOW_START},
-           cast(null as timestamp with time zone) as {WINDOW_END}, n as rn, 0 as cn
-    from ref where kind = '{NUMERIC}' and value_num is not null
-    union all
-    select feature, value_num, {w}, 0 as rn, n as cn
+cur_cum as (
+    select feature, {w}, value_num, cast(n as double) as cn,
+           sum(cast(n as double)) over (partition by feature, {w} order by value_num
+                                        rows between unbounded preceding and current row) as c_le
     from cur where kind = '{NUMERIC}' and value_num is not null
 ),
+ks_points as (
+    select feature, value_num, 0 as side, cast(null as timestamp with time zone) as {WINDOW_START},
+           cast(null as timestamp with time zone) as {WINDOW_END}, cast(n as double) as rn, 0.0 as cn, 0.0 as c_le
+    from ref where kind = '{NUMERIC}' and value_num is not null
+    union all
+    select feature, value_num, 1 as side, {w}, 0.0 as rn, cn, c_le from cur_cum
+),
 ks_cdf as (
-    select feature, {w}, cn,
-           sum(rn) over (partition by feature order by value_num range between unbounded preceding and current row)
-               as r_le,
-           sum(rn) over (partition by feature, value_num) as r_eq,
-           sum(cn) over (partition by feature, {w} order by value_num rows between unbounded preceding and current row)
-               as c_le
+    select feature, {w}, side, value_num, cn, c_le,
+           sum(rn) over ks_order as r_le,
+           last_value(case when side = 0 then value_num end ignore nulls) over ks_order as ref_value,
+           last_value(case when side = 0 then rn end ignore nulls) over ks_order as ref_n
     from ks_points
+    window ks_order as (partition by feature order by value_num, side rows between unbounded preceding and current row)
 ),
 ref_totals as (
     select feature, sum(n) as rows, sum(case when value_num is null and value_cat is null then n else 0 end) as missing,
@@ -168,12 +176,14 @@ statistics as (
     from shares where substr(bucket, 1, 1) <> '{_NUMERIC_BUCKET}' group by 1, 2, 3
     union all
     select k.{WINDOW_START}, k.{WINDOW_END}, k.feature, 'ks',
-           max(greatest(abs(cast(k.r_le as double) / rv.total - cast(k.c_le as double) / v.total),
-                        abs(cast(k.r_le - k.r_eq as double) / rv.total - cast(k.c_le - k.cn as double) / v.total)))
+           max(greatest(abs(k.r_le / rv.total - k.c_le / v.total),
+                        abs((k.r_le - case when k.ref_value = k.value_num then k.ref_n else 0 end) / rv.total
+                            - (k.c_le - k.cn) / v.total)))
     from ks_cdf k
     join ref_valid rv on rv.feature = k.feature
     join cur_valid v on v.{WINDOW_START} = k.{WINDOW_START} and v.{WINDOW_END} = k.{WINDOW_END}
                     and v.feature = k.feature
+    where k.side = 1
     group by 1, 2, 3
     union all
     select {w}, feature, 'missing_rate', cast(missing as double) / rows from cur_totals
