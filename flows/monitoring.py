@@ -27,8 +27,8 @@ TRAINING_FLOW = "training"  # flows/training_pipeline.py's flow; its deployments
 
 
 @task(name="monitor")
-def monitor_task(home: str | None, model: str, ref: str, days: int | None, claim: bool) -> MonitoringRun:
-    run = monitor(load_settings(home), model, ref, days=days, claim=claim)
+def monitor_task(home: str | None, model: str, ref: str, days: int | None, zone: str, claim: bool) -> MonitoringRun:
+    run = monitor(load_settings(home), model, ref, days=days, zone=zone, claim=claim)
     logger = get_run_logger()
     for alert in run.alerts:
         logger.warning("%s %s %s: %s", alert.severity, alert.kind, alert.subject, alert.message)
@@ -103,11 +103,11 @@ def _artifact(run: MonitoringRun, retrain: str, report: str) -> str:
 
 @flow(name="monitoring")
 def monitoring(model: str, days: int | None = None, home: str | None = None, retrain: bool = True,
-               version: str = registry.CHAMPION) -> dict[str, Any]:
+               version: str = registry.CHAMPION, timezone: str = "UTC") -> dict[str, Any]:
     """Monitor ``model``'s ``version`` (the champion) over its last ``days`` scored days (default: its view's
-    ``monitoring.days``), write the report, and start retraining when an alert calls for it
+    ``monitoring.days``; days of ``timezone``, as its batch inference scores them), write the report, and start retraining when an alert calls for it
     (``retrain=False``: say so and claim nothing, so a later run of the span may still start it)."""
-    run = monitor_task(home, model, version, days, retrain)
+    run = monitor_task(home, model, version, days, timezone, retrain)
     if not run.retrain_called_for:
         outcome = "not called for"
     elif not retrain:

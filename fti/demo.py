@@ -103,7 +103,8 @@ def run_demo(
     report = write_report(settings, view, champion, predictions_relation(MODEL), rows, ZONE)
 
     _say(f"5/5 monitoring of the week: drift, performance, freshness, alerts (fti monitor {MODEL})")
-    monitored = monitoring(model=MODEL, days=predict_days, home=str(settings.home), retrain=False)
+    monitored = monitoring(model=MODEL, days=predict_days, home=str(settings.home), retrain=False,
+                           timezone=ZONE)
     worst_drift = next((f for f in monitored["drift"] if f["psi"] is not None), None)
     _say(f"    {len(monitored['alerts'])} alert(s); worst PSI "
          + (f"{worst_drift['psi']:.2f} ({worst_drift['feature']})" if worst_drift else "-")

@@ -98,7 +98,7 @@ def model_run(args: argparse.Namespace) -> int:
     settings = load_settings(args.home)
     version = model_version(settings, args.model, args.version, ref_flag="--version")
     result = monitoring(model=version.model_name, days=args.days, home=str(settings.home), retrain=args.retrain,
-                        version=str(version.version))
+                        version=str(version.version), timezone=args.timezone)
     span = [dt.datetime.fromisoformat(t) for t in result["span"]]
     print(f"{result['model']} v{result['version']}: monitored {span[0]:%Y-%m-%d %H:%M} to {span[1]:%Y-%m-%d %H:%M} UTC")
     drifted = [f for f in result["drift"] if f["psi"] is not None][:args.top]
@@ -174,6 +174,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     whole.add_argument("--days", type=positive_int, help="how many of the last scored days (default: the view's)")
     whole.add_argument("--retrain", action="store_true",
                        help="start the training when an alert calls for it (once per monitored span)")
+    whole.add_argument("--timezone", default="UTC", type=time_zone,
+                       help="whose calendar days the windows are (IANA name; default UTC)")
     whole.add_argument("--top", type=positive_int, default=10, help="drifting features printed (default 10)")
     whole.set_defaults(handler=model_run)
     parser = commands.add_parser(
