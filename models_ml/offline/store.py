@@ -21,6 +21,13 @@ What an implementation provides, and the rules each method keeps:
   :meth:`query` with portable SQL and ``?`` parameters, inside :meth:`transaction` when several
   statements must commit together.
 
+Two doors, one rule: :func:`opened` gives the engine's store (feature groups, labels, spines, snapshot
+tables, predictions); :func:`opened_state` gives the stateful layer's store (registry, snapshot registry,
+ledgers), which needs transactions, deletes and updates. An engine that has them (DuckDB) holds both, as
+one store; one that has not (Spark's Parquet tables) leaves the state to :data:`STATE_BACKEND`, the
+embedded DuckDB file under ``FTI_HOME``. :func:`opened_with_state` gives both to a step that needs both
+(a snapshot: its rows on the engine, its registry row in the state), one store twice where they coincide.
+
 Errors a retry can fix (another process holding the warehouse, a file system hiccup) are raised as the
 types in :func:`transient_errors`, so orchestration retries those and nothing else.
 """
@@ -48,6 +55,8 @@ BACKENDS: dict[str, str] = {
     "duckdb": "models_ml.offline.duckdb_store:DuckDBStore",
     "spark": "models_ml.offline.spark_store:SparkStore",  # the `spark` extra
 }
+#: where the stateful layer lives when the offline store's engine has no transactions (see the docstring)
+STATE_BACKEND = "duckdb"
 
 
 class OfflineStoreError(RuntimeError):
@@ -264,6 +273,35 @@ def opened(settings: Settings, *, read_only: bool = False) -> Iterator[OfflineSt
         yield store
     finally:
         store.close()
+
+
+def state_backend_class(settings: Settings) -> type[OfflineStore]:
+    """The engine of the stateful layer: the offline store's own when it has transactions, else
+    :data:`STATE_BACKEND`."""
+    engine = backend_class(settings.offline_store)
+    return engine if engine.transactional else backend_class(STATE_BACKEND)
+
+
+@contextlib.contextmanager
+def opened_state(settings: Settings, *, read_only: bool = False) -> Iterator[OfflineStore]:
+    """The stateful layer's store (registry, ledgers: tables that need transactions), always closed."""
+    store = state_backend_class(settings).open(settings, read_only=read_only)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
+def opened_with_state(settings: Settings, *, read_only: bool = False) -> Iterator[tuple[OfflineStore, OfflineStore]]:
+    """(the engine's store, the stateful layer's store): the same store twice when the engine holds the
+    state itself, so a DuckDB home opens one connection, as before there were two doors."""
+    with opened(settings, read_only=read_only) as store:
+        if type(store) is state_backend_class(settings):
+            yield store, store
+            return
+        with opened_state(settings, read_only=read_only) as state:
+            yield store, state
 
 
 def transient_errors(names: Sequence[str] | None = None) -> tuple[type[BaseException], ...]:

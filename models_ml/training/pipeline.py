@@ -24,7 +24,7 @@ from models_ml.core.settings import Settings
 from models_ml.core.time import TimeRange
 from models_ml.core.timing import Laps
 from models_ml.definitions.catalog import load_catalog
-from models_ml.offline.store import opened
+from models_ml.offline.store import opened, opened_with_state
 from models_ml.training import evaluate as ev
 from models_ml.training import registry
 from models_ml.training import snapshot as sn
@@ -108,10 +108,11 @@ def plan_training(
 def build_snapshot(settings: Settings, view: str, time_range: TimeRange,
                    view_version: int | None = None) -> sn.SnapshotInfo:
     """The snapshot of ``time_range`` of version ``view_version`` of the view (default its current one; the
-    stored snapshot when the definition and data are unchanged)."""
+    stored snapshot when the definition and data are unchanged): its rows on the engine, its registry row
+    in the stateful layer."""
     feature_view = load_catalog(settings).view(view, view_version)
-    with opened(settings) as store:
-        return sn.build_snapshot(store, feature_view, time_range)
+    with opened_with_state(settings) as (store, state):
+        return sn.build_snapshot(store, feature_view, time_range, state=state)
 
 
 def load_splits(settings: Settings, info: sn.SnapshotInfo, split: sp.TimeSplit) -> sp.Splits:

@@ -71,7 +71,7 @@ from models_ml.core.settings import PROJECT_ROOT, Settings
 from models_ml.definitions.catalog import Catalog, FeatureView, load_catalog
 from models_ml.offline.external import ExternalGroupError, mount_all
 from models_ml.definitions.pinning import LineageError, pin_view
-from models_ml.offline.store import OfflineStore, opened
+from models_ml.offline.store import OfflineStore, opened, opened_state
 from models_ml.training import champion_pointer
 
 if TYPE_CHECKING:  # train and evaluate load LightGBM, pandas and scipy: only registering and loading need them
@@ -219,8 +219,8 @@ class AliasChange:
 def _registry(settings: Settings) -> Iterator[OfflineStore]:
     """The warehouse with the registry tables present, closed on exit (a registry from before the
     versions-in-use table gets it filled from its aliases when it is created; every alias change keeps it
-    current from then on)."""
-    with opened(settings) as store:
+    current from then on). The registry is state: it lives where the stateful layer does."""
+    with opened_state(settings) as store:
         created_in_use = not store.exists(SCHEMA, "group_versions_in_use")
         for statement in _DDL:
             store.execute(statement)
@@ -854,7 +854,7 @@ def _registry_read(settings: Settings) -> Iterator[OfflineStore | None]:
     if not settings.warehouse_path.exists():
         yield None
         return
-    with opened(settings, read_only=True) as store:
+    with opened_state(settings, read_only=True) as store:
         present = all(store.exists(SCHEMA, t) for t in ("model_versions", "model_aliases"))
         yield store if present else None
 

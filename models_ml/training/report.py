@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 
 from models_ml.core.settings import Settings
 from models_ml.definitions.catalog import FeatureView
-from models_ml.offline.store import opened
+from models_ml.offline.store import opened_with_state
 from models_ml.training import evaluate as ev
 from models_ml.training import plots, registry
 from models_ml.training import snapshot as sn
@@ -197,8 +197,8 @@ def previous_champion(version: registry.ModelVersion) -> int | None:
 def _load(settings: Settings, version: registry.ModelVersion) -> sp.Splits:
     split = version.split
     cuts = sp.TimeSplit(split["validation_start"], split["test_start"]) if split.get("test_start") else None
-    with opened(settings) as store:
-        return sp.load_splits(store, sn.get_snapshot(store, version.snapshot_id), cuts)
+    with opened_with_state(settings) as (store, state):
+        return sp.load_splits(store, sn.get_snapshot(state, version.snapshot_id), cuts)
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:

@@ -2,7 +2,9 @@
 
 A snapshot is what makes a model version re-trainable bit for bit: the training pipeline never reads the
 live feature tables directly, it reads an immutable table `snapshots.<snapshot_id>` whose content hash and
-definition are recorded in `snapshots.snapshot_registry`.
+definition are recorded in `snapshots.snapshot_registry`. The table lives on the engine's offline store; the
+registry is state and lives where the stateful layer does (the same DuckDB file on the duckdb engine; the
+home's embedded DuckDB file beside a Spark warehouse, see :func:`models_ml.offline.store.opened_state`).
 
 How a snapshot is built (one Ibis expression, executed inside the engine):
 
@@ -37,16 +39,18 @@ A model version's lineage names its snapshot, and so what it read.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import ibis
 import ibis.expr.types as ir
+from ibis.common.exceptions import UnsupportedOperationError
 
 from models_ml.core.time import TimeRange
 from models_ml.definitions.catalog import FeatureGroup, FeatureView
@@ -138,13 +142,25 @@ def snapshot_expr(
 # Content hash
 
 
+def _render_timestamp(column: ir.TimestampValue) -> ir.StringValue:
+    """``<epoch seconds>.<microseconds, 6 digits>``, the same text on DuckDB and Spark.
+
+    The first hashes were DuckDB's ``cast(epoch(t) as bigint)``: epoch seconds as a double, rounded half to
+    even, so a time at .5 s or later shows the next second. Spark has no microsecond extraction through Ibis,
+    so the text is rebuilt from what both engines give exactly (whole seconds of the time truncated to the
+    second, the fraction as ``%f``) with that rounding kept: every hash DuckDB stored stays valid."""
+    seconds = column.truncate("s").epoch_seconds().cast("int64")
+    fraction = column.strftime("%f")
+    micros = fraction.cast("int64")
+    rounds_up = (micros > 500_000) | ((micros == 500_000) & (seconds % 2 != 0))
+    return rounds_up.ifelse(seconds + 1, seconds).cast("string").concat(".", fraction)
+
+
 def _render(column: ir.Column) -> ir.StringValue:
     """A canonical, time-zone-independent text of one value; NULL is a marker, not an empty string."""
     dtype = column.type()
     if dtype.is_timestamp():
-        text = column.epoch_seconds().cast("int64").cast("string").concat(
-            ".", column.microsecond().cast("string").lpad(6, "0")
-        )
+        text = _render_timestamp(column)
     elif dtype.is_string():
         text = column
     else:
@@ -152,13 +168,23 @@ def _render(column: ir.Column) -> ir.StringValue:
     return text.fill_null(_NULL)
 
 
+def _sorted_concat(row_hash: ir.StringColumn) -> ir.StringScalar:
+    """The row hashes in order, as one text (NULL without rows): an ordered string aggregate where the engine
+    has one (DuckDB), else the collected list sorted and joined (PySpark has no ordered aggregates), which
+    is the same text."""
+    ordered = row_hash.group_concat(sep="", order_by=row_hash)
+    try:
+        ibis.to_sql(ordered.as_table())  # compiling is where a backend refuses
+        return ordered
+    except UnsupportedOperationError:
+        return row_hash.collect().sort().join("").nullif("")  # an empty list joins to ''
+
+
 def content_hash(table: ir.Table) -> str:
     """An order-independent hash of a table's rows and schema, computed in the engine."""
     row = ibis.literal(_SEP).join([_render(table[c]) for c in table.columns])
     hashes = table.select(row_hash=row.hexdigest("md5"))
-    digest = hashes.aggregate(
-        digest=hashes.row_hash.group_concat(sep="", order_by=hashes.row_hash).hexdigest("md5"),
-    ).to_pyarrow()["digest"][0].as_py()
+    digest = hashes.aggregate(digest=_sorted_concat(hashes.row_hash).hexdigest("md5")).to_pyarrow()["digest"][0].as_py()
     schema = json.dumps([[name, str(dtype)] for name, dtype in table.schema().items()])
     return hashlib.sha256(f"{schema}\n{digest or ''}".encode()).hexdigest()
 
@@ -281,14 +307,17 @@ def drop_abandoned_scratch(store: OfflineStore) -> list[str]:
     return abandoned
 
 
-def build_snapshot(store: OfflineStore, view: FeatureView, time_range: TimeRange) -> SnapshotInfo:
+def build_snapshot(store: OfflineStore, view: FeatureView, time_range: TimeRange, *,
+                   state: OfflineStore | None = None) -> SnapshotInfo:
     """Materialise the view's snapshot for ``time_range`` (or reuse the identical one already stored).
 
-    The join runs once, into a scratch table; its hash decides the id. If that id exists the scratch table
-    is dropped and the stored snapshot returned (``reused=True``); otherwise the scratch table is renamed
-    and registered in one transaction, so a snapshot is never visible without its registry row.
+    The join runs once, into a scratch table of ``store``; its hash decides the id. If that id is in the
+    registry (in ``state``, the stateful layer's store; default ``store``) the scratch table is dropped and
+    the stored snapshot returned (``reused=True``); otherwise the scratch table is renamed and registered,
+    in one transaction where one store holds both, so a snapshot is never visible without its registry row.
     """
-    ensure_registry(store)
+    state = store if state is None else state
+    ensure_registry(state)
     drop_abandoned_scratch(store)
     bounds = spine_time_bounds(spine_expr(store, view, time_range), view.label.spine_time)
     expr = snapshot_expr(store, view, time_range, bounds)
@@ -304,14 +333,13 @@ def build_snapshot(store: OfflineStore, view: FeatureView, time_range: TimeRange
         # only views with external groups hash their fingerprints: the other views' ids do not move
         identity = [definition_hash, digest, *([reads] if reads else [])]
         snapshot_id = f"snap_{view.name}_{_sha(identity)[:12]}"
-        existing = _registry_rows(store, "where snapshot_id = ?", [snapshot_id])
+        existing = _registry_rows(state, "where snapshot_id = ?", [snapshot_id])
         if existing:
             return _info_from_row(existing[0], reused=True)
         label = view.label
         now = dt.datetime.now(_UTC)
-        with store.transaction():
-            store.rename_table(SCHEMA, scratch, snapshot_id)
-            store.execute(
+        with _publishing(store, state, scratch, snapshot_id):
+            state.execute(
                 f"insert into {REGISTRY} ({_COLUMNS}) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     snapshot_id, view.name, view.version, json.dumps(view.group_versions()), label.model,
@@ -322,7 +350,24 @@ def build_snapshot(store: OfflineStore, view: FeatureView, time_range: TimeRange
                 ],
             )
         scratch = None
-        return get_snapshot(store, snapshot_id)
+        return get_snapshot(state, snapshot_id)
     finally:
         if scratch is not None:
             store.drop_table(SCHEMA, scratch)
+
+
+@contextlib.contextmanager
+def _publishing(store: OfflineStore, state: OfflineStore, scratch: str, snapshot_id: str) -> Iterator[None]:
+    """Rename the scratch table to the snapshot's id, with the registry row written inside: one transaction
+    where one store holds both. Across two stores the table comes first: a table left without its row
+    (the registry write failed) is never read, since readers go through the registry, and a later build of
+    the same content replaces it, its id being its content's."""
+    if state is store:
+        with store.transaction():
+            store.rename_table(SCHEMA, scratch, snapshot_id)
+            yield
+        return
+    store.drop_table(SCHEMA, snapshot_id)
+    store.rename_table(SCHEMA, scratch, snapshot_id)
+    with state.transaction():
+        yield

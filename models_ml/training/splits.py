@@ -69,7 +69,11 @@ class Splits:
 
 
 def _time_at_row(store: OfflineStore, table: ir.Table, spine_time: str, offset: int) -> dt.datetime:
-    cut = store.to_arrow(table.select(spine_time).order_by(spine_time).limit(1, offset=offset))
+    """The spine time of the ``offset``-th row by spine time, as a row number rather than ``limit .. offset``:
+    Ibis's PySpark backend returns an offset's helper column with the row, which it then cannot read."""
+    times = table.select(spine_time)
+    position = ibis.row_number().over(order_by=times[spine_time])
+    cut = store.to_arrow(times.filter(position == offset).select(spine_time).limit(1))
     return cut[spine_time][0].as_py().astimezone(UTC)
 
 
