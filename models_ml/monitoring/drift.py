@@ -2,8 +2,16 @@
 
 The reference profile (``monitoring.reference_profile``) and the current one (:func:`profile_sql` over
 the window-labelled current rows) go into one SQL statement, whose rows are inserted into
-``monitoring.feature_drift`` without leaving the engine. Statistics, per window and feature (the score
-included), NULL values left out of the distributions and counted on their own:
+``monitoring.feature_drift`` without leaving the engine. The current values of a numeric feature are first
+put on the reference's points (its values, or for a feature of more than
+:data:`~.profile.MAX_EXACT_VALUES` distinct values its bucket ends, see :func:`~.profile.bounded_profile_sql`): an
+as-of join finds the first reference point at or above each value, and the values of a window falling on
+the same point are counted as one row at that point, those strictly between it and the point below as one
+row at their largest value, those above the reference's maximum as one row at theirs. So the statistics'
+window functions sort at most about three rows per reference point and window, whatever the rows (the
+as-of join sorts one feature's values at a time).
+Statistics, per window and feature (the score included), NULL values left out of the distributions and
+counted on their own:
 
 * ``psi``: population stability index, ``sum((c - r) * ln(c / r))`` over buckets, each share floored at
   :data:`EPSILON` so an empty bucket counts as nearly empty rather than infinitely different. Numeric
@@ -12,16 +20,24 @@ included), NULL values left out of the distributions and counted on their own:
   ``inverted_cdf``), a value belongs to bucket ``#edges < value``; tied edges leave empty buckets, which
   add nothing. A current value below the reference's minimum or above its maximum gets a bucket of its own
   (below, above), as an unseen category does: otherwise a feature the reference holds at one value (a
-  visibility of 10 miles) could move anywhere below it without a change of PSI. Categorical buckets are
-  the reference's categories plus one "unseen" bucket for any other value;
-* ``ks``: the two-sample Kolmogorov-Smirnov statistic ``sup |F_ref - F_cur|`` (numeric), exact: between two
+  visibility of 10 miles) could move anywhere below it without a change of PSI. Exact for a bucketed
+  reference too, whenever ``bins`` divides :data:`~.profile.MAX_EXACT_VALUES` (the default does): every
+  edge ends a bucket, so the values a bucket or its mapped current row stands for all lie in one bin, and
+  the minimum and maximum are kept. Categorical buckets are the reference's categories plus one "unseen"
+  bucket for any other value;
+* ``ks``: the two-sample Kolmogorov-Smirnov statistic ``sup |F_ref - F_cur|`` (numeric): between two
   consecutive current values ``F_cur`` is constant and ``F_ref`` rises, so the supremum is at a current
-  value or just below one. The current's cumulative counts come from a sort of each window's values,
-  the reference's (at and just below each current value) from one sort of the reference and current
-  values together, the reference's first among equal values;
+  value or just below one. The current's cumulative counts come from a sort of each window's (mapped)
+  values, the reference's (at and just below each current value) from one sort of the reference and current
+  values together, the reference's first among equal values. Exact when the reference keeps exact values:
+  mapping the current values onto them then loses nothing, since ``F_ref`` is constant between two
+  reference values and ``F_cur`` is kept at both ends of every such gap. For a bucketed reference it is
+  approximate: only ``F_ref`` inside a bucket is unknown, so the value differs from the exact statistic
+  by less than the largest share of the reference a bucket holds below its last value, which is below
+  ``1 / MAX_EXACT_VALUES`` (about 1e-4);
 * ``missing_rate`` (current) and ``missing_rate_change`` (current minus reference);
 * ``out_of_range_share``: the share of current non-NULL values below the reference's minimum or above its
-  maximum (numeric);
+  maximum (numeric; exact, as the mapping keeps them apart);
 * ``unseen_share``: the share of current non-NULL values in no reference category (categorical);
 * ``rows``: the window's current rows, so a large PSI on a handful of rows can be told apart.
 
@@ -36,13 +52,13 @@ replaces them and a reader never sees half of a window.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from models_ml.core.time import TimeRange
 from models_ml.monitoring.current import WINDOW_END, WINDOW_START
-from models_ml.monitoring.profile import CATEGORICAL, NUMERIC, profile_sql
-from models_ml.monitoring.sql import exact_sum
+from models_ml.monitoring.profile import CATEGORICAL, MAX_EXACT_VALUES, NUMERIC, profile_sql
+from models_ml.monitoring.sql import exact_sum, ident, text
 from models_ml.monitoring.tables import FEATURE_DRIFT, REFERENCE_PROFILE
 from models_ml.offline.store import OfflineStore
 
@@ -58,7 +74,39 @@ def _bin(alias: str, bins: int) -> str:
     return " + ".join(f"(case when {alias}.value_num > e.e{k} then 1 else 0 end)" for k in range(1, bins))
 
 
-def drift_sql(current: str, kinds: Mapping[str, str], *, bins: int = BINS, epsilon: float = EPSILON) -> str:
+def _current_on_reference_sql(current: str, kinds: Mapping[str, str], wide: Collection[str]) -> str:
+    """The window-labelled value counts of ``current``, each numeric feature's values put on the reference's
+    points (the module docstring): one ``union all`` branch per numeric feature, so an as-of join sorts
+    one feature's values at a time, and one for the categorical features. The values of a ``wide``
+    feature (many reference points) go to the join row by row, the others counted by value first, which
+    is faster when values repeat; the result is the same either way."""
+    w = f"{WINDOW_START}, {WINDOW_END}"
+    branches = []
+    for feature, kind in kinds.items():
+        if kind != NUMERIC:
+            continue
+        value = f"cast({ident(feature)} as double)"
+        values = f"select {w}, {value} as value_num, 1 as n from {current}" if feature in wide else \
+            f"select {w}, {value} as value_num, count(*) as n from {current} group by {w}, value_num"
+        branches.append(f"""
+    select {w}, {text(feature)} as feature, '{NUMERIC}' as kind, max(value_num) as value_num,
+           cast(null as varchar) as value_cat, sum(n) as n
+    from (
+        select c.{WINDOW_START}, c.{WINDOW_END}, c.value_num, c.n, r.value_num as point
+        from ({values}) c
+        asof left join (select value_num from ref where feature = {text(feature)} and kind = '{NUMERIC}'
+                                                    and value_num is not null) r
+        on c.value_num <= r.value_num
+    ) mapped
+    group by {w}, point, value_num = point, value_num is null""")
+    categorical = {feature: kind for feature, kind in kinds.items() if kind != NUMERIC}
+    if categorical:
+        branches.append(profile_sql(current, categorical, (WINDOW_START, WINDOW_END)))
+    return "\n    union all\n".join(branches)
+
+
+def drift_sql(current: str, kinds: Mapping[str, str], *, bins: int = BINS, epsilon: float = EPSILON,
+              wide: Collection[str] = ()) -> str:
     """The statement computing every statistic of the module docstring: its rows are (feature,
     window_start, window_end, statistic, value). ``current`` is the relation of window-labelled current
     rows; parameters: model name and version (the reference's)."""
@@ -73,7 +121,7 @@ ref as (
     select feature, kind, value_num, value_cat, n from {REFERENCE_PROFILE} where model_name = ? and version = ?
 ),
 cur as (
-    {profile_sql(current, kinds, (WINDOW_START, WINDOW_END))}
+    {_current_on_reference_sql(current, kinds, wide)}
 ),
 ref_cum as (
     select feature, value_num,
@@ -214,7 +262,10 @@ def write_drift(store: OfflineStore, current: str, kinds: Mapping[str, str], *, 
                 epsilon: float = EPSILON) -> DriftWritten:
     """Replace the rows of every window inside ``span`` (for the model, version and source) by the
     statistics of ``current``, in one transaction."""
-    statement = drift_sql(current, kinds, bins=bins, epsilon=epsilon)
+    points = store.query(f"select feature, count(*) as points from {REFERENCE_PROFILE} where model_name = ? and "
+                         f"version = ? and kind = '{NUMERIC}' group by feature", [model_name, version])
+    wide = {row["feature"] for row in points if row["points"] > MAX_EXACT_VALUES // 2}
+    statement = drift_sql(current, kinds, bins=bins, epsilon=epsilon, wide=wide)
     key = [model_name, version, source]
     with store.transaction():
         deleted = store.execute(f"delete from {FEATURE_DRIFT} where model_name = ? and version = ? and source = ? "

@@ -23,7 +23,9 @@ import pyarrow as pa
 
 from models_ml.core.time import as_utc
 from models_ml.inference.batch.predict import score
-from models_ml.monitoring.profile import SCORE_FEATURE, input_kinds, profile_sql
+from models_ml.monitoring.profile import MAX_EXACT_VALUES, NUMERIC, SCORE_FEATURE, bounded_profile_sql, input_kinds
+from models_ml.monitoring.scores import bin_of
+from models_ml.monitoring.sql import ident
 from models_ml.monitoring.tables import REFERENCE_PROFILE, REFERENCES, SCHEMA, ensure_tables
 from models_ml.offline.retrieval import utc_literal
 from models_ml.offline.store import OfflineStore
@@ -99,6 +101,17 @@ def ensure_reference(store: OfflineStore, version: ModelVersion, model: Model, *
                            snapshot_id=version.snapshot_id, spine_time_before=before)
 
 
+def _wide(store: OfflineStore, source: str, kinds: Mapping[str, str]) -> set[str]:
+    """The numeric features of ``source`` with (by an estimate) more distinct values than the profile
+    keeps exactly: a hint of how to count them fastest (:func:`bounded_profile_sql`), not of the result."""
+    numeric = [feature for feature, kind in kinds.items() if kind == NUMERIC]
+    if not numeric:
+        return set()
+    counts = store.query("select " + ", ".join(f"approx_count_distinct({ident(f)}) as c{i}" for i, f in
+                                               enumerate(numeric)) + f" from {source}")[0]
+    return {f for i, f in enumerate(numeric) if counts[f"c{i}"] > MAX_EXACT_VALUES}
+
+
 def write_reference(store: OfflineStore, model_name: str, version: int, rows: pa.Table, kinds: Mapping[str, str], *,
                     snapshot_id: str, spine_time_before: dt.datetime | None) -> Reference:
     """Profile ``rows`` (a column per feature of ``kinds``) as the version's reference, replacing any
@@ -111,7 +124,10 @@ def write_reference(store: OfflineStore, model_name: str, version: int, rows: pa
         with store.transaction():
             store.execute(f"delete from {REFERENCE_PROFILE} where model_name = ? and version = ?", key)
             store.execute(f"delete from {REFERENCES} where model_name = ? and version = ?", key)
-            profile = profile_sql(f'{SCHEMA}."{scratch}"', kinds)
+            # bounded for continuous features; the score's buckets stop at its display bins, so the
+            # reference's score distribution (scores.py) stays exact
+            profile = bounded_profile_sql(f'{SCHEMA}."{scratch}"', kinds, {SCORE_FEATURE: bin_of("value_num")},
+                                          wide=_wide(store, f'{SCHEMA}."{scratch}"', kinds))
             store.execute(f"insert into {REFERENCE_PROFILE} select ?, ?, feature, kind, value_num, value_cat, n "
                           f"from ({profile}) p", key)
             store.execute(f"insert into {REFERENCES} values (?, ?, ?, ?, ?, ?, ?)",

@@ -4,8 +4,9 @@
   from, which part of it (``train``: spine time before the recorded validation cut; ``all`` for a version
   registered without its split), its rows and when it was built;
 * ``monitoring.reference_profile``: that reference as value counts, one row per (model, version, feature,
-  value) with the count ``n`` (see :mod:`.profile`); written once per version, in one transaction with its
-  ``references`` row;
+  value) with the count ``n`` (see :mod:`.profile`; a numeric feature of many distinct values is kept as
+  about :data:`~.profile.MAX_EXACT_VALUES` buckets, one row per bucket at its largest value); written once
+  per version, in one transaction with its ``references`` row;
 * ``monitoring.feature_drift``: one row per model, version, source (``batch`` or ``online``), feature,
   window, statistic; a window's rows are replaced in one transaction when it is computed again;
 * ``monitoring.score_distribution``: the score's counts per bin of [0, 1], per model, version, source and

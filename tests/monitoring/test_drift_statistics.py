@@ -13,8 +13,10 @@ from scipy import stats
 
 from models_ml.core.time import TimeRange
 from models_ml.monitoring import drift as dr
+from models_ml.monitoring import profile as pf
 from models_ml.monitoring import reference as rf
 from models_ml.monitoring.profile import CATEGORICAL, NUMERIC
+from models_ml.monitoring.scores import SCORE_BINS, bin_of
 from models_ml.monitoring.tables import FEATURE_DRIFT
 from models_ml.offline.duckdb_store import DuckDBStore
 
@@ -188,3 +190,65 @@ def test_the_reference_profile_is_value_counts_with_the_nulls(store):
     assert gappy == {"rows": REF_ROWS, "missing": missing, "distinct_values": REF_ROWS - missing + 1}
     assert store.query("select value_num, n from monitoring.reference_profile where feature = 'counts' "
                        "order by value_num")[0]["n"] == int((store.reference["counts"] == 0).sum())
+
+
+def test_a_continuous_feature_is_bucketed_psi_stays_exact_and_ks_within_the_bound():
+    """More distinct reference values than MAX_EXACT_VALUES: the stored profile is bounded, PSI, the
+    out-of-range share and the missing rate equal the exact ones, KS is within 1 / MAX_EXACT_VALUES of
+    SciPy's, and the score's reference distribution (its buckets stop at the display bins) is exact."""
+    rng = np.random.default_rng(11)
+    rows = 3 * pf.MAX_EXACT_VALUES
+    kinds = {"wide": NUMERIC, "counts": NUMERIC, pf.SCORE_FEATURE: NUMERIC}
+    reference = {"wide": np.where(rng.random(rows) < 0.03, np.nan, rng.normal(0.0, 1.0, rows)),
+                 "counts": rng.integers(0, 6, rows).astype(float),
+                 pf.SCORE_FEATURE: rng.beta(2.0, 5.0, rows)}
+    reference["wide"][:500] = 0.25  # a heavy value inside the range: it ends a bucket of its own
+    days = {DAY1: {"wide": np.concatenate([rng.normal(0.1, 1.2, 9000), rng.uniform(4.5, 6.0, 300), [np.nan] * 700]),
+                   "counts": rng.integers(-1, 8, 10_000).astype(float),
+                   pf.SCORE_FEATURE: rng.beta(2.4, 5.0, 10_000)},
+            DAY2: {"wide": np.concatenate([rng.normal(0.0, 1.0, 5000), np.full(100, 0.25), [-7.0] * 50]),
+                   "counts": rng.integers(0, 6, 5150).astype(float),
+                   pf.SCORE_FEATURE: rng.beta(2.0, 5.0, 5150)}}
+
+    def table(data, window=None):
+        n = len(next(iter(data.values())))
+        columns = {} if window is None else {
+            "window_start": pa.repeat(pa.scalar(window.start, pa.timestamp("us", tz="UTC")), n),
+            "window_end": pa.repeat(pa.scalar(window.end, pa.timestamp("us", tz="UTC")), n)}
+        return pa.table(columns | {k: pa.array(v, pa.float64(), from_pandas=True) for k, v in data.items()})
+
+    with DuckDBStore.in_memory() as store:
+        rf.write_reference(store, "m", 1, table(reference), kinds, snapshot_id="synthetic", spine_time_before=None)
+        profile = {r["feature"]: r for r in store.query(
+            "select feature, count(*) as points, sum(n) as rows, sum(n) filter (where value_num is null) as missing, "
+            "min(value_num) as lo, max(value_num) as hi from monitoring.reference_profile group by feature")}
+        for feature in ("wide", pf.SCORE_FEATURE):  # bounded, and the range and the NULLs kept
+            assert profile[feature]["points"] <= pf.MAX_EXACT_VALUES + 25
+            assert profile[feature]["rows"] == rows and profile[feature]["lo"] == np.nanmin(reference[feature])
+            assert profile[feature]["hi"] == np.nanmax(reference[feature])
+        assert profile["wide"]["missing"] == np.isnan(reference["wide"]).sum()
+        assert profile["counts"]["points"] == 6  # few distinct values: exact counts as before
+
+        store.create_table("monitoring", "_current", pa.concat_tables([table(d, w) for w, d in days.items()]))
+        dr.write_drift(store, 'monitoring."_current"', kinds, model_name="m", version=1, source="batch",
+                       span=TimeRange(DAY1.start, DAY2.end), computed_at=dt.datetime.now(UTC))
+        got = results(store)
+        for window, data in days.items():
+            for feature in kinds:
+                r, c = reference[feature], data[feature]
+                assert got[(feature, window.start, "psi")] == pytest.approx(numpy_psi(r, c), rel=1e-9, abs=1e-12)
+                exact_ks = stats.ks_2samp(valid(r), valid(c)).statistic
+                bound = 1e-12 if feature == "counts" else 1 / pf.MAX_EXACT_VALUES
+                assert abs(got[(feature, window.start, "ks")] - exact_ks) < bound
+                assert got[(feature, window.start, "out_of_range_share")] == pytest.approx(
+                    np.mean((valid(c) < np.nanmin(r)) | (valid(c) > np.nanmax(r))), rel=1e-12, abs=1e-15)
+                assert got[(feature, window.start, "missing_rate_change")] == pytest.approx(
+                    np.isnan(c).mean() - np.isnan(r).mean(), rel=1e-12, abs=1e-15)
+        assert got[("wide", DAY1.start, "out_of_range_share")] > 0.03 and got[("wide", DAY2.start, "psi")] > 0
+
+        binned = {r["bin"]: r["n"] for r in store.query(
+            f"select {bin_of('value_num')} as bin, sum(n) as n from monitoring.reference_profile "
+            f"where feature = ? group by bin", [pf.SCORE_FEATURE])}
+        exact = np.bincount(np.minimum(np.floor(reference[pf.SCORE_FEATURE] * SCORE_BINS), SCORE_BINS - 1).astype(int),
+                            minlength=SCORE_BINS)
+        assert [binned.get(k, 0) for k in range(SCORE_BINS)] == exact.tolist()
