@@ -16,7 +16,8 @@ process competes with the event loop for the GIL, and measured at 200 requests/s
 the service. Jobs arriving within 0.2 s are sent together and scored in one call (one store read, one
 matrix). The process
 reports what it did (rows scored, jobs failed, seconds) through a second queue that the service reads
-into its metrics. It runs at a lower CPU priority (niceness 10), so on busy cores the answers come first.
+into its metrics. It runs at the lowest CPU priority (SCHED_IDLE on Linux, else niceness 10), so on busy
+cores the answers come first.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class ShadowJob:
 
 
 _STOP = None  # the sentinel that ends the process, queued behind the jobs
-SHADOW_NICENESS = 10  # the shadow process's lower CPU priority
+SHADOW_NICENESS = 10  # the shadow process's lower CPU priority where SCHED_IDLE is missing
 COALESCE_SECONDS = 0.2  # how long the service gathers jobs into one message (one scoring call)
 
 
@@ -200,8 +201,7 @@ def run_shadow_process(settings: Settings, jobs: Any, reports: Any, max_items: i
     rows, report each batch; until the sentinel. Ctrl-C is the service's to handle: this process ends when
     the service queues the sentinel (or dies: the process is a daemon)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with contextlib.suppress(OSError):
-        os.nice(SHADOW_NICENESS)  # the service's answers come first when the cores are busy
+    _lower_priority()
     store = open_online_store(settings, create=False)
     log = PredictionLog(settings.prediction_log_path, retention=LogRetention(
         max_age_days=None, max_rows=None, max_bytes=None, min_free_bytes=min_free_bytes)).start()
@@ -216,6 +216,16 @@ def run_shadow_process(settings: Settings, jobs: Any, reports: Any, max_items: i
     finally:
         log.close()
         store.close()
+
+
+def _lower_priority() -> None:
+    """Run only on CPU time nothing else wants (Linux's SCHED_IDLE: the service and its clients always come
+    first), else at niceness :data:`SHADOW_NICENESS` where that policy does not exist."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        with contextlib.suppress(OSError):
+            os.nice(SHADOW_NICENESS)
 
 
 def _next_batch(jobs: Any, max_items: int) -> tuple[list[tuple], bool]:
