@@ -39,6 +39,9 @@ class Settings:
     # How long a writing command waits for another one holding the home (models_ml.core.home_lock); 0 fails
     # at once with the holder's name.
     lock_wait_seconds: float = 0.0
+    # DuckDB's memory limit for the warehouse's connections (FTI_DUCKDB_MEMORY_LIMIT, e.g. "1GB"): past it,
+    # sorts, joins and windows spill to a temporary folder beside the file. None: DuckDB's default (80 % of RAM).
+    duckdb_memory_limit: str | None = None
 
     @property
     def warehouse_path(self) -> Path:
@@ -113,6 +116,7 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         serve_host=env.get("FTI_SERVE_HOST", "127.0.0.1"),
         serve_port=int(env.get("FTI_SERVE_PORT", "8000")),
         lock_wait_seconds=_seconds(env, "FTI_LOCK_WAIT_SECONDS"),
+        duckdb_memory_limit=_memory_limit(env, "FTI_DUCKDB_MEMORY_LIMIT"),
     )
 
 
@@ -143,6 +147,19 @@ def _spark_master(env: Mapping[str, str]) -> str:
         return raw
     raise SettingsError(f"FTI_SPARK_MASTER={raw!r} is not a Spark master fti can start; set it to local[N] "
                         f"(Spark in this process) or sc://host:15002 (a Spark Connect server)")
+
+
+_MEMORY = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+
+
+def _memory_limit(env: Mapping[str, str], name: str) -> str | None:
+    """An amount of memory as DuckDB reads it ("1GB", "512MiB"); None when unset."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if not _MEMORY.fullmatch(raw):
+        raise SettingsError(f"{name}={raw!r} is not an amount of memory; set it to e.g. 1GB or 512MiB (or unset it)")
+    return raw
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float = 0.0) -> float:

@@ -68,7 +68,10 @@ class DuckDBStore(OfflineStore):
             raise OfflineStoreError(f"no warehouse at {path}: run the feature pipeline (`fti features run`) first")
         if not read_only:
             settings.ensure_home()
-        return cls(ibis.duckdb.connect(str(path), read_only=read_only))
+        backend = ibis.duckdb.connect(str(path), read_only=read_only)
+        if settings.duckdb_memory_limit:
+            backend.raw_sql(f"set memory_limit = '{settings.duckdb_memory_limit}'")
+        return cls(backend)
 
     @classmethod
     def in_memory(cls) -> DuckDBStore:
