@@ -42,6 +42,9 @@ class Settings:
     # DuckDB's memory limit for the warehouse's connections (FTI_DUCKDB_MEMORY_LIMIT, e.g. "1GB"): past it,
     # sorts, joins and windows spill to a temporary folder beside the file. None: DuckDB's default (80 % of RAM).
     duckdb_memory_limit: str | None = None
+    # Batch scoring with the model's trees compiled to C (models_ml.inference.batch.compiled_trees), the same
+    # scores as LightGBM's; FTI_COMPILED_TREES=0 keeps LightGBM's own prediction.
+    compiled_trees: bool = True
 
     @property
     def warehouse_path(self) -> Path:
@@ -55,6 +58,11 @@ class Settings:
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    @property
+    def compiled_trees_dir(self) -> Path:
+        """Compiled models (shared libraries keyed by their source's hash): a cache, safe to delete."""
+        return self.home / "cache" / "compiled_trees"
 
     @property
     def reports_dir(self) -> Path:
@@ -117,6 +125,7 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         serve_port=int(env.get("FTI_SERVE_PORT", "8000")),
         lock_wait_seconds=_seconds(env, "FTI_LOCK_WAIT_SECONDS"),
         duckdb_memory_limit=_memory_limit(env, "FTI_DUCKDB_MEMORY_LIMIT"),
+        compiled_trees=_flag(env, "FTI_COMPILED_TREES", default=True),
     )
 
 
@@ -160,6 +169,18 @@ def _memory_limit(env: Mapping[str, str], name: str) -> str | None:
     if not _MEMORY.fullmatch(raw):
         raise SettingsError(f"{name}={raw!r} is not an amount of memory; set it to e.g. 1GB or 512MiB (or unset it)")
     return raw
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """A yes/no setting: 1/true/yes/on or 0/false/no/off; ``default`` when unset."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a yes/no value; set it to 1 or 0 (or unset it)")
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float = 0.0) -> float:

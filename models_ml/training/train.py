@@ -337,6 +337,9 @@ class Model:
     best_iteration: int
     training_seconds: float | None = None
     history: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    # The same trees compiled to C (models_ml.inference.batch.compiled_trees.CompiledTrees, which gives the
+    # very same scores), set by batch inference; prediction uses it when present.
+    compiled: Any = field(default=None, repr=False, compare=False)
 
     def predict(self, table: pa.Table, num_threads: int | None = None) -> np.ndarray:
         """Probability of the positive class for each row of an Arrow table holding the features
@@ -347,6 +350,8 @@ class Model:
         """Probabilities for a :func:`feature_matrix`."""
         if len(matrix) == 0:
             return np.empty(0, dtype=np.float64)
+        if self.compiled is not None:
+            return self.compiled.predict(matrix, num_threads)
         extra = {} if num_threads is None else {"num_threads": num_threads}
         return self.booster.predict(matrix, num_iteration=self.best_iteration or None, **extra)
 

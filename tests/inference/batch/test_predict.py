@@ -152,6 +152,17 @@ def test_scores_equal_the_registered_model_on_the_same_features(home):
     assert np.array_equal(pr.score(model, features, num_threads=1), model.predict(features))
 
 
+def test_batch_inference_scores_with_compiled_trees_unless_turned_off(home):
+    version, model = bp.resolve_model(home, "toy", registry.CHAMPION)
+    assert model.compiled is not None and model.compiled.path.parent == home.compiled_trees_dir
+    _, lightgbm = bp.resolve_model(dataclasses.replace(home, compiled_trees=False), "toy", registry.CHAMPION)
+    assert lightgbm.compiled is None
+    with opened(home) as store:
+        view = pr.inference_view(store, toy_catalog(), version)
+        features = pr.load_features(store, view, day_window(DAY))
+    assert np.array_equal(pr.score(model, features, num_threads=2), pr.score(lightgbm, features, num_threads=2))
+
+
 def test_inference_spine_needs_no_target(home):
     with duckdb.connect(str(home.warehouse_path)) as con:
         con.execute("alter table labels.label_toy drop column is_delayed")
