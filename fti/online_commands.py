@@ -110,20 +110,20 @@ def serve(args: argparse.Namespace) -> int:
             timeout_keep_alive=args.timeout_keep_alive, timeout_request=args.timeout_request,
             max_age_days=args.log_max_age_days, max_rows=args.log_max_rows, max_bytes=args.log_max_bytes,
             min_free_bytes=args.log_min_free_bytes, canary_share=args.canary, shadow=args.shadow or None,
-            shadow_queue=args.shadow_queue)
+            shadow_queue=args.shadow_queue, workers=args.workers)
     except ValueError as error:
         raise UsageError(str(error)) from None
 
-    from models_ml.inference.online.serving.app import serve as run
+    from models_ml.inference.online.serving.workers import serve as run
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     variants = (f", challenger as canary for {config.canary_share:.0%} of entities" if config.canary_share
                 else ", challenger in shadow" if config.shadow else "")
+    variants += f", {config.workers} worker processes" if config.workers > 1 else ""
     print(f"fti serve: {settings.online_store} store, models under {settings.models_dir}{variants}, "
           f"http://{host}:{port} (Ctrl-C to stop)", flush=True)
     # serve() warns (logging) when binding beyond loopback without a token.
-    run(settings, host=host, port=port, models=args.model, log_level=args.log_level, config=config)
-    return 0
+    return run(settings, host=host, port=port, models=args.model, log_level=args.log_level, config=config)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -152,6 +152,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     srv.add_argument("--port", type=int, help="port (default: $FTI_SERVE_PORT or 8000)")
     srv.add_argument("--store", help=_STORE_HELP)
     srv.add_argument("--model", action="append", help="serve only this model (repeatable; default all published)")
+    srv.add_argument("--workers", type=int, metavar="N",
+                     help="service processes on the one port, each with its own store connection, model and "
+                          "prediction log writer; /metrics adds them up ($FTI_SERVE_WORKERS, 1)")
     srv.add_argument("--log-level", default="warning", type=str.lower,
                      choices=["debug", "info", "warning", "error", "critical"])
     limits = srv.add_argument_group(

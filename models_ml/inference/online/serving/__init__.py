@@ -1,6 +1,7 @@
 """The online inference service: an ASGI app (Starlette) served by uvicorn, one module per job.
 
-* :mod:`.app`: the routes and their handlers, the app and ``serve`` (``fti serve`` runs it);
+* :mod:`.app`: the routes and their handlers, and the app;
+* :mod:`.workers`: ``serve`` (``fti serve`` runs it): the app in one process, or in several on one port;
 * :mod:`.schema`: the request model each served model's published request schema defines;
 * :mod:`.scoring`: a loaded champion (:class:`~.scoring.ServedModel`) and how it scores requests;
 * :mod:`.encode`: the model's input matrix and LightGBM's single-row path, without pandas;

@@ -1,5 +1,7 @@
 """The service's HTTP face: routes, handlers, the app and ``serve``.
 
+The app only: :func:`models_ml.inference.online.serving.workers.serve` runs it (``fti serve``).
+
 * ``POST /predict/{model}``: one request (a JSON object with the fields the model's published request
   schema lists: the label's entity keys, the feature view's join keys and request features; optionally
   the spine time, e.g. ``prediction_at``, as of which features are looked up, default now) ->
@@ -30,7 +32,7 @@ which a background thread writes. With a challenger served (:mod:`.variants`, ``
 ``shadow``), a canary entity's item is scored by the challenger instead (its answer says ``"variant":
 "canary"`` and the challenger's version), or, in shadow, the answered items are offered to the shadow queue
 after the champion has scored them. Every answer names its ``variant``; every log row its variant and
-version. For more throughput run several processes (Redis store) behind a balancer.
+version. For more throughput, ``fti serve --workers N`` runs N such processes on one port (:mod:`.workers`).
 """
 
 from __future__ import annotations
@@ -40,12 +42,13 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -53,13 +56,12 @@ from starlette.routing import Route
 
 from models_ml.core.settings import Settings
 from models_ml.inference.online.prediction_log import CANARY, CHAMPION, PredictionLog
-from models_ml.inference.online.serving.config import ServeConfig, is_loopback
+from models_ml.inference.online.serving.config import ServeConfig
 from models_ml.inference.online.serving.metrics import Metrics
 from models_ml.inference.online.serving.schema import RequestRejected, parse_batch, parse_one, validate
 from models_ml.inference.online.serving.scoring import NewestEvents, Scored, ServedModel, prediction_records
 from models_ml.inference.online.serving.state import ServiceState
 from models_ml.inference.online.serving.variants import ShadowJob, ShadowScorer, in_canary
-from models_ml.inference.online.serving.tuning import tune_for_latency
 from models_ml.inference.online.store import UTC, OnlineStore, OnlineStoreError, open_online_store
 
 LOGGER = logging.getLogger("fti.online")
@@ -295,6 +297,7 @@ async def health_details(request: Request) -> Response:
         "models": models, "load_errors": dict(state.load_errors), "freshness": state.freshness,
         "prediction_log": state.log.stats() if state.log is not None else None,
         "in_flight": state.in_flight,
+        "process": {"pid": os.getpid(), "workers": config.workers},
         "variants": {"canary_share": config.canary_share, "shadow": config.shadow, "challengers": challengers,
                      "challenger_errors": dict(state.challenger_errors),
                      "shadow_queue": state.shadow.stats() if state.shadow is not None else None},
@@ -305,11 +308,8 @@ async def metrics_endpoint(request: Request) -> Response:
     state: ServiceState = request.app.state.fti
     if not request.app.state.fti_guard.authorized(_Guard.headers(request)[2]):
         return _json(401, _UNAUTHORIZED, _CHALLENGE)
-    state.metrics.observe_log(state.log)
-    if state.shadow is not None:
-        state.shadow.collect()
-        state.metrics.shadow_pending.set(state.shadow.pending)
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    state.observe_gauges()
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def _unhandled(request: Request, error: Exception) -> Response:
@@ -325,14 +325,15 @@ def create_app(
     log_predictions: bool = True,
     freeze_heap: bool = False,
     config: ServeConfig | None = None,
+    metrics_dir: str | None = None,
 ) -> Starlette:
     """The ASGI app. ``store`` defaults to the one the settings name (opened without creating anything);
     ``models`` limits the served models (default: every published champion); ``freeze_heap`` see
-    :func:`.tuning.freeze_heap` (on when the app owns its process, as in :func:`serve`); ``config`` the
+    :func:`.tuning.freeze_heap` (on when the app owns its process, as in :func:`.workers.serve`); ``config`` the
     limits and token (default: :class:`.config.ServeConfig`'s defaults, no token; ``serve`` reads the
-    environment)."""
+    environment); ``metrics_dir`` the workers' shared metrics directory (:mod:`.workers`)."""
     config = config or ServeConfig()
-    metrics = Metrics()
+    metrics = Metrics(metrics_dir)
     log = None
     if log_predictions:
         log = PredictionLog(settings.prediction_log_path, retention=config.retention)
@@ -370,24 +371,3 @@ def create_app(
     app.state.fti_guard = _Guard(config)
     app.state.fti_newest_events = newest_events
     return app
-
-
-def serve(settings: Settings, *, host: str | None = None, port: int | None = None,
-          models: Sequence[str] | None = None, log_level: str = "warning", config: ServeConfig | None = None) -> None:
-    """Run the service with uvicorn (uvloop and httptools when installed, as ``uvicorn[standard]`` does)
-    until interrupted; binds ``settings.serve_host``, loopback by default, with the limits of ``config``
-    (default: the environment's, :meth:`.config.ServeConfig.from_env`). The process is tuned for tail
-    latency (:mod:`.tuning`): the app owns it."""
-    import uvicorn
-
-    from models_ml.inference.online.serving.server import uvicorn_config
-
-    config = config or ServeConfig.from_env()
-    host = host or settings.serve_host
-    if config.token is None and not is_loopback(host):
-        LOGGER.warning("serving on %s without a token: anyone who can reach it can predict and read /metrics "
-                       "(set FTI_SERVE_TOKEN or FTI_SERVE_TOKEN_FILE, or fti serve --token-file)", host)
-    tune_for_latency()
-    app = create_app(settings, models=models, freeze_heap=True, config=config)
-    uvicorn.Server(uvicorn_config(app, host=host, port=port or settings.serve_port, config=config,
-                                  log_level=log_level)).run()

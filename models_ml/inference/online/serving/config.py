@@ -29,6 +29,9 @@ setting (environment variable)    default                what it bounds
 ``FTI_SERVE_SHADOW``              0 (off)                1: the challenger scores every request off the request
                                                          path (``fti serve --shadow``)
 ``FTI_SERVE_SHADOW_QUEUE``        1000                   shadow jobs waiting at most; beyond, dropped and counted
+``FTI_SERVE_WORKERS``             1                      service processes on the one port (``fti serve
+                                                         --workers``; see :mod:`.workers`); every limit above
+                                                         that counts requests, connections or jobs is per worker
 ================================  =====================  ==========================================================
 
 A value of 0 for a retention limit turns it off. Canary and shadow are exclusive: one way of serving the
@@ -65,6 +68,7 @@ class ServeConfig:
     canary_share: float = 0.0
     shadow: bool = False
     shadow_queue: int = 1000
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.canary_share <= 1.0:
@@ -73,6 +77,8 @@ class ServeConfig:
         if self.canary_share > 0 and self.shadow:
             raise ValueError("canary and shadow cannot both be on: serve the challenger one way at a time "
                              "(drop --shadow or --canary)")
+        if self.workers < 1:
+            raise ValueError(f"workers {self.workers!r} must be at least 1")
         if self.shadow and self.shadow_queue < 1:
             raise ValueError(f"shadow queue {self.shadow_queue!r} must be at least 1")
 
@@ -119,6 +125,7 @@ class ServeConfig:
             "canary_share": num("FTI_SERVE_CANARY_SHARE", d.canary_share, float),
             "shadow": flag("FTI_SERVE_SHADOW", d.shadow),
             "shadow_queue": num("FTI_SERVE_SHADOW_QUEUE", d.shadow_queue),
+            "workers": num("FTI_SERVE_WORKERS", d.workers),
         }
         retention = {
             "max_age_days": num("FTI_PREDICTION_LOG_MAX_AGE_DAYS", r.max_age_days, float),

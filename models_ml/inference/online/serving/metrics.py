@@ -3,13 +3,17 @@ warnings, the store's freshness and the prediction log's backlog and health; per
 shadow: see :mod:`.variants`) the rows scored and the latency, and the shadow queue's jobs and backlog.
 
 Label values are bounded: a model label is a served model's name or ``unknown`` (any other name in a URL),
-a status, reason or warning one of the handler's own, a group one of the served views'."""
+a status, reason or warning one of the handler's own, a group one of the served views'.
+
+With several worker processes (:mod:`.workers`) the values live in prometheus_client's multiprocess files
+and a scrape adds up every worker's (:meth:`Metrics.exposition`); each gauge's ``multiprocess_mode`` says
+how its workers' values combine. One process: ``multiprocess_mode`` is ignored."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 
 
 class Metrics:
@@ -19,7 +23,16 @@ class Metrics:
     AGE_BUCKETS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86_400, 2 * 86_400, 7 * 86_400,
                    30 * 86_400, 365 * 86_400)
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: str | None = None) -> None:
+        """``multiprocess_dir``: the workers' shared metrics directory (see :mod:`.workers`), None for one
+        process."""
+        self.multiprocess_dir = multiprocess_dir
+        if multiprocess_dir is not None:
+            from prometheus_client import values
+
+            if not getattr(values.ValueClass, "_multiprocess", False):
+                raise RuntimeError("prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR was set: "
+                                   "start workers through models_ml.inference.online.serving.workers")
         disable_created_metrics()  # no `_created` series: half the scrape, nothing a dashboard uses
         self.registry = CollectorRegistry()
         r = self.registry
@@ -30,7 +43,7 @@ class Metrics:
         self.latency = Histogram("fti_online_request_latency_seconds", "Request latency inside the service.",
                                  ["model", "endpoint"], buckets=self.LATENCY_BUCKETS, registry=r)
         self.model_version = Gauge("fti_online_model_version", "Version of the model being served.", ["model"],
-                                   registry=r)
+                                   registry=r, multiprocess_mode="livemostrecent")
         self.model_swaps = Counter("fti_online_model_swaps", "Times a newly published champion was swapped in.",
                                    ["model"], registry=r)
         self.feature_age = Histogram("fti_online_feature_age_seconds",
@@ -42,22 +55,26 @@ class Metrics:
                                 "(features_from_future, store_older_than_ttl) and group.",
                                 ["model", "group", "warning"], registry=r)
         self.store_lag = Gauge("fti_online_store_latest_event_age_seconds",
-                               "Now minus the latest event time materialized, per group.", ["group"], registry=r)
+                               "Now minus the latest event time materialized, per group.", ["group"], registry=r,
+                               multiprocess_mode="livemostrecent")
         self.store_materialized = Gauge("fti_online_store_materialized_age_seconds",
-                                        "Now minus the last materialization, per group.", ["group"], registry=r)
+                                        "Now minus the last materialization, per group.", ["group"], registry=r,
+                                        multiprocess_mode="livemostrecent")
         self.log_dropped = Gauge("fti_online_prediction_log_dropped", "Prediction log records dropped (queue full).",
-                                 registry=r)
+                                 registry=r, multiprocess_mode="sum")
         self.log_pending = Gauge("fti_online_prediction_log_pending", "Prediction log records not yet written.",
-                                 registry=r)
+                                 registry=r, multiprocess_mode="livesum")
         self.log_errors = Gauge("fti_online_prediction_log_errors",
-                                "Prediction log records that could not be written (skipped).", registry=r)
+                                "Prediction log records that could not be written (skipped).", registry=r,
+                                multiprocess_mode="sum")
         self.log_restarts = Gauge("fti_online_prediction_log_restarts",
-                                  "Times the prediction log's writer was started again after dying.", registry=r)
+                                  "Times the prediction log's writer was started again after dying.", registry=r,
+                                  multiprocess_mode="sum")
         self.log_pruned = Gauge("fti_online_prediction_log_pruned", "Prediction log rows deleted by retention.",
-                                registry=r)
+                                registry=r, multiprocess_mode="sum")
         self.log_up = Gauge("fti_online_prediction_log_up",
                             "1 while the prediction log writes; 0 while its writer is down or paused (disk).",
-                            registry=r)
+                            registry=r, multiprocess_mode="livemin")
         self.variant_predictions = Counter("fti_online_variant_predictions",
                                            "Rows scored, by variant (champion, canary, shadow) and model version.",
                                            ["model", "variant", "version"], registry=r)
@@ -67,16 +84,18 @@ class Metrics:
                                          ["model", "variant"], buckets=self.LATENCY_BUCKETS, registry=r)
         self.challenger_version = Gauge("fti_online_challenger_version",
                                         "Version of the challenger served beside the champion (canary or shadow).",
-                                        ["model"], registry=r)
+                                        ["model"], registry=r, multiprocess_mode="livemostrecent")
         self.shadow_jobs = Counter("fti_online_shadow_jobs", "Shadow jobs (one per answered request), by outcome: "
                                    "scored, dropped (queue full), failed (the challenger raised).",
                                    ["model", "outcome"], registry=r)
-        self.shadow_pending = Gauge("fti_online_shadow_pending", "Shadow jobs queued, not yet scored.", registry=r)
+        self.shadow_pending = Gauge("fti_online_shadow_pending", "Shadow jobs queued, not yet scored.", registry=r,
+                                    multiprocess_mode="livesum")
         self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
 
     def observe_log(self, log: Any) -> None:
         """Copy the prediction log's counters (a :class:`~models_ml.inference.online.prediction_log.PredictionLog`
-        or ``None``) into their gauges; called on each scrape."""
+        or ``None``) into their gauges; called on each scrape and by the watcher every poll (so that with
+        several workers every worker's gauges are current, whichever answers the scrape)."""
         if log is None:
             return
         self.log_dropped.set(log.dropped)
@@ -85,6 +104,16 @@ class Metrics:
         self.log_restarts.set(log.restarts)
         self.log_pruned.set(log.pruned)
         self.log_up.set(1 if log.healthy else 0)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text of every metric: this process's, or with workers all workers' added up."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
+        return generate_latest(registry)
 
     def child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, memoized: a request updates the same few series every time, and

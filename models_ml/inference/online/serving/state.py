@@ -175,15 +175,19 @@ class ServiceState:
 
     def _watch(self) -> None:
         while not self._stop.wait(self.poll_seconds):
-            for step in (self._supervise_log, self.refresh_models, self.refresh_freshness, self._collect_shadow):
+            for step in (self._supervise_log, self.refresh_models, self.refresh_freshness, self.observe_gauges):
                 try:
                     step()
                 except Exception:  # noqa: BLE001 - the watcher must outlive any one failure
                     LOGGER.exception("watcher step %s failed", step.__name__)
 
-    def _collect_shadow(self) -> None:
+    def observe_gauges(self) -> None:
+        """The prediction log's and the shadow queue's figures into their gauges (each scrape and each poll:
+        with several workers, a scrape reads every worker's gauges as its watcher last set them)."""
+        self.metrics.observe_log(self.log)
         if self.shadow is not None:
-            self.shadow.collect()  # the shadow process's reports into the metrics
+            self.shadow.collect()
+            self.metrics.shadow_pending.set(self.shadow.pending)
 
     def _supervise_log(self) -> None:
         if self.log is not None:
