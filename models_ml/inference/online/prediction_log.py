@@ -37,7 +37,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime as dt
-import json
 import logging
 import math
 import shutil
@@ -49,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
 LOGGER = logging.getLogger("fti.online")
@@ -82,12 +82,22 @@ _DELETE_CHUNK = 50_000  # rows deleted per transaction by retention (writers wai
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, default=_default, separators=(",", ":"))
+    """Compact JSON of a record's part, by orjson (several times faster than ``json``, in the writer thread
+    that shares the service process's GIL with the requests): the text ``json.dumps(value, separators=(",",
+    ":"))`` gives parses to the same values (a datetime as its ``isoformat``), except that a NaN is ``null``
+    (valid JSON) instead of ``NaN``."""
+    return orjson.dumps(value, default=_default).decode()
 
 
 def _default(value: Any) -> Any:
+    """What orjson does not encode itself, as ``json.dumps`` did: a float or int subclass (numpy's float64)
+    as its number, anything else as its text."""
     if isinstance(value, (dt.datetime, dt.date)):
         return value.isoformat()
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, int):
+        return int(value)
     return str(value)
 
 
