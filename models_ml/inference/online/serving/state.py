@@ -188,6 +188,7 @@ class ServiceState:
         if self.shadow is not None:
             self.shadow.collect()
             self.metrics.shadow_pending.set(self.shadow.pending)
+        self.metrics.flush()
 
     def _supervise_log(self) -> None:
         if self.log is not None:
@@ -225,4 +226,5 @@ class ServiceState:
             self.shadow.close()  # before the log: its last scores are logged
         if self.log is not None:
             self.log.close()
+        self.metrics.flush()  # workers: the last counts into the shared files
         self.store.close()
