@@ -48,6 +48,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -68,8 +69,15 @@ LOGGER = logging.getLogger("fti.online")
 UNKNOWN = "unknown"  # the model label of requests for a model that is not served
 
 
+class _JSONResponse(JSONResponse):
+    """Starlette's JSON response (compact, UTF-8), encoded by orjson: a few times faster than ``json``."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 def _json(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(payload, status_code=status, headers=headers)
+    return _JSONResponse(payload, status_code=status, headers=headers)
 
 
 def _internal_error(context: str, error: BaseException) -> JSONResponse:
