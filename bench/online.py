@@ -13,11 +13,16 @@ raw HTTP/1.1 on keep-alive connections, a sender and a receiver thread) sends si
 on a fixed schedule; each latency is measured from the request's *scheduled* send time, so queueing in the
 service (or the generator) is not hidden.
 First a baseline (the same requests to an unknown model: HTTP + routing + the 404, no store, no model),
-then 200 requests/s for 30 s, then rising rates (10 s each) until p99 exceeds 20 ms or a request fails:
-the highest rate that held is reported. Requests are real spine rows of the model's label table (the
-newest ones, with their spine time, so features are within TTL).
+then 200 requests/s for 30 s and 2,000 requests/s for 30 s (``--rate``, ``--high``), then rising rates (10 s
+each) until p99 reaches 20 ms or a request fails: the highest rate that held is reported. Each row carries
+the load average at its end (the machine is shared). Requests are real spine rows of the model's label
+table (the newest ones, with their spine time, so features are within TTL). The SQLite store is run with
+each worker count of ``--workers`` (``fti serve --workers N``, default 1 then 2), and with ``--before
+GIT_REF`` first with that commit's service (its files by ``git archive``, one process), so a before/after
+table comes from one run on one home; Redis with the last worker count.
 
     .venv/bin/python bench/online.py [--home FTI_HOME] [--model flight_delay] [stores|service|shadow|all]
+    .venv/bin/python bench/online.py service --before c89f1c8 --stores sqlite
 
 Part 3, ``shadow``: the same service and load with the model's challenger in shadow (``FTI_SERVE_SHADOW=1``)
 and without, alternating, ``--repeats`` runs each: the p99 of all requests of each mode pooled, and their
@@ -27,7 +32,7 @@ A home without a challenger gets one from the training flow (not promoted).
 
 The home must hold a built warehouse with a champion of ``--model`` (``make demo``); the bench
 materializes the online store and publishes the champion itself. Targets: p99 <= 5 ms at 200 requests/s,
-zero errors.
+at least 2,000 requests/s with p99 < 20 ms, zero errors.
 """
 
 from __future__ import annotations
@@ -292,42 +297,96 @@ def spine_bodies(settings, model: str, n: int = 2000) -> list[bytes]:
 
 
 @contextlib.contextmanager
-def service(settings, env_extra: dict, model: str):
+def service(settings, env_extra: dict, model: str, *, source: Path = ROOT, workers: int = 1):
+    """``fti serve`` of the code under ``source`` (this checkout, or an older commit's files: the before of a
+    before/after run) in a process of its own; yields its port once every worker answers."""
     port = loopback.free_port()
-    env = {**os.environ, "FTI_HOME": str(settings.home), "PYTHONPATH": str(ROOT), **env_extra}
-    process = subprocess.Popen([sys.executable, "-m", "fti.cli", "serve", "--port", str(port), "--model", model],
-                               env=env, stdout=subprocess.DEVNULL)
+    env = {**os.environ, "FTI_HOME": str(settings.home), "PYTHONPATH": str(source), **env_extra}
+    command = [sys.executable, "-m", "fti.cli", "serve", "--port", str(port), "--model", model]
+    if workers > 1:
+        command += ["--workers", str(workers)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, cwd=source)
     try:
         loopback.wait_for_port(port, 120)
+        if workers > 1:
+            wait_for_workers(port, workers)
         yield port
     finally:
-        loopback.stop(process)
+        loopback.stop(process, 30)
+
+
+def wait_for_workers(port: int, workers: int, timeout: float = 120.0) -> None:
+    """Until ``workers`` distinct processes have answered ``/health/details`` on fresh connections: a
+    connection goes to a worker already listening, so a load run that started sooner would leave the later
+    workers without connections."""
+    import urllib.request
+
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < workers:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(seen)} of {workers} workers answered on port {port}")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/details", timeout=2) as response:
+                seen.add(json.load(response)["process"]["pid"])
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def source_of(ref: str | None):
+    """The project's files at git ``ref`` in a temporary directory (``git archive``: the checkout is not
+    touched), or this checkout when ``ref`` is None."""
+    if ref is None:
+        yield ROOT
+        return
+    with tempfile.TemporaryDirectory(prefix="fti-bench-before-") as directory:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", ref], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", directory], input=archive, check=True)
+        yield Path(directory)
+
+
+def _load() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def load_test(port: int, model: str, bodies: list[bytes], rate: float, seconds: float,
-              steps: list[float], step_seconds: float, label: str) -> list[str]:
+              steps: list[float], step_seconds: float, label: str, high: float | None = None) -> list[str]:
+    """Rows of the table: the 404 baseline, ``rate`` for ``seconds``, ``high`` (if given) for ``seconds``,
+    then ``steps`` until p99 reaches 20 ms or a request fails; each with the load average at its end."""
     rows = []
     warm = open_loop(port, f"/predict/{model}", bodies, 100, 3)
     assert warm.errors == 0, f"warm-up failed: {warm.statuses}"
     baseline = open_loop(port, "/predict/__baseline__", bodies, rate, 10, expect=404)
-    rows.append(baseline.row(f"{label}: baseline (unknown model, 404)"))
+    rows.append(baseline.row(f"{label}: baseline (unknown model, 404)") + f" {_load()} |")
     main = open_loop(port, f"/predict/{model}", bodies, rate, seconds)
-    rows.append(main.row(f"{label}: predict"))
+    rows.append(main.row(f"{label}: predict") + f" {_load()} |")
+    if high is not None:
+        result = open_loop(port, f"/predict/{model}", bodies, high, seconds)
+        ok = result.errors == 0 and pct(result.latencies_ms, 99) < 20
+        rows.append(result.row(f"{label}: predict{'' if ok else ' (p99 >= 20 ms or errors)'}") + f" {_load()} |")
     ratio = pct(main.latencies_ms, 50) / pct(baseline.latencies_ms, 50)
     held = None
     for step in steps:
         result = open_loop(port, f"/predict/{model}", bodies, step, step_seconds)
         ok = result.errors == 0 and pct(result.latencies_ms, 99) < 20
-        rows.append(result.row(f"{label}: step{'' if ok else ' (p99 >= 20 ms or errors)'}"))
+        rows.append(result.row(f"{label}: step{'' if ok else ' (p99 >= 20 ms or errors)'}") + f" {_load()} |")
         if not ok:
             break
         held = step
-    rows.append(f"| {label}: highest rate with p99 < 20 ms and no error | {held or 0:,.0f} | | | | | | | |")
-    rows.append(f"| {label}: predict p50 / baseline p50 | {ratio:.2f}x | | | | | | | |")
+    rows.append(f"| {label}: highest rate with p99 < 20 ms and no error | {held or 0:,.0f} | | | | | | | | |")
+    rows.append(f"| {label}: predict p50 / baseline p50 | {ratio:.2f}x | | | | | | | | |")
     return rows
 
 
-def run_service(settings, model: str, rate: float, seconds: float, steps: list[float], step_seconds: float) -> None:
+# the open-loop table with the load average (1, 5, 15 min) at the end of each run: the machine is shared
+LOADED_HEADER = HEADER.replace("generator late p99 (ms) |", "generator late p99 (ms) | load average |") + "---|"
+
+
+def run_service(settings, model: str, rate: float, seconds: float, steps: list[float], step_seconds: float,
+                high: float | None, workers: list[int], before: str | None, stores: list[str]) -> None:
+    """The SQLite store: the code at git ``before`` (one process, as it was), then this checkout with each
+    worker count in ``workers``, one after the other on the same home; then Redis with the last count."""
     from models_ml.inference.online.materialize import refresh_online_store
     from models_ml.training.registry import publish_champion
 
@@ -336,19 +395,29 @@ def run_service(settings, model: str, rate: float, seconds: float, steps: list[f
           f"{len(pointer.view.features)} feature groups, {len(pointer.fields)} request fields)\n")
     bodies = spine_bodies(settings, model)
     rows = []
-    refresh_online_store(settings, "sqlite")
-    with service(settings, {"FTI_ONLINE_STORE": "sqlite"}, model) as port:
-        rows += load_test(port, model, bodies, rate, seconds, steps, step_seconds, "sqlite")
-    with redis_server() as url:
-        if url is None:
-            rows.append("| redis: skipped (redis-server not installed) | | | | | | | | |")
-        else:
-            refresh_online_store(settings.with_online_store("redis", url=url))
-            with service(settings, {"FTI_ONLINE_STORE": "redis", "FTI_REDIS_URL": url}, model) as port:
-                rows += load_test(port, model, bodies, rate, seconds, steps, step_seconds, "redis")
-    print(f"Open loop, latency from the scheduled send time; {rate:.0f} requests/s for {seconds:.0f} s, then steps of "
+    runs = ([(f"sqlite, before ({before}, 1 process)", before, 1)] if before else []) + [
+        (f"sqlite, {n} worker{'s' if n > 1 else ''}", None, n) for n in workers]
+    if "sqlite" in stores:
+        refresh_online_store(settings, "sqlite")
+        for label, ref, n in runs:
+            with source_of(ref) as source, service(settings, {"FTI_ONLINE_STORE": "sqlite"}, model, source=source,
+                                                   workers=n) as port:
+                rows += load_test(port, model, bodies, rate, seconds, steps, step_seconds, label, high)
+    if "redis" in stores:
+        with redis_server() as url:
+            if url is None:
+                rows.append("| redis: skipped (redis-server not installed) | | | | | | | | | |")
+            else:
+                refresh_online_store(settings.with_online_store("redis", url=url))
+                n = workers[-1]
+                with service(settings, {"FTI_ONLINE_STORE": "redis", "FTI_REDIS_URL": url}, model,
+                             workers=n) as port:
+                    rows += load_test(port, model, bodies, rate, seconds, steps, step_seconds,
+                                      f"redis, {n} worker{'s' if n > 1 else ''}", high)
+    print(f"Open loop, latency from the scheduled send time; {rate:.0f}"
+          f"{f' and {high:.0f}' if high else ''} requests/s for {seconds:.0f} s, then steps of "
           f"{step_seconds:.0f} s. Load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}.\n")
-    print(HEADER)
+    print(LOADED_HEADER)
     for row in rows:
         print(row)
 
@@ -418,6 +487,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="model to serve (default: card_fraud if it has a champion, else flight_delay)")
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--high", type=float, default=2000, help="service: a second fixed rate (0: none)")
+    parser.add_argument("--workers", default="1,2", help="service: worker counts to run, one after the other")
+    parser.add_argument("--before", metavar="GIT_REF", help="service: first run the service of this commit (the "
+                                                            "before of a before/after table), one process")
+    parser.add_argument("--stores", default="sqlite,redis", help="service: which stores")
     parser.add_argument("--steps", default="400,600,800,1000,1200,1500,2000,2500,3000")
     parser.add_argument("--step-seconds", type=float, default=10)
     parser.add_argument("--lookups", type=int, default=20_000)
@@ -441,7 +515,9 @@ def main(argv: list[str] | None = None) -> int:
                 model = "card_fraud"
         steps = [float(s) for s in args.steps.split(",") if s]
         if args.part in ("all", "service"):
-            run_service(settings, model, args.rate, args.seconds, steps, args.step_seconds)
+            run_service(settings, model, args.rate, args.seconds, steps, args.step_seconds, args.high or None,
+                        [int(w) for w in args.workers.split(",") if w], args.before,
+                        [s for s in args.stores.split(",") if s])
         if args.part in ("all", "shadow"):
             run_shadow(settings, model, args.rate, args.seconds, args.repeats)
     return 0
