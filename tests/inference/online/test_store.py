@@ -297,3 +297,20 @@ def test_a_reader_never_sees_half_a_refresh(store):
     assert len(seen) > 1  # the reader did run across refreshes
     final = store.read_rows(reads)
     assert {row.values["value"] for rows in final for row in rows} == {15.0}
+
+
+def test_a_read_of_one_key_per_group_equals_a_read_of_many(home, store):
+    """One key per group (a single request: SQLite reads it with one statement over the tables) gives the
+    rows a read of several keys per group gives, a missing entity and a NULL key included."""
+    add_card(home, "a", T0, 1.5)
+    add_card(home, "b", T0 + minutes(1), 2.5)
+    add_pair(home, "JFK", "LAX", T0, 0.25)
+    run(home, store)
+    pair = entity_key(("JFK", "LAX"))
+    for card in ("a", "b", "nobody", None):
+        single = store.read_rows([RowsRequest(CARD, [card], ["amount_sum", "category", "last_seen_at"]),
+                                  RowsRequest(PAIR, [pair], ["share"]), RowsRequest(CARD, [card])])
+        many = store.read_rows([RowsRequest(CARD, [card, "b"], ["amount_sum", "category", "last_seen_at"]),
+                                RowsRequest(PAIR, [pair, None], ["share"]), RowsRequest(CARD, [card, "a"])])
+        assert single == [[rows[0]] for rows in many]
+        assert (single[0][0] is None) == (card not in ("a", "b")) and single[1][0].values == {"share": 0.25}
