@@ -1,0 +1,47 @@
+"""What a daily build checks again: the rows it writes once the domain's latest finished run succeeded, and
+no unit test once that run succeeded on the same project files; everything after a failure, on a full
+refresh, or for a selection that is not one domain's."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from models_ml.definitions.catalog import load_catalog
+from models_ml.features import pipeline as fp
+
+EVERYTHING = fp.BuildScope(written_window=False, unit_tests=True)
+
+
+def finished(settings, status: str, project: str) -> None:
+    run = fp.FeaturePipelineRun(domain="flights", status=status, raw_state=f"9 batches, 99 rows; project {project}",
+                                finished_at=dt.datetime.now(dt.timezone.utc))
+    fp.record_run(settings, run)
+
+
+def test_a_build_checks_again_only_what_the_latest_finished_run_did_not_prove(scratch_home):
+    select = load_catalog(scratch_home).domain("flights").dbt_selection
+    project = fp.project_checksum(scratch_home)
+    assert fp.build_scope(scratch_home, select) == EVERYTHING  # no run recorded yet
+
+    finished(scratch_home, "succeeded", "0123456789abcdef")  # other project files: their unit tests run again
+    assert fp.build_scope(scratch_home, select) == fp.BuildScope(written_window=True, unit_tests=True)
+
+    finished(scratch_home, "succeeded", project)
+    assert fp.build_scope(scratch_home, select) == fp.BuildScope(written_window=True, unit_tests=False)
+    assert fp.build_scope(scratch_home, select, full_refresh=True) == EVERYTHING
+    assert fp.build_scope(scratch_home, "source:nycflights+ source:fraud+") == EVERYTHING
+    fp.record_run(scratch_home, fp.FeaturePipelineRun(domain="flights"))  # a run under way is not a finished one
+    assert fp.build_scope(scratch_home, select) == fp.BuildScope(written_window=True, unit_tests=False)
+
+    finished(scratch_home, "failed", project)
+    assert fp.build_scope(scratch_home, select) == EVERYTHING
+
+
+def test_the_daily_command_excludes_unit_tests_and_passes_the_window():
+    args, dbt_vars = fp.dbt_build_command("source:nycflights+", False, fp.BuildScope(True, False))
+    assert args == ["build", "--select", "source:nycflights+", "--no-write-json",
+                    "--exclude-resource-type", "unit_test"]
+    assert dbt_vars == {fp.TEST_WRITTEN_WINDOW_VAR: True}
+    args, dbt_vars = fp.dbt_build_command("source:nycflights+", True, EVERYTHING)
+    assert args == ["build", "--select", "source:nycflights+", "--full-refresh", "--no-write-json"]
+    assert dbt_vars is None
