@@ -25,9 +25,10 @@ gauges every poll, so a scrape is at most a poll interval behind any worker. ``/
 ``/health/details`` describe the worker that answered (``process``: its pid and the worker count).
 
 A worker that dies is started again after a second; one that ends before it ever listened (a bad setting, a
-model that cannot load) stops the service, exit code 1, rather than restarting in a loop. SIGINT or SIGTERM stops every worker the way one
-process stops: the requests in hand are answered, the prediction logs and shadow processes flushed. A worker
-ends when the supervisor dies, even by SIGKILL (Linux's parent-death signal).
+model that cannot load) stops the service, exit code 1, rather than restarting in a loop. SIGINT or SIGTERM
+stops every worker the way one process stops: the requests in hand are answered, the prediction logs and
+shadow processes flushed. A worker ends when the supervisor dies, even by SIGKILL (Linux's parent-death
+signal).
 """
 
 from __future__ import annotations
