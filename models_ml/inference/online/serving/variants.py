@@ -33,6 +33,7 @@ import queue
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,7 @@ class ShadowScorer:
         self.min_free_bytes = min_free_bytes
         self.scored = self.dropped = self.failed = 0
         self.offered = self.reported = 0
+        self._unreported: Counter[str] = Counter()  # per challenger: jobs offered and not reported back
         self._buffer: list[tuple] = []
         self._buffered_items = 0
         self._oldest = 0.0
@@ -121,6 +123,7 @@ class ShadowScorer:
                                  [dict(item) for item in job.items], list(job.champion_ids), job.received_at))
             self._buffered_items += len(job.items)
             self.offered += 1
+            self._unreported[challenger.name] += 1
             due = self._buffered_items >= self.MAX_ITEMS_PER_CALL or now - self._oldest >= COALESCE_SECONDS
         if due:
             self.flush()
@@ -153,6 +156,7 @@ class ShadowScorer:
             m = self.metrics
             with self._lock:  # the watcher and /metrics both collect
                 self.reported += jobs
+                self._unreported[model] -= jobs
             if failed:
                 self.failed += jobs
                 m.child(m.shadow_jobs, model, "failed").inc(jobs)
@@ -161,6 +165,17 @@ class ShadowScorer:
             m.child(m.shadow_jobs, model, "scored").inc(jobs)
             m.child(m.variant_predictions, model, "shadow", str(version)).inc(items)
             m.child(m.variant_latency, model, "shadow").observe(seconds)
+
+    def _count_lost(self) -> None:
+        """Jobs a stopped process never reported (killed at the deadline, e.g. starved of CPU at its idle
+        priority) count as dropped, so scored + dropped + failed always adds up to what was offered."""
+        for model, jobs in self._unreported.items():
+            if jobs > 0:
+                LOGGER.warning("%s: %d shadow job(s) not scored before the shadow process stopped", model, jobs)
+                self.dropped += jobs
+                self.metrics.child(self.metrics.shadow_jobs, model, "dropped").inc(jobs)
+        self._unreported.clear()
+        self.reported = self.offered
 
     def stats(self) -> dict[str, Any]:
         self.collect()
@@ -188,6 +203,7 @@ class ShadowScorer:
             self._process.kill()
             self._process.join(timeout)
         self.collect()
+        self._count_lost()
         self.queue.cancel_join_thread()  # jobs a killed process left are not waited for
         for channel in (self.queue, self.reports):
             channel.close()
