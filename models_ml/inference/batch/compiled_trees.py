@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -245,6 +246,7 @@ def _compiler() -> str | None:
     return shutil.which("cc") or shutil.which("gcc")
 
 
+@functools.lru_cache(maxsize=None)
 def _compiler_identity(compiler: str) -> str:
     try:
         version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
