@@ -11,6 +11,8 @@
 {% macro trailing_delay_stats(entity_columns, windows_days, delay_threshold_minutes) -%}
 {%- set widest = windows_days | max -%}
 {%- set keys = entity_columns | join(', ') -%}
+{%- set window_lengths = [] -%}
+{%- for days in windows_days -%}{%- do window_lengths.append(days ~ ' days') -%}{%- endfor -%}
 with
 
 flights as (
@@ -30,7 +32,7 @@ departed as (
     {%- endfor %}
 ),
 
-{{ windowed_incremental_scope('departed', 'departed_at', widest ~ ' days') }}
+{{ windowed_incremental_scope('departed', 'departed_at', widest ~ ' days', windows=window_lengths) }}
 
 per_moment as (
     select

@@ -12,24 +12,67 @@
   Usage, inside a `with`:  {{ windowed_incremental_scope('weather', 'observed_at', '3 hours') }}
   defines the CTEs `recompute_from` (incremental only) and `in_scope`; the final select lists
   `{{ event_date_partition('<event time>') }}` among its columns and ends in `{{ in_recompute_range(...) }}`.
+
+  `windows` (optional): the lengths of every trailing window the model computes over `in_scope`, when the
+  model only sums, counts and takes maxima over them (decomposable aggregates) and groups `in_scope` by its
+  time column before windowing. Then, on DuckDB, an incremental run folds the look-back rows that cannot
+  tell its output rows apart: with R the first and T the last event time recomputed, a row before R at time
+  s lies inside the window (t - N, t] of every output row t in [R, T] when s > T - N, and outside all of
+  them when s < R - N; only rows in [R - N, T - N], for some window N, fall on a frame's edge. Every other
+  look-back row gets, as its time, one microsecond after the greatest T - N below it: a time in the same gap
+  between edges (no edge lies between the two), so it is inside or outside each window of each output row
+  exactly when the row itself is, and earlier than R, so it is never output. Grouping by time then sums the
+  rows of a gap into one per entity: a daily run windows a few days of rows, not the whole look-back, and
+  writes what a full refresh writes. A recomputed span longer than a window leaves no gap for it (nothing is
+  folded there).
 -#}
-{% macro windowed_incremental_scope(input_cte, time_column, lookback) -%}
-    {{ return(adapter.dispatch('windowed_incremental_scope')(input_cte, time_column, lookback)) }}
+{% macro windowed_incremental_scope(input_cte, time_column, lookback, windows=none) -%}
+    {{ return(adapter.dispatch('windowed_incremental_scope')(input_cte, time_column, lookback, windows)) }}
 {%- endmacro %}
 
-{% macro duckdb__windowed_incremental_scope(input_cte, time_column, lookback) -%}
+{% macro duckdb__windowed_incremental_scope(input_cte, time_column, lookback, windows) -%}
 {% if is_incremental() %}
 recompute_from as (
-    select min({{ time_column }}) as recompute_from_at
+    select
+        {%- if windows %}
+        (select max({{ time_column }}) from {{ input_cte }}) as recompute_to_at,
+        {%- endif %}
+        min({{ time_column }}) as recompute_from_at
     from {{ input_cte }}
     where loaded_at > (select coalesce(max(loaded_at), '-infinity'::timestamptz) from {{ this }})
 ),
+{%- if windows %}
+
+in_scope as (
+    select
+        * replace (
+            case
+                when {{ time_column }} >= (select recompute_from_at from recompute_from)
+                {%- for window in windows %}
+                    or {{ time_column }} between (select recompute_from_at from recompute_from) - interval '{{ window }}'
+                                             and (select recompute_to_at from recompute_from) - interval '{{ window }}'
+                {%- endfor %}
+                    then {{ time_column }}
+                else coalesce(greatest(
+                    {%- for window in windows %}
+                    case when {{ time_column }} > (select recompute_to_at from recompute_from) - interval '{{ window }}'
+                         then (select recompute_to_at from recompute_from) - interval '{{ window }}' end
+                    {%- if not loop.last %},{% endif %}
+                    {%- endfor %}
+                ) + interval '1 microsecond', {{ time_column }})
+            end as {{ time_column }}
+        )
+    from {{ input_cte }}
+    where {{ time_column }} >= (select recompute_from_at from recompute_from) - interval '{{ lookback }}'
+),
+{%- else %}
 
 in_scope as (
     select *
     from {{ input_cte }}
     where {{ time_column }} >= (select recompute_from_at from recompute_from) - interval '{{ lookback }}'
 ),
+{%- endif %}
 {% else %}
 in_scope as (
     select * from {{ input_cte }}
@@ -40,9 +83,10 @@ in_scope as (
 {#-
   On Spark the model is written with insert_overwrite of its event-day partitions (set here, so no windowed
   model can be configured otherwise). The watermark is read before the statement runs and written in as a
-  literal: the statement overwrites this table, and Spark refuses to read a table it overwrites.
+  literal: the statement overwrites this table, and Spark refuses to read a table it overwrites. Spark
+  recomputes whole days and folds no look-back rows (`windows` is not used here).
 -#}
-{% macro spark__windowed_incremental_scope(input_cte, time_column, lookback) -%}
+{% macro spark__windowed_incremental_scope(input_cte, time_column, lookback, windows) -%}
 {{ config(incremental_strategy='insert_overwrite', partition_by=['event_date'], file_format='parquet') }}
 {% if is_incremental() %}
 recompute_from as (

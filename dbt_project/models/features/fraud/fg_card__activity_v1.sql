@@ -17,7 +17,8 @@ transactions as (
     select * from {{ ref('stg_fraud__transactions') }}
 ),
 
-{{ windowed_incremental_scope('transactions', 'transaction_at', '720 hours') }}
+{{ windowed_incremental_scope('transactions', 'transaction_at', '720 hours',
+                              windows=['10 minutes', '1 hour', '24 hours', '168 hours', '720 hours']) }}
 
 per_moment as (
     select

@@ -41,7 +41,7 @@ events as (
       and chargebacks.reported_at >= transactions.transaction_at
 ),
 
-{{ windowed_incremental_scope('events', 'event_at', '720 hours') }}
+{{ windowed_incremental_scope('events', 'event_at', '720 hours', windows=['1 hour', '24 hours', '168 hours', '720 hours']) }}
 
 per_moment as (
     select

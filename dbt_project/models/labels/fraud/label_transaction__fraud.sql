@@ -26,13 +26,30 @@ chargebacks as (
 data_clock as (
     select max(transaction_at) as clock_at from transactions
 ),
+{% if is_incremental() %}
+
+-- A transaction an earlier run did not label had not matured by that run's clock, which had passed every
+-- label's maturity, or was loaded after that run, so after every label's load time: only such
+-- transactions are looked up among the labels.
+labels_so_far as (
+    select
+        coalesce(max(label_matures_at), {{ timestamp_minus_infinity() }}) as matured_through_at,
+        coalesce(max(loaded_at), {{ timestamp_minus_infinity() }}) as loaded_through_at
+    from {{ this }}
+),
+{% endif %}
 
 matured as (
     select transactions.*
     from transactions
     cross join data_clock
+    {%- if is_incremental() %}
+    cross join labels_so_far
+    {%- endif %}
     where transactions.transaction_at + {{ maturity }} <= data_clock.clock_at
     {% if is_incremental() %}
+      and (transactions.transaction_at + {{ maturity }} > labels_so_far.matured_through_at
+           or transactions.loaded_at > labels_so_far.loaded_through_at)
       and not exists (select 1 from {{ this }} as labelled where labelled.transaction_id = transactions.transaction_id)
     {% endif %}
 ),
