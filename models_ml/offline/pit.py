@@ -21,10 +21,11 @@ what the backend can do (chosen in `_plan_for`, overridable with ``method=``):
 
 * ``"asof"`` (DuckDB, Polars): a native as-of join finds, per spine row, the greatest feature row at or
   before ``t``. On DuckDB (``ASOF LEFT JOIN``) "greatest" compares one struct, (event time, created time,
-  features), so the join's own sort picks the winner of a tie; the usual ``ROW_NUMBER`` dedupe before the
-  join gives the same answer at a higher cost (``bench/pit_join.py`` compares it). Polars has no window
-  functions in Ibis and its ``join_asof`` takes no struct keys, but it takes the last of equal times, so
-  both inputs are sorted with the winner last. The TTL is applied after the join, by nulling features whose matched
+  features), so the join's own sort picks the winner of a tie, and the feature side carries only its keys
+  and that struct (features are read back out of it: no second copy to hold and sort); the usual
+  ``ROW_NUMBER`` dedupe before the join gives the same answer at a higher cost (``bench/pit_join.py``
+  compares it). Polars has no window functions in Ibis and its ``join_asof`` takes no struct keys, but it
+  takes the last of equal times, so both inputs are sorted with the winner last. The TTL is applied after the join, by nulling features whose matched
   event time is older than ``t - ttl``: the latest row ``<= t`` is older than ``t - ttl`` exactly when no
   row lies in ``[t - ttl, t]``, so this is the same answer as filtering first. (Ibis' ``tolerance=`` is
   not used: it returns all-NULL features with differently named time columns and multiplies duplicate
@@ -539,9 +540,24 @@ def _join_unique_keys(left: ir.Table, spine_time: str, right: _Right) -> ir.Tabl
 def _join_asof(left: ir.Table, spine_time: str, right: _Right, plan: _Plan) -> ir.Table:
     features = right.table
     if plan.tie_break == "struct" and right.tie_columns(features):
+        # The struct already holds the event time and every orderable feature: the join carries only it
+        # (and the features it cannot order), and the outputs are read back out of it after the join. A
+        # second copy of those columns would double the rows the engine holds and sorts.
         order = f"{right.tag}_order"
-        features = features.mutate(**{order: right.winner_struct(features)})
-        on = right.probe_struct(left[spine_time], features) >= features[order]
+        ties = right.tie_columns(features)
+        carried = [column for column in right.outputs if column not in ties]
+        probe = right.probe_struct(left[spine_time], features)
+        features = features.select(*right.key_map.values(), *carried, **{order: right.winner_struct(features)})
+        on = probe >= features[order]
+        joined = left.asof_join(features, on=on, predicates=_key_predicates(left, features, right))
+        struct = joined[order]
+        unpacked = joined.select(
+            *left.columns,
+            **{right.event: struct["event"]},
+            **{column: struct[f"value{ties.index(column)}"] if column in ties else joined[column]
+               for column in right.outputs},
+        )
+        return _finish(unpacked, left.columns, spine_time, right, right.event)
     else:
         if plan.tie_break == "sorted":
             left = left.order_by(spine_time)
