@@ -65,6 +65,8 @@ bench: $(STAMP)
 	$(PY) bench/pit_join.py
 	$(PY) bench/batch_inference.py
 	$(PY) bench/online.py
+	FTI_DUCKDB_MEMORY_LIMIT=1GB $(PY) bench/monitoring.py  # add --evidently-python PATH for Evidently beside
+	$(PY) bench/spark.py
 
 clean:
 	rm -rf .fti
