@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql import types as spark_types
 
-UTC_TIMESTAMP = idt.Timestamp(timezone="UTC")
+UTC_TIMESTAMP = idt.Timestamp(timezone="UTC", scale=6)  # Spark keeps microseconds, as DuckDB
 _STAGING_PREFIX = "__fti_staging_"
 _NO_TRANSACTIONS = ("the spark offline store has Parquet tables, without transactions, deletes or updates: "
                     "keep the stateful layer on an engine that has them (FTI_OFFLINE_STORE=duckdb)")
