@@ -126,6 +126,20 @@ def copy_tables(duckdb_path: Path, store, schema: str, tables: tuple[str, ...]) 
                                overwrite=True)
 
 
+def spark_home_with(home: Path, master: str, duckdb_path: Path, schema: str, tables: tuple[str, ...],
+                    figures: dict):
+    """A Spark home on `master` holding `schema`.`tables` of a DuckDB file: (settings, store). The session's
+    start and the copy are timed into ``figures`` (``session_s``, ``load_s``), apart from the workload."""
+    settings = spark_settings(home, master)
+    start = time.perf_counter()
+    store = started_spark_store(settings)
+    figures["session_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    copy_tables(duckdb_path, store, schema, tables)
+    figures["load_s"] = time.perf_counter() - start
+    return settings, store
+
+
 # --------------------------------------------------------------------------------------------------
 # Workloads (each in a fresh process)
 
@@ -152,13 +166,8 @@ def pit_child(engine: str, data: str, work: str, queue) -> None:
         con = ibis.duckdb.connect(data, read_only=True)
         spine, sources, to_arrow = con.table("spine"), join_sources(con.table), lambda e: e.to_pyarrow()
     else:
-        settings = spark_settings(Path(work) / home_name("pit", engine), engine)
-        start = time.perf_counter()
-        store = started_spark_store(settings)
-        figures["session_s"] = time.perf_counter() - start
-        start = time.perf_counter()
-        copy_tables(Path(data), store, "main", ("spine", *pit_join.FEATURES))
-        figures["load_s"] = time.perf_counter() - start
+        _, store = spark_home_with(Path(work) / home_name("pit", engine), engine, Path(data), "main",
+                                   ("spine", *pit_join.FEATURES), figures)
         spine = store.table("main", "spine")
         sources, to_arrow = join_sources(lambda name: store.table("main", name)), store.to_arrow
 
@@ -185,13 +194,8 @@ def dbt_child(engine: str, data: str, work: str, queue) -> None:
 
         settings = load_settings(Path(work) / DUCKDB_HOME)
     else:
-        settings = spark_settings(Path(work) / home_name("dbt", engine), engine)
-        start = time.perf_counter()
-        store = started_spark_store(settings)
-        figures["session_s"] = time.perf_counter() - start
-        start = time.perf_counter()
-        copy_tables(Path(data), store, "raw", RAW_TABLES)
-        figures["load_s"] = time.perf_counter() - start
+        settings, store = spark_home_with(Path(work) / home_name("dbt", engine), engine, Path(data), "raw",
+                                          RAW_TABLES, figures)
     build(settings, ["parse"])  # not timed: a parse costs the same on both
     start = time.perf_counter()
     run = build(settings, ["build", "--selector", "spark"])
