@@ -85,3 +85,19 @@ class ServerThread:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(30)
+
+
+def post_until_stopped(url: str, bodies: list[dict], stop: threading.Event, statuses: list[int],
+                       versions: list[int]) -> None:
+    """One client posting `bodies` in turn over one keep-alive connection until `stop` is set: every
+    status into `statuses`, the model version of every answer into `versions`."""
+    import httpx
+
+    with httpx.Client(timeout=10) as http:
+        i = 0
+        while not stop.is_set():
+            response = http.post(f"{url}/predict/{MODEL}", json=bodies[i % len(bodies)])
+            statuses.append(response.status_code)
+            if response.status_code == 200:
+                versions.append(response.json()["version"])
+            i += 1

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from fti_testing import copy_home
-from online_testing import MODEL, ServerThread, spine_requests, train_champion
+from online_testing import MODEL, ServerThread, post_until_stopped, spine_requests, train_champion
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.loopback import free_port, wait_for_port
@@ -207,22 +207,13 @@ def test_a_newly_promoted_champion_is_swapped_in_without_failed_requests(home, r
     stop, statuses = threading.Event(), []
     versions_by_client: list[list[int]] = [[] for _ in range(4)]  # each client sends one request at a time
 
-    def client(versions: list[int]) -> None:
-        with httpx.Client(timeout=10) as http:
-            i = 0
-            while not stop.is_set():
-                response = http.post(f"{running.url}/predict/{MODEL}", json=requests_[i % len(requests_)])
-                statuses.append(response.status_code)
-                if response.status_code == 200:
-                    versions.append(response.json()["version"])
-                i += 1
-
     def swapped() -> bool:
         return all(versions and versions[-1] == 2 for versions in versions_by_client)
 
     with ServerThread(create_app(swap_home, poll_seconds=0.1, log_predictions=False)) as running:
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            clients = [pool.submit(client, versions) for versions in versions_by_client]
+            clients = [pool.submit(post_until_stopped, running.url, requests_, stop, statuses, versions)
+                       for versions in versions_by_client]
             time.sleep(0.5)
             train_champion(swap_home, seed=7)  # v2 registered and promoted in the warehouse
             publish_champion(swap_home, MODEL)  # ... and published for the service

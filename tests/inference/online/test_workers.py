@@ -18,7 +18,7 @@ import time
 import httpx
 import pytest
 from fti_testing import copy_home
-from online_testing import MODEL, spine_requests, train_champion
+from online_testing import MODEL, post_until_stopped, spine_requests, train_champion
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.loopback import free_port, wait_for_port
@@ -137,18 +137,10 @@ def test_a_promoted_champion_reaches_every_worker_without_a_failed_request(servi
     stop, statuses = threading.Event(), []
     versions_by_client: list[list[int]] = [[] for _ in range(6)]
 
-    def client(versions: list[int]) -> None:
-        with httpx.Client(timeout=10) as http:  # keep-alive: each client stays with one worker
-            i = 0
-            while not stop.is_set():
-                response = http.post(f"{url}/predict/{MODEL}", json=items[i % len(items)])
-                statuses.append(response.status_code)
-                if response.status_code == 200:
-                    versions.append(response.json()["version"])
-                i += 1
-
     with concurrent.futures.ThreadPoolExecutor(len(versions_by_client)) as pool:
-        clients = [pool.submit(client, versions) for versions in versions_by_client]
+        # keep-alive: each client stays with one worker
+        clients = [pool.submit(post_until_stopped, url, items, stop, statuses, versions)
+                   for versions in versions_by_client]
         time.sleep(0.5)
         train_champion(home, seed=7)
         publish_champion(home, MODEL)
