@@ -97,7 +97,6 @@ class ShadowScorer:
         self.reports = context.Queue()
         self.min_free_bytes = min_free_bytes
         self.scored = self.dropped = self.failed = 0
-        self.offered = self.reported = 0
         self._unreported: Counter[str] = Counter()  # per challenger: jobs offered and not reported back
         self._buffer: list[tuple] = []
         self._buffered_items = 0
@@ -111,7 +110,7 @@ class ShadowScorer:
     def offer(self, job: ShadowJob) -> bool:
         """Buffer ``job`` unless ``max_queue`` jobs wait already (then it is dropped and counted); never blocks."""
         challenger = job.challenger
-        if self.offered - self.reported >= self.max_queue:
+        if self._unreported.total() >= self.max_queue:
             self.dropped += 1
             self.metrics.child(self.metrics.shadow_jobs, challenger.name, "dropped").inc()
             return False
@@ -122,7 +121,6 @@ class ShadowScorer:
             self._buffer.append((str(challenger.pointer.path), challenger.pointer_stamp,
                                  [dict(item) for item in job.items], list(job.champion_ids), job.received_at))
             self._buffered_items += len(job.items)
-            self.offered += 1
             self._unreported[challenger.name] += 1
             due = self._buffered_items >= self.MAX_ITEMS_PER_CALL or now - self._oldest >= COALESCE_SECONDS
         if due:
@@ -142,7 +140,7 @@ class ShadowScorer:
     @property
     def pending(self) -> int:
         """Jobs offered and not yet reported back (buffered, queued or being scored)."""
-        return self.offered - self.reported if self._process is not None else 0
+        return self._unreported.total() if self._process is not None else 0
 
     def collect(self) -> None:
         """Send buffered jobs that are due; read the process's reports into the counters and metrics (the
@@ -155,7 +153,6 @@ class ShadowScorer:
                 return
             m = self.metrics
             with self._lock:  # the watcher and /metrics both collect
-                self.reported += jobs
                 self._unreported[model] -= jobs
             if failed:
                 self.failed += jobs
@@ -175,7 +172,6 @@ class ShadowScorer:
                 self.dropped += jobs
                 self.metrics.child(self.metrics.shadow_jobs, model, "dropped").inc(jobs)
         self._unreported.clear()
-        self.reported = self.offered
 
     def stats(self) -> dict[str, Any]:
         self.collect()
