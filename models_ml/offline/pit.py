@@ -539,12 +539,12 @@ def _join_unique_keys(left: ir.Table, spine_time: str, right: _Right) -> ir.Tabl
 
 def _join_asof(left: ir.Table, spine_time: str, right: _Right, plan: _Plan) -> ir.Table:
     features = right.table
-    if plan.tie_break == "struct" and right.tie_columns(features):
+    ties = right.tie_columns(features) if plan.tie_break == "struct" else []
+    if ties:
         # The struct already holds the event time and every orderable feature: the join carries only it
         # (and the features it cannot order), and the outputs are read back out of it after the join. A
         # second copy of those columns would double the rows the engine holds and sorts.
         order = f"{right.tag}_order"
-        ties = right.tie_columns(features)
         carried = [column for column in right.outputs if column not in ties]
         probe = right.probe_struct(left[spine_time], features)
         features = features.select(*right.key_map.values(), *carried, **{order: right.winner_struct(features)})
