@@ -21,7 +21,11 @@ JVM (a child process). Spark is expected to be slower on one 2-core machine: the
 goes (session start, per-query planning and task scheduling, Parquet writes) and how it changes from one
 core to two, so a reader can extrapolate to a cluster.
 
-    .venv/bin/python bench/spark.py                 # both workloads, ~10 minutes on 2 cores
+Every figure is the median of ``--repeat`` rounds (default 3); a round runs every engine once, each in a
+new process and, for the dbt build, a new home, so every build starts from empty.
+
+    .venv/bin/python bench/spark.py                 # both workloads, 3 rounds, ~30 minutes on 2 cores
+    .venv/bin/python bench/spark.py --repeat 1      # one round, ~10 minutes
     .venv/bin/python bench/spark.py --skip-dbt      # the join only
 """
 
@@ -32,6 +36,8 @@ import datetime as dt
 import multiprocessing
 import os
 import queue as queue_module
+import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -156,7 +162,7 @@ def join_sources(table):
     ]
 
 
-def pit_child(engine: str, data: str, work: str, queue) -> None:
+def pit_child(engine: str, data: str, work: str, round_: int, queue) -> None:
     from models_ml.offline.pit import point_in_time_join
 
     figures: dict = {}
@@ -166,7 +172,7 @@ def pit_child(engine: str, data: str, work: str, queue) -> None:
         con = ibis.duckdb.connect(data, read_only=True)
         spine, sources, to_arrow = con.table("spine"), join_sources(con.table), lambda e: e.to_pyarrow()
     else:
-        _, store = spark_home_with(Path(work) / home_name("pit", engine), engine, Path(data), "main",
+        _, store = spark_home_with(Path(work) / home_name(f"pit{round_}", engine), engine, Path(data), "main",
                                    ("spine", *pit_join.FEATURES), figures)
         spine = store.table("main", "spine")
         sources, to_arrow = join_sources(lambda name: store.table("main", name)), store.to_arrow
@@ -185,17 +191,19 @@ def pit_child(engine: str, data: str, work: str, queue) -> None:
     queue.put(figures)
 
 
-def dbt_child(engine: str, data: str, work: str, queue) -> None:
+def dbt_child(engine: str, data: str, work: str, round_: int, queue) -> None:
     from models_ml.features.dbt_runner import build
 
     figures: dict = {}
     if engine == "duckdb":
         from models_ml.core.settings import load_settings
 
-        settings = load_settings(Path(work) / DUCKDB_HOME)
+        settings = load_settings(Path(work) / f"{DUCKDB_HOME}{round_}")
+        settings.ensure_home()
+        shutil.copyfile(data, settings.warehouse_path)  # the landed month, nothing built yet
     else:
-        settings, store = spark_home_with(Path(work) / home_name("dbt", engine), engine, Path(data), "raw",
-                                          RAW_TABLES, figures)
+        settings, store = spark_home_with(Path(work) / home_name(f"dbt{round_}", engine), engine, Path(data),
+                                          "raw", RAW_TABLES, figures)
     build(settings, ["parse"])  # not timed: a parse costs the same on both
     start = time.perf_counter()
     run = build(settings, ["build", "--selector", "spark"])
@@ -242,22 +250,47 @@ def in_fresh_process(target, *args) -> dict:
 # Report
 
 
+def median_of(rounds: list[dict]) -> dict:
+    """One engine's figures over its rounds: the median of each time, the highest peak, the rounds' times."""
+    summary = {key: statistics.median(r[key] for r in rounds)
+               for key, value in rounds[0].items() if isinstance(value, float) and key != "peak"}
+    summary["peak"] = max(r["peak"] for r in rounds)
+    summary["rounds"] = [r["seconds"] for r in rounds]
+    return summary
+
+
 def cell(figures: dict, key: str) -> str:
     return f"{figures[key]:>8.1f}" if key in figures else f"{'-':>8}"
 
 
-def table(title: str, runs: dict[str, dict], extra: tuple[str, str]) -> None:
-    print(f"\n{title} (load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
+def table(title: str, runs: dict[str, list[dict]], extra: tuple[str, str]) -> None:
+    repeats = len(next(iter(runs.values())))
+    print(f"\n{title}, median of {repeats} round(s) (load average now "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())})")
     print(f"{'engine':<10}{'session s':>10}{'load s':>8}{extra[1]:>9}{'timed s':>9}{'vs duckdb':>10}"
-          f"{'peak RSS':>10}")
-    base = runs["duckdb"]["seconds"]
-    for engine, figures in runs.items():
+          f"{'peak RSS':>10}  rounds s")
+    medians = {engine: median_of(rounds) for engine, rounds in runs.items()}
+    base = medians["duckdb"]["seconds"]
+    for engine, figures in medians.items():
         print(f"{engine:<10}{cell(figures, 'session_s'):>10}{cell(figures, 'load_s')}{cell(figures, extra[0]):>9}"
-              f"{figures['seconds']:>9.2f}{figures['seconds'] / base:>9.1f}x{figures['peak'] / GIB:>8.2f} G")
-    sparks = [e for e in runs if e.startswith("local")]
+              f"{figures['seconds']:>9.2f}{figures['seconds'] / base:>9.1f}x{figures['peak'] / GIB:>8.2f} G  "
+              + " ".join(f"{seconds:.2f}" for seconds in figures["rounds"]))
+    sparks = [e for e in medians if e.startswith("local")]
     if len(sparks) == 2:
-        one, two = (runs[e]["seconds"] for e in sparks)
-        print(f"Spark local[1] -> local[2]: {one / two:.2f}x faster with the second core")
+        one, two = (medians[e]["seconds"] for e in sparks)
+        print(f"Spark local[1] -> local[2]: {one / two:.2f}x faster with the second core (medians)")
+
+
+def in_rounds(target, engines: list[str], data: Path, work: Path, repeats: int) -> dict[str, list[dict]]:
+    """Every engine once per round, each run in a new process; the rounds interleave the engines so a change
+    in the machine's load falls on all of them alike."""
+    runs: dict[str, list[dict]] = {engine: [] for engine in engines}
+    for round_ in range(repeats):
+        for engine in engines:
+            runs[engine].append(in_fresh_process(target, engine, str(data), str(work), round_))
+            print(f"  round {round_ + 1}/{repeats} {engine}: {runs[engine][-1]['seconds']:.2f} s "
+                  f"(load {os.getloadavg()[0]:.2f})", flush=True)
+    return runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,7 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-dbt", action="store_true", help="the point-in-time join only")
     parser.add_argument("--skip-join", action="store_true", help="the dbt build only")
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; each runs every engine once in a new process")
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, got {args.repeat}")
     engines = ["duckdb", *(e for e in args.engines if e != "duckdb")]  # DuckDB is the baseline: always run
     print(f"machine: {describe_machine()}")
     ok = True
@@ -277,26 +313,27 @@ def main(argv: list[str] | None = None) -> int:
             print(f"point-in-time join: spine {SPINE_ROWS:,} rows x 2 feature tables of {FEATURE_ROWS:,} rows, "
                   f"{ENTITIES:,} entities, TTL {pit_join.TTL_DAYS['f1']} and {pit_join.TTL_DAYS['f2']} days "
                   f"(generated in {seconds:.1f} s)")
-            runs = {engine: in_fresh_process(pit_child, engine, str(data), str(work)) for engine in engines}
+            runs = in_rounds(pit_child, engines, data, work, args.repeat)
             table("point-in-time join to Arrow (timed: the second run in the process)", runs, ("first_s", "first s"))
-            answers = {(f["rows"], f["digest"]) for f in runs.values()}
+            answers = {(f["rows"], f["digest"]) for rounds in runs.values() for f in rounds}
             agree = len(answers) == 1 and next(iter(answers))[0] == SPINE_ROWS
             ok &= agree
-            print(f"all engines agree (row count and hash of row_id + features): {'yes' if agree else 'NO'}")
+            print(f"all engines and rounds agree (row count and hash of row_id + features): "
+                  f"{'yes' if agree else 'NO'}")
         if not args.skip_dbt:
             landed = month_of_flights(work)
-            runs = {engine: in_fresh_process(dbt_child, engine, str(landed), str(work)) for engine in engines}
+            runs = in_rounds(dbt_child, engines, landed, work, args.repeat)
             table(f"dbt build --selector spark, 2013-01-01 .. {MONTH_END} from empty (timed: the build)", runs,
                   ("tests_s", "tests s"))
-            for engine, figures in runs.items():
-                print(f"  {engine}: {figures['nodes']} nodes, models {figures['models_s']:.1f} s, "
+            for engine, rounds in runs.items():
+                figures = median_of(rounds)
+                print(f"  {engine}: {rounds[0]['nodes']} nodes, models {figures['models_s']:.1f} s, "
                       f"tests {figures['tests_s']:.1f} s")
-            counts = {engine: f["rows"] for engine, f in runs.items()}
-            same = all(c == counts["duckdb"] for c in counts.values())
+            counts = [f["rows"] for rounds in runs.values() for f in rounds]
+            same = all(c == counts[0] for c in counts)
             ok &= same
-            print(f"same row count in every feature and label table on every engine "
-                  f"({sum(counts['duckdb'].values()):,} rows in {len(counts['duckdb'])} tables): "
-                  f"{'yes' if same else 'NO'}")
+            print(f"same row count in every feature and label table on every engine and round "
+                  f"({sum(counts[0].values()):,} rows in {len(counts[0])} tables): {'yes' if same else 'NO'}")
     return 0 if ok else 1
 
 
