@@ -437,6 +437,22 @@ def _challenger(settings, model: str) -> int:
     return int(summary["version"])
 
 
+def wait_for_shadow_scores(port: int, timeout: float = 120.0) -> None:
+    """Until the shadow process has scored the warm-up's requests: the measured run is shadow's steady state,
+    not its start (loading the challenger), which a long-running service pays once."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/details") as response:
+            shadow = json.load(response)["variants"]["shadow_queue"] or {}
+        if shadow.get("scored", 0) > 0 and shadow.get("pending", 1) == 0:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the shadow process scored nothing within {timeout:.0f} s: {shadow}")
+        time.sleep(0.2)
+
+
 def run_shadow(settings, model: str, rate: float, seconds: float, repeats: int) -> None:
     """The same load with the challenger in shadow and without, alternating, ``repeats`` times each."""
     import urllib.request
@@ -457,6 +473,8 @@ def run_shadow(settings, model: str, rate: float, seconds: float, repeats: int) 
             with service(settings, extra, model) as port:
                 warm = open_loop(port, f"/predict/{model}", bodies, 100, 3)
                 assert warm.errors == 0, f"warm-up failed: {warm.statuses}"
+                if mode == "on":
+                    wait_for_shadow_scores(port)
                 result = open_loop(port, f"/predict/{model}", bodies, rate, seconds)
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/details") as response:
                     details = json.load(response)["variants"]

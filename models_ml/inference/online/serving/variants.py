@@ -16,8 +16,8 @@ process competes with the event loop for the GIL, and measured at 200 requests/s
 the service. Jobs arriving within 0.2 s are sent together and scored in one call (one store read, one
 matrix). The process
 reports what it did (rows scored, jobs failed, seconds) through a second queue that the service reads
-into its metrics. It runs at the lowest CPU priority (SCHED_IDLE on Linux, else niceness 10), so on busy
-cores the answers come first.
+into its metrics. It runs at the lowest CPU priority (SCHED_IDLE on Linux, from its start, imports included;
+else niceness 10), so on busy cores the answers come first.
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ class ShadowScorer:
         self._process = self._context.Process(
             target=run_shadow_process, name="fti-shadow", daemon=True,
             args=(self.settings, self.queue, self.reports, self.MAX_ITEMS_PER_CALL, self.min_free_bytes))
-        self._process.start()
+        _start_at_idle_priority(self._process)
         return self
 
     def close(self, timeout: float = 10.0) -> None:
@@ -228,6 +228,28 @@ def run_shadow_process(settings: Settings, jobs: Any, reports: Any, max_items: i
     finally:
         log.close()
         store.close()
+
+
+def _start_at_idle_priority(process: Any) -> None:
+    """Start ``process`` from a short-lived thread that runs at idle priority, so the new process inherits it
+    from its first instruction (Linux keeps the policy per thread, and a child takes its forking thread's).
+    Lowering it in the child alone came too late: the interpreter's start and the imports of LightGBM, Arrow
+    and the store (about a second of CPU) ran at normal priority, beside the service's first answers."""
+    failure: list[BaseException] = []
+
+    def start() -> None:
+        with contextlib.suppress(AttributeError, OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # this thread only
+        try:
+            process.start()
+        except BaseException as error:  # noqa: BLE001 - raised again in the caller's thread
+            failure.append(error)
+
+    starter = threading.Thread(target=start, name="fti-shadow-start")
+    starter.start()
+    starter.join()
+    if failure:
+        raise failure[0]
 
 
 def _lower_priority() -> None:
