@@ -238,8 +238,7 @@ def _start_at_idle_priority(process: Any) -> None:
     failure: list[BaseException] = []
 
     def start() -> None:
-        with contextlib.suppress(AttributeError, OSError):
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # this thread only
+        _idle_policy()  # this thread only
         try:
             process.start()
         except BaseException as error:  # noqa: BLE001 - raised again in the caller's thread
@@ -252,12 +251,20 @@ def _start_at_idle_priority(process: Any) -> None:
         raise failure[0]
 
 
-def _lower_priority() -> None:
-    """Run only on CPU time nothing else wants (Linux's SCHED_IDLE: the service and its clients always come
-    first), else at niceness :data:`SHADOW_NICENESS` where that policy does not exist."""
+def _idle_policy() -> bool:
+    """The calling thread runs only on CPU time nothing else wants (Linux's SCHED_IDLE: the service and its
+    clients always come first); False where that policy does not exist."""
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
+        return False
+    return True
+
+
+def _lower_priority() -> None:
+    """SCHED_IDLE (already inherited on Linux: see :func:`_start_at_idle_priority`), else niceness
+    :data:`SHADOW_NICENESS` where that policy does not exist."""
+    if not _idle_policy():
         with contextlib.suppress(OSError):
             os.nice(SHADOW_NICENESS)
 
