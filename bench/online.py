@@ -315,20 +315,25 @@ def service(settings, env_extra: dict, model: str, *, source: Path = ROOT, worke
         loopback.stop(process, 30)
 
 
+def health_details(port: int, timeout: float | None = None) -> dict:
+    """The service's ``/health/details`` on a new connection."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/details", timeout=timeout) as response:
+        return json.load(response)
+
+
 def wait_for_workers(port: int, workers: int, timeout: float = 120.0) -> None:
     """Until ``workers`` distinct processes have answered ``/health/details`` on fresh connections: a
     connection goes to a worker already listening, so a load run that started sooner would leave the later
     workers without connections."""
-    import urllib.request
-
     seen: set[int] = set()
     deadline = time.monotonic() + timeout
     while len(seen) < workers:
         if time.monotonic() > deadline:
             raise TimeoutError(f"only {len(seen)} of {workers} workers answered on port {port}")
         with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/details", timeout=2) as response:
-                seen.add(json.load(response)["process"]["pid"])
+            seen.add(health_details(port, timeout=2)["process"]["pid"])
         time.sleep(0.05)
 
 
@@ -440,12 +445,9 @@ def _challenger(settings, model: str) -> int:
 def wait_for_shadow_scores(port: int, timeout: float = 120.0) -> None:
     """Until the shadow process has scored the warm-up's requests: the measured run is shadow's steady state,
     not its start (loading the challenger), which a long-running service pays once."""
-    import urllib.request
-
     deadline = time.monotonic() + timeout
     while True:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/details") as response:
-            shadow = json.load(response)["variants"]["shadow_queue"] or {}
+        shadow = health_details(port)["variants"]["shadow_queue"] or {}
         if shadow.get("scored", 0) > 0 and shadow.get("pending", 1) == 0:
             return
         if time.monotonic() > deadline:
@@ -455,8 +457,6 @@ def wait_for_shadow_scores(port: int, timeout: float = 120.0) -> None:
 
 def run_shadow(settings, model: str, rate: float, seconds: float, repeats: int) -> None:
     """The same load with the challenger in shadow and without, alternating, ``repeats`` times each."""
-    import urllib.request
-
     from models_ml.inference.online.materialize import refresh_online_store
     from models_ml.training.registry import publish_champion
 
@@ -476,8 +476,7 @@ def run_shadow(settings, model: str, rate: float, seconds: float, repeats: int) 
                 if mode == "on":
                     wait_for_shadow_scores(port)
                 result = open_loop(port, f"/predict/{model}", bodies, rate, seconds)
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/details") as response:
-                    details = json.load(response)["variants"]
+                details = health_details(port)["variants"]
             shadow = details["shadow_queue"] or {}
             served = details["challengers"].get(model, {}).get("version")
             if mode == "on" and served != challenger:

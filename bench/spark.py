@@ -263,7 +263,8 @@ def cell(figures: dict, key: str) -> str:
     return f"{figures[key]:>8.1f}" if key in figures else f"{'-':>8}"
 
 
-def table(title: str, runs: dict[str, list[dict]], extra: tuple[str, str]) -> None:
+def table(title: str, runs: dict[str, list[dict]], extra: tuple[str, str]) -> dict[str, dict]:
+    """Print the engines' medians (see :func:`median_of`) against DuckDB's; return them."""
     repeats = len(next(iter(runs.values())))
     print(f"\n{title}, median of {repeats} round(s) (load average now "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())})")
@@ -279,6 +280,7 @@ def table(title: str, runs: dict[str, list[dict]], extra: tuple[str, str]) -> No
     if len(sparks) == 2:
         one, two = (medians[e]["seconds"] for e in sparks)
         print(f"Spark local[1] -> local[2]: {one / two:.2f}x faster with the second core (medians)")
+    return medians
 
 
 def in_rounds(target, engines: list[str], data: Path, work: Path, repeats: int) -> dict[str, list[dict]]:
@@ -323,11 +325,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_dbt:
             landed = month_of_flights(work)
             runs = in_rounds(dbt_child, engines, landed, work, args.repeat)
-            table(f"dbt build --selector spark, 2013-01-01 .. {MONTH_END} from empty (timed: the build)", runs,
-                  ("tests_s", "tests s"))
-            for engine, rounds in runs.items():
-                figures = median_of(rounds)
-                print(f"  {engine}: {rounds[0]['nodes']} nodes, models {figures['models_s']:.1f} s, "
+            medians = table(f"dbt build --selector spark, 2013-01-01 .. {MONTH_END} from empty (timed: the build)",
+                            runs, ("tests_s", "tests s"))
+            for engine, figures in medians.items():
+                print(f"  {engine}: {runs[engine][0]['nodes']} nodes, models {figures['models_s']:.1f} s, "
                       f"tests {figures['tests_s']:.1f} s")
             counts = [f["rows"] for rounds in runs.values() for f in rounds]
             same = all(c == counts[0] for c in counts)
