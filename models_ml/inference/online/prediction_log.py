@@ -371,9 +371,7 @@ class PredictionLog:
         deleted = 0
         if r.max_age_days:
             cutoff = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=r.max_age_days)).isoformat()
-            first_kept = con.execute("select rowid from prediction_log where requested_at >= ? "
-                                     "order by requested_at limit 1", [cutoff]).fetchone()
-            deleted += self._delete_below(con, first_kept[0] if first_kept else None)
+            deleted += self._delete_older(con, cutoff)
         if r.max_rows:
             newest = con.execute("select max(rowid) from prediction_log").fetchone()[0]
             if newest is not None:  # rowids grow by one per row: the newest max_rows are the top ones
@@ -391,6 +389,19 @@ class PredictionLog:
             self.pruned += deleted
             con.execute("pragma wal_checkpoint(truncate)")
         return deleted
+
+    @staticmethod
+    def _delete_older(con: sqlite3.Connection, cutoff: str) -> int:
+        """Delete the rows that arrived before ``cutoff``, a chunk per transaction (by the ``requested_at``
+        index). By arrival time, not by rowid: several workers append to one file, each a batch at a time, so
+        insertion order is not arrival order, and a row inserted before an older one is not older."""
+        deleted = 0
+        while True:
+            count = con.execute("delete from prediction_log where rowid in (select rowid from prediction_log "
+                                "where requested_at < ? limit ?)", [cutoff, _DELETE_CHUNK]).rowcount
+            deleted += count
+            if count < _DELETE_CHUNK:
+                return deleted
 
     @staticmethod
     def _delete_below(con: sqlite3.Connection, bound: int | None) -> int:

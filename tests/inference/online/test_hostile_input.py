@@ -498,6 +498,25 @@ def test_retention_prunes_by_age_rows_and_size(tmp_path):
     log.close()
 
 
+def test_age_retention_keeps_young_rows_inserted_before_older_ones(tmp_path):
+    """Two workers append to one log a batch at a time: a row can be inserted before an older one. Age
+    retention deletes by arrival time, so a young row is kept whatever its place in the file."""
+    now = dt.datetime.now(dt.timezone.utc)
+    path = tmp_path / "log.sqlite"
+    retention = LogRetention(max_age_days=30, max_rows=None, max_bytes=None, min_free_bytes=None,
+                             prune_seconds=3600)
+    first, second = (PredictionLog(path, flush_seconds=0.05, retention=retention).start() for _ in range(2))
+    first.submit(_record(0, now))  # arrived last, written first
+    wait_for(lambda: first.written == 1)
+    second.submit(_record(1, now - dt.timedelta(minutes=1)))
+    second.submit(_record(2, now - dt.timedelta(days=40)))
+    wait_for(lambda: second.written == 2)
+    assert second.prune() == 1
+    assert sorted(read_prediction_log(path)["prediction_id"].to_pylist()) == ["p0", "p1"]
+    first.close()
+    second.close()
+
+
 def test_retention_runs_in_the_writer_and_the_disk_guard_pauses_it(tmp_path):
     now = dt.datetime.now(dt.timezone.utc)
     path = tmp_path / "log.sqlite"
