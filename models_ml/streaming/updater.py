@@ -61,8 +61,10 @@ class Updater:
         # (and, for a merchant, the transactions its chargebacks in that range refer to). Older rows change
         # nothing the store keeps, so they stay out of the computation.
         window = f"interval '{int(max(models[m].widest_window for m in (CARD, MERCHANT)).total_seconds())} seconds'"
-        self.sql.execute("create table touched_cards (card_id varchar, latest_at timestamptz)")
-        self.sql.execute("create table touched_merchants (merchant_id varchar, latest_at timestamptz)")
+        # ``timestamp``, as the staged times are (see _base_rows): a timestamptz here made every row's
+        # comparison in the views below cast through the ICU calendar (card_transactions 33 -> 5 ms).
+        self.sql.execute("create table touched_cards (card_id varchar, latest_at timestamp)")
+        self.sql.execute("create table touched_merchants (merchant_id varchar, latest_at timestamp)")
         self.sql.execute(f"create view card_transactions as select t.* from state_transactions t "
                          f"join touched_cards c using (card_id) where t.transaction_at > c.latest_at - {window}")
         self.sql.execute(f"create view merchant_chargebacks as select c.* from state_chargebacks c "
