@@ -55,6 +55,7 @@ class ConsumerConfig:
     block_ms: int = 100
     claim_idle_ms: int = 30_000
     online_store: str | None = None  # default: the settings' store
+    latest_row: bool = True  # False: evaluate the models in full per micro-batch (the benchmark's baseline)
 
 
 @dataclass
@@ -93,7 +94,7 @@ class Consumer:
         catalog = load_catalog(settings)
         models = models or compile_models(settings, MODELS)
         self.groups = {name: catalog.group(name) for name in (CARD, MERCHANT)}
-        self.updater = Updater(models, clock)
+        self.updater = Updater(models, clock, latest_row=config.latest_row)
         self.store: OnlineStore = open_online_store(settings, config.online_store)
         self.directory = handoff_dir(settings)
         self._schemas: dict[str, object] = {}
