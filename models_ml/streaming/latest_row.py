@@ -48,9 +48,13 @@ def latest_row_form(sql: str) -> str:
     return tree.sql(DIALECT)
 
 
+def _is_window_call(node: exp.Expression) -> bool:
+    """A window function call, not the named definition of a WINDOW clause."""
+    return isinstance(node, exp.Window) and not isinstance(node.this, exp.Identifier)
+
+
 def _window_calls(node: exp.Expression) -> list[exp.Window]:
-    """Window function calls (not the named definitions of a WINDOW clause) under ``node``."""
-    return [w for w in node.find_all(exp.Window) if not isinstance(w.this, exp.Identifier)]
+    return [w for w in node.find_all(exp.Window) if _is_window_call(w)]
 
 
 def _windowed_select(tree: exp.Expression) -> exp.Select:
@@ -128,19 +132,17 @@ def _grouped(select: exp.Select) -> exp.Select:
         loose = [c for c in value.find_all(exp.Column) if not any(c.find_ancestor(exp.Window) is w for w in windows)]
         if loose:
             raise NotLatestRowShape(f"output {name} mixes a window with the row's own {loose[0].sql(DIALECT)}")
-        rewritten = value.copy()
-        for call in _window_calls(rewritten):
-            outer_call = _filtered(call, _spec(call, named), carry)
-            rewritten = outer_call if call is rewritten else (call.replace(outer_call), rewritten)[1]
+        rewritten = value.transform(
+            lambda node: _filtered(node, _spec(node, named), carry) if _is_window_call(node) else node)
         outer_columns.append(exp.alias_(rewritten, name))
     inner.set("expressions", [*carried, exp.alias_(order.copy(), _TIME)])
     # Each partition's latest time by a grouped max joined back: a partitioned window max costs a sort.
-    keys = ", ".join(k.sql(DIALECT) for k in keys_out)
+    group_keys = ", ".join(k.sql(DIALECT) for k in keys_out)
     columns = ", ".join(c.sql(DIALECT) for c in outer_columns)
     return sqlglot.parse_one(
         f"with __fti_rows as materialized ({inner.sql(DIALECT)}) select {columns} from __fti_rows "
-        f"join (select {keys}, max({_TIME}) as {_LATEST} from __fti_rows group by {keys}) as __fti_latest "
-        f"using ({keys}) group by {keys}", read=DIALECT)
+        f"join (select {group_keys}, max({_TIME}) as {_LATEST} from __fti_rows group by {group_keys}) "
+        f"as __fti_latest_times using ({group_keys}) group by {group_keys}", read=DIALECT)
 
 
 def _filtered(call: exp.Window, spec: exp.Window, carry) -> exp.Expression:

@@ -93,11 +93,11 @@ class Updater:
     def _latest(self, model: str, entity: str, inputs: dict[str, str], latest_row: bool) -> str:
         sql = self.models[model].bound(inputs)
         self.forms[model] = "full"
-        try:
-            if latest_row:
+        if latest_row:
+            try:
                 sql, self.forms[model] = latest_row_form(sql), "latest row"
-        except NotLatestRowShape as reason:
-            log.warning("model %s runs in full per micro-batch (no latest-row form: %s)", model, reason)
+            except NotLatestRowShape as reason:
+                log.warning("model %s runs in full per micro-batch (no latest-row form: %s)", model, reason)
         return f"select * from ({sql}) qualify row_number() over (partition by {entity} order by event_at desc) = 1"
 
     @staticmethod

@@ -62,8 +62,8 @@ def _history(seed: int) -> tuple[pa.Table, pa.Table]:
         reported = min(reported, T0 + dt.timedelta(hours=1))
         reports.append({"transaction_id": row["transaction_id"], "reported_at": reported, "is_fraud": rng.random() < .9,
                         "loaded_at": reported})
-    reports.append({**reports[0], "reported_at": T0 - dt.timedelta(days=90)})  # before its transaction: ignored
-    reports[-1]["transaction_id"] = rows[-1]["transaction_id"]
+    reports.append({**reports[0], "transaction_id": rows[-1]["transaction_id"],  # before its transaction: ignored
+                    "reported_at": T0 - dt.timedelta(days=90)})
     return pa.Table.from_pylist(rows), pa.Table.from_pylist(reports)
 
 
