@@ -13,9 +13,9 @@ days, then the champion scores the next 25 days (``--rows`` spine rows, 1,000,00
 Printed: rows/s end to end and the share of each stage; the spine stage is timed apart (the same spine
 query alone, to Arrow), because in the run it is part of the one point-in-time query. A one-day warm-up
 run compiles the model's trees (cached per home, as a deployment compiles a model version once). Then
-``--first-runs`` first runs, each into an empty predictions table, of the previous path (LightGBM's own
-prediction, ``FTI_COMPILED_TREES=0``; ``--no-before`` skips it) and of this one, in turn, with the load
-average before each; medians per stage. Then ``--repeat`` re-runs replace the same rows (the idempotent
+``--first-runs`` first runs, each into an empty predictions table, of the previous path (the features
+as one lazy point-in-time query, ``DuckDBStore.joins_by_source`` off; ``--no-before`` skips it) and of this
+one (one source at a time), in turn, with the load average before each; medians per stage. Then ``--repeat`` re-runs replace the same rows (the idempotent
 re-run), each followed by the in-run baseline: the hand-written floor of the two costly stages, a plain
 DuckDB ASOF query to Arrow (no tie-break, no missing-group flags) and LightGBM's trees alone on a ready
 float matrix (``booster.predict`` on numpy). Medians per stage are reported, with the project / baseline
@@ -33,12 +33,14 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before LightGBM loads OpenMP: idle threads sleep
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
 import datetime as dt  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -59,6 +61,7 @@ from models_ml.definitions.catalog import (  # noqa: E402
 from models_ml.inference.batch import pipeline as bp  # noqa: E402
 from models_ml.inference.batch import predict as pr  # noqa: E402
 from models_ml.offline import retrieval  # noqa: E402
+from models_ml.offline.duckdb_store import DuckDBStore  # noqa: E402
 from models_ml.offline.store import opened  # noqa: E402
 from models_ml.training import evaluate as ev  # noqa: E402
 from models_ml.training import registry  # noqa: E402
@@ -323,6 +326,17 @@ def first_run(settings: Settings, catalog: Catalog, window: TimeRange, threads: 
     return bp.predict_window(settings, MODEL, window, catalog=catalog, num_threads=threads)
 
 
+@contextlib.contextmanager
+def joined_by_source(by_source: bool) -> Iterator[None]:
+    """The store's features path for the runs inside: one source at a time, or the one lazy query."""
+    saved = DuckDBStore.joins_by_source
+    DuckDBStore.joins_by_source = by_source
+    try:
+        yield
+    finally:
+        DuckDBStore.joins_by_source = saved
+
+
 def median_run(runs: list[bp.PredictionRun]) -> bp.PredictionRun:
     """The first run with each stage's median seconds over ``runs``."""
     return dataclasses.replace(runs[0], seconds={
@@ -337,7 +351,7 @@ def main() -> int:
     parser.add_argument("--first-runs", type=int, default=3, help="first runs (into an empty window) per path")
     parser.add_argument("--repeat", type=int, default=3, help="re-runs (and baseline runs) to take medians of")
     parser.add_argument("--no-before", action="store_true",
-                        help="skip the previous path (LightGBM's own prediction, FTI_COMPILED_TREES=0)")
+                        help="skip the previous path (the features as one lazy query)")
     parser.add_argument("--home", help="FTI_HOME to build in (default: a temporary directory)")
     args = parser.parse_args()
 
@@ -346,7 +360,6 @@ def main() -> int:
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, load average {_load()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="fti-bench-") as scratch:
         settings = load_settings(args.home or Path(scratch) / "home")
-        before_settings = dataclasses.replace(settings, compiled_trees=False)
         catalog = bench_catalog()
         started = time.perf_counter()
         counts = generate(settings, args.rows)
@@ -362,19 +375,20 @@ def main() -> int:
 
         # First runs, each into an empty window, the previous path and this one in turn (a change in the
         # machine's load hits both alike); medians are reported.
-        paths = {"this": settings} if args.no_before else {"before": before_settings, "this": settings}
+        paths = {"this": True} if args.no_before else {"before": False, "this": True}
         firsts: dict[str, list[bp.PredictionRun]] = {name: [] for name in paths}
         loads: dict[str, list[str]] = {name: [] for name in paths}
         for _ in range(args.first_runs):
-            for name, path_settings in paths.items():
+            for name, by_source in paths.items():
                 loads[name].append(_load())
-                firsts[name].append(first_run(path_settings, catalog, window, args.threads))
+                with joined_by_source(by_source):
+                    firsts[name].append(first_run(settings, catalog, window, args.threads))
                 assert firsts[name][-1].rows == spine_rows, (firsts[name][-1].rows, spine_rows)
         assert len({(r.rows, r.flagged_rows, r.mean_score) for runs in firsts.values() for r in runs}) == 1
         rates = {}
         for name, runs in firsts.items():
-            label = {"before": "previous path: LightGBM's own prediction (FTI_COMPILED_TREES=0)",
-                     "this": "this path: compiled trees"}[name]
+            label = {"before": "previous path: the features as one lazy point-in-time query",
+                     "this": "this path: the features joined one source at a time"}[name]
             rates[name] = report(f"first run (into an empty window), median of {len(runs)}, {label}",
                                  median_run(runs), spine_seconds)
             print(f"  rows/s per run: {', '.join(f'{r.rows / sum(r.seconds.values()):,.0f}' for r in runs)}; "

@@ -53,6 +53,7 @@ def parquet_pattern(path: str) -> str:
 class DuckDBStore(OfflineStore):
     name: ClassVar[str] = "duckdb"
     transient: ClassVar[tuple[type[BaseException], ...]] = (duckdb.IOException,)
+    joins_by_source: ClassVar[bool] = True
 
     def __init__(self, backend: ibis.BaseBackend) -> None:
         self._backend = backend

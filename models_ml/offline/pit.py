@@ -55,7 +55,8 @@ import ibis.expr.operations as ops
 import ibis.expr.types as ir
 from ibis.backends import BaseBackend
 
-__all__ = ["FeatureSource", "Method", "TimeBounds", "point_in_time_join", "spine_time_bounds"]
+__all__ = ["FeatureSource", "Method", "TimeBounds", "backend_of", "check_inputs", "point_in_time_join",
+           "spine_time_bounds"]
 
 Method = Literal["auto", "asof", "portable"]
 
@@ -148,9 +149,8 @@ def point_in_time_join(
     over the spine (about 15% of a DuckDB batch-inference join, bench/batch_inference.py). Raises
     ``ValueError`` for a missing column, a naive or non-timestamp time column, or output names that clash.
     """
-    _check_spine(spine, spine_time)
-    _check_sources(spine, sources)
-    plan = _plan_for(_backend_of(spine, sources), method)
+    check_inputs(spine, spine_time, sources)
+    plan = _plan_for(backend_of(spine, sources), method)
     if spine_time_bounds is not None:
         prune: TimeBounds | _Prune | None = spine_time_bounds
     else:
@@ -193,6 +193,13 @@ def _check_time_column(table: ir.Table, column: str, where: str) -> None:
             f"joins need timezone-aware timestamps (timestamptz, UTC): cast it explicitly, e.g. "
             f"`.cast(dt.Timestamp(timezone='UTC'))` if the values are UTC."
         )
+
+
+def check_inputs(spine: ir.Table, spine_time: str, sources: Sequence[FeatureSource]) -> None:
+    """Raise the ``ValueError`` :func:`point_in_time_join` would for these inputs (missing or clashing
+    columns, naive or non-timestamp times, incomparable keys), without building the join."""
+    _check_spine(spine, spine_time)
+    _check_sources(spine, sources)
 
 
 def _check_spine(spine: ir.Table, spine_time: str) -> None:
@@ -284,7 +291,7 @@ _ASOF_PLANS = {
 }
 
 
-def _backend_of(spine: ir.Table, sources: Sequence[FeatureSource]) -> BaseBackend:
+def backend_of(spine: ir.Table, sources: Sequence[FeatureSource]) -> BaseBackend:
     """The one backend the inputs live on; Ibis' default backend when all are in-memory tables."""
     backends = set()
     for table in [spine, *(source.table for source in sources)]:

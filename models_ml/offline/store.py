@@ -98,6 +98,10 @@ class OfflineStore(abc.ABC):
     #: whether :meth:`transaction`, deletes and updates work: the stateful layer's own tables (registry,
     #: ledgers) need them; Spark's Parquet tables have none
     transactional: ClassVar[bool] = True
+    #: whether a point-in-time join into Arrow runs fastest one feature source at a time
+    #: (:mod:`models_ml.offline.pit_by_source`): an embedded engine, where leaving it is a copy; a
+    #: distributed one keeps the one lazy expression, where every query is a job
+    joins_by_source: ClassVar[bool] = False
 
     @classmethod
     @abc.abstractmethod

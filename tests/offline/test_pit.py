@@ -22,6 +22,7 @@ from models_ml.offline.pit import (
     point_in_time_join,
     spine_time_bounds,
 )
+from models_ml.offline.pit_by_source import SpineRowsMultiplied, point_in_time_join_by_source
 
 # Polars cannot check that `join_asof` inputs are sorted by time within key groups; the join sorts them.
 pytestmark = pytest.mark.filterwarnings("ignore:Sortedness of columns cannot be checked:UserWarning")
@@ -62,6 +63,19 @@ class Engine:
         return list(point_in_time_join(spine, spine_time, sources, method=self.method).columns)
 
 
+class BySourceEngine(Engine):
+    """The same join executed one source at a time into Arrow (what batch inference runs on DuckDB):
+    every case must give the lazy join's rows."""
+
+    def join(self, spine: ir.Table, sources: list[FeatureSource], spine_time: str = "t") -> list[tuple]:
+        bounds = spine_time_bounds(spine, spine_time) if self.bounds else None
+        result, _ = point_in_time_join_by_source(spine, spine_time, sources, method=self.method,
+                                                 spine_time_bounds=bounds, execute=self.con.to_pyarrow)
+        assert result.column_names == self.columns(spine, sources, spine_time)
+        rows = sorted(result.to_pylist(), key=lambda row: row["row_id"])
+        return [tuple(row.values()) for row in rows]
+
+
 class SparkEngine(Engine):
     """PySpark through the offline store (tables as temporary views of the process's one session, times
     typed as the store types them); Ibis has no as-of join there, so "auto" is the portable plan."""
@@ -76,10 +90,11 @@ class SparkEngine(Engine):
 
 @pytest.fixture(
     params=[("duckdb", "auto", False), ("duckdb", "auto", True), ("duckdb", "portable", False),
+            ("duckdb-by-source", "auto", False), ("duckdb-by-source", "auto", True),
             ("polars", "auto", False), ("datafusion", "auto", False),
             pytest.param(("pyspark", "auto", True), marks=pytest.mark.slow)],
-    ids=["duckdb-asof", "duckdb-asof-bounds", "duckdb-portable", "polars-asof", "datafusion-portable",
-         "pyspark-portable-bounds"],
+    ids=["duckdb-asof", "duckdb-asof-bounds", "duckdb-portable", "duckdb-asof-by-source",
+         "duckdb-asof-by-source-bounds", "polars-asof", "datafusion-portable", "pyspark-portable-bounds"],
 )
 def engine(request: pytest.FixtureRequest) -> Engine:
     """DuckDB (as-of plan, also with measured spine bounds; portable plan), Polars (as-of), DataFusion
@@ -88,6 +103,8 @@ def engine(request: pytest.FixtureRequest) -> Engine:
     backend, method, bounds = request.param
     if backend == "pyspark":
         return SparkEngine(request.getfixturevalue("spark_store"), bounds)
+    if backend == "duckdb-by-source":
+        return BySourceEngine("duckdb", method, bounds)
     if backend == "datafusion":
         pytest.importorskip("datafusion")
     with warnings.catch_warnings():
@@ -599,3 +616,59 @@ def test_unique_keys_joins_without_as_of_and_gives_the_same_answer(engine: Engin
     if engine.backend == "duckdb":
         expr = point_in_time_join(spine, "t", [source(features, unique_keys=True)], method=engine.method)
         assert "ASOF" not in ibis.to_sql(expr).upper()
+
+
+# --- one source at a time ------------------------------------------------------------------------
+
+
+def by_source_engine() -> BySourceEngine:
+    return BySourceEngine("duckdb", "auto")
+
+
+def test_by_source_keeps_the_spine_order_and_only_the_columns_asked_for() -> None:
+    engine = by_source_engine()
+    spine = engine.table(row_id=[3, 1, 2, 1], k=[2, 1, 1, 1], t=[T0, T0, at(hours=-2), T0])
+    first = engine.table(k=[1, 1, 2], ev=[at(hours=-3), at(hours=-1), at(hours=-1)], x=["old", "new", "two"])
+    second = engine.table(k=[1, 2], ev=[at(hours=-1), at(hours=-1)], y=[10, 20])
+    sources = [source(first, prefix="a_"), source(second, features=["y"], matched_event_time="second_at")]
+    joined, bounds = point_in_time_join_by_source(spine, "t", sources, keep={"a_x", "second_at"},
+                                                  execute=engine.con.to_pyarrow)
+    assert joined.column_names == ["row_id", "k", "t", "a_x", "second_at"]
+    assert joined.to_pylist() == [
+        {"row_id": 3, "k": 2, "t": T0, "a_x": "two", "second_at": at(hours=-1)},
+        {"row_id": 1, "k": 1, "t": T0, "a_x": "new", "second_at": at(hours=-1)},
+        {"row_id": 2, "k": 1, "t": at(hours=-2), "a_x": "old", "second_at": None},
+        {"row_id": 1, "k": 1, "t": T0, "a_x": "new", "second_at": at(hours=-1)},
+    ]
+    assert (bounds.earliest, bounds.latest, bounds.rows) == (at(hours=-2), T0, 4)
+
+
+def test_by_source_takes_an_arrow_spine_and_leaves_no_table_behind() -> None:
+    engine = by_source_engine()
+    features = engine.table(k=[1], ev=[at(hours=-1)], x=["x"])
+    before = set(engine.con.list_tables())
+    spine = pa.table({"row_id": [1, 2], "k": [1, 9], "t": [T0, T0]})
+    joined, _ = point_in_time_join_by_source(spine, "t", [source(features)], execute=engine.con.to_pyarrow)
+    assert joined.column("x").to_pylist() == ["x", None]
+    assert set(engine.con.list_tables()) == before
+
+
+def test_by_source_names_the_source_whose_promised_unique_keys_multiply_rows() -> None:
+    """A table promised one row per key (a failing dbt `unique` test leaves it built) would multiply spine
+    rows in the lazy join; here the source is named and the count given."""
+    engine = by_source_engine()
+    spine = engine.table(row_id=[1, 2], k=[1, 2], t=[T0, T0])
+    fine = engine.table(k=[1, 2], ev=[at(hours=-1), at(hours=-1)], y=[1, 2])
+    duplicated = engine.table(k=[1, 1, 2], ev=[at(hours=-2), at(hours=-1), at(hours=-1)], x=["a", "b", "c"])
+    sources = [source(fine, features=["y"]), source(duplicated, unique_keys=True)]
+    with pytest.raises(SpineRowsMultiplied, match="feature source #1 gave 3 rows for 2 spine rows") as error:
+        point_in_time_join_by_source(spine, "t", sources, execute=engine.con.to_pyarrow)
+    assert (error.value.index, error.value.rows, error.value.spine_rows) == (1, 3, 2)
+
+
+def test_by_source_refuses_a_spine_column_named_like_its_row_number() -> None:
+    engine = by_source_engine()
+    spine = engine.table(__fti_spine_row=[1], k=[1], t=[T0])
+    features = engine.table(k=[1], ev=[T0], x=["x"])
+    with pytest.raises(ValueError, match="'__fti_spine_row', which this join reserves"):
+        point_in_time_join_by_source(spine, "t", [source(features)], execute=engine.con.to_pyarrow)

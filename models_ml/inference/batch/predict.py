@@ -79,7 +79,6 @@ from models_ml.definitions.catalog import Catalog, FeatureView
 from models_ml.definitions.pinning import LineageError, pin_view
 from models_ml.offline import retrieval
 from models_ml.offline.external import ExternalGroupError, mount_all
-from models_ml.offline.pit import spine_time_bounds
 from models_ml.offline.store import OfflineStore, OfflineStoreError, WindowReplaced
 from models_ml.training import registry
 from models_ml.training.train import Model, feature_matrix
@@ -164,16 +163,15 @@ def inference_view(store: OfflineStore, catalog: Catalog, version: registry.Mode
 def load_features(
     store: OfflineStore, view: FeatureView, window: TimeRange, features: Sequence[str] | None = None
 ) -> pa.Table:
-    """:func:`~models_ml.offline.retrieval.features_expr` executed: the engine is left once, into Arrow (after
-    one small query for the spine's time bounds and size, which also checks that every spine row came out
-    exactly once)."""
-    bounds = spine_time_bounds(retrieval.inference_spine(store, view, window), view.label.spine_time)
-    if not bounds.rows:
-        raise EmptyWindow(_empty_window_message(store, view, window))
-    table = store.to_arrow(retrieval.features_expr(store, view, window, features, bounds))
+    """:func:`~models_ml.offline.retrieval.features_expr`'s rows in Arrow, by
+    :func:`~models_ml.offline.retrieval.features_table` (one source at a time where the store joins fastest
+    so); the spine's row count it returns checks that every spine row came out exactly once."""
     try:
+        table, bounds = retrieval.features_table(store, view, window, features)
+        if not bounds.rows:
+            raise EmptyWindow(_empty_window_message(store, view, window))
         retrieval.check_joined_rows(view, bounds, table.num_rows)
-    except ValueError as error:
+    except retrieval.JoinedRowsMismatch as error:
         raise PredictionError(str(error)) from error
     return table
 
