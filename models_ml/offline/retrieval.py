@@ -174,7 +174,7 @@ def features_table(
     """:func:`features_expr`'s rows in Arrow, and the spine's time bounds (its row count included).
 
     Where the engine joins fastest one source at a time (:attr:`OfflineStore.joins_by_source`: DuckDB),
-    that is how: the same rows in about half the time (:mod:`models_ml.offline.pit_by_source`), with the
+    that is how: the same rows in less time and memory (:mod:`models_ml.offline.pit_by_source`), with the
     on-demand features computed afterwards from the joined Arrow rows by the same UDFs. Elsewhere the lazy
     expression runs as one query, after one small query for the bounds.
     """

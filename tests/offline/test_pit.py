@@ -65,12 +65,18 @@ class Engine:
 
 class BySourceEngine(Engine):
     """The same join executed one source at a time into Arrow (what batch inference runs on DuckDB):
-    every case must give the lazy join's rows."""
+    every case must give the lazy join's rows; with ``chunk_rows``, a source of more rows than that is
+    joined in passes over disjoint sets of entities."""
+
+    def __init__(self, backend: str, method: str, bounds: bool = False, chunk_rows: int | None = None) -> None:
+        super().__init__(backend, method, bounds)
+        self.chunk_rows = chunk_rows
 
     def join(self, spine: ir.Table, sources: list[FeatureSource], spine_time: str = "t") -> list[tuple]:
         bounds = spine_time_bounds(spine, spine_time) if self.bounds else None
         result, _ = point_in_time_join_by_source(spine, spine_time, sources, method=self.method,
-                                                 spine_time_bounds=bounds, execute=self.con.to_pyarrow)
+                                                 spine_time_bounds=bounds, execute=self.con.to_pyarrow,
+                                                 chunk_rows=self.chunk_rows)
         assert result.column_names == self.columns(spine, sources, spine_time)
         rows = sorted(result.to_pylist(), key=lambda row: row["row_id"])
         return [tuple(row.values()) for row in rows]
@@ -91,10 +97,11 @@ class SparkEngine(Engine):
 @pytest.fixture(
     params=[("duckdb", "auto", False), ("duckdb", "auto", True), ("duckdb", "portable", False),
             ("duckdb-by-source", "auto", False), ("duckdb-by-source", "auto", True),
+            ("duckdb-by-source-passes", "auto", True),
             ("polars", "auto", False), ("datafusion", "auto", False),
             pytest.param(("pyspark", "auto", True), marks=pytest.mark.slow)],
     ids=["duckdb-asof", "duckdb-asof-bounds", "duckdb-portable", "duckdb-asof-by-source",
-         "duckdb-asof-by-source-bounds", "polars-asof", "datafusion-portable", "pyspark-portable-bounds"],
+         "duckdb-asof-by-source-bounds", "duckdb-asof-by-source-in-passes", "polars-asof", "datafusion-portable", "pyspark-portable-bounds"],
 )
 def engine(request: pytest.FixtureRequest) -> Engine:
     """DuckDB (as-of plan, also with measured spine bounds; portable plan), Polars (as-of), DataFusion
@@ -105,6 +112,8 @@ def engine(request: pytest.FixtureRequest) -> Engine:
         return SparkEngine(request.getfixturevalue("spark_store"), bounds)
     if backend == "duckdb-by-source":
         return BySourceEngine("duckdb", method, bounds)
+    if backend == "duckdb-by-source-passes":
+        return BySourceEngine("duckdb", method, bounds, chunk_rows=2)
     if backend == "datafusion":
         pytest.importorskip("datafusion")
     with warnings.catch_warnings():
@@ -621,8 +630,8 @@ def test_unique_keys_joins_without_as_of_and_gives_the_same_answer(engine: Engin
 # --- one source at a time ------------------------------------------------------------------------
 
 
-def by_source_engine() -> BySourceEngine:
-    return BySourceEngine("duckdb", "auto")
+def by_source_engine(chunk_rows: int | None = None) -> BySourceEngine:
+    return BySourceEngine("duckdb", "auto", chunk_rows=chunk_rows)
 
 
 def test_by_source_keeps_the_spine_order_and_only_the_columns_asked_for() -> None:
@@ -641,6 +650,9 @@ def test_by_source_keeps_the_spine_order_and_only_the_columns_asked_for() -> Non
         {"row_id": 1, "k": 1, "t": T0, "a_x": "new", "second_at": at(hours=-1)},
     ]
     assert (bounds.earliest, bounds.latest, bounds.rows) == (at(hours=-2), T0, 4)
+    in_passes, _ = point_in_time_join_by_source(spine, "t", sources, keep={"a_x", "second_at"},
+                                                execute=engine.con.to_pyarrow, chunk_rows=1)  # 3 and 2 passes
+    assert in_passes.equals(joined)
 
 
 def test_by_source_takes_an_arrow_spine_and_leaves_no_table_behind() -> None:
