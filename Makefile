@@ -14,10 +14,13 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS ?= false
 
 .PHONY: install demo test test-fast redis java bench clean
 
+# The spark extra: the Spark engine's tests run too. --compile-bytecode: every process (CLI, dbt, server
+# workers, the tests' subprocesses) imports from .pyc files, also where PYTHONDONTWRITEBYTECODE keeps Python
+# from writing them (each process would otherwise compile dbt's and Prefect's sources again).
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check uv
-	$(VENV)/bin/uv pip install -q -p $(PY) -e '.[dev,spark]'  # spark: the Spark engine's tests run too
+	$(VENV)/bin/uv pip install -q -p $(PY) --compile-bytecode -e '.[dev,spark]'
 	touch $(STAMP)
 
 install: $(STAMP)

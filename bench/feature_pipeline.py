@@ -112,10 +112,14 @@ def main() -> None:
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fti-bench-"))
     print(f"machine: {describe_machine()}")
-    measure(workdir, "flights", land_flights, LAST_DAY, dt.date(2013, 12, 1), args.top)  # one day on eleven months
-    if args.fraud:
-        last = (FraudConfig().end_at - dt.timedelta(days=1)).date()  # the last day of transactions
-        measure(workdir, "fraud", land_fraud, last, last, args.top)
+    try:
+        measure(workdir, "flights", land_flights, LAST_DAY, dt.date(2013, 12, 1), args.top)  # a day on 11 months
+        if args.fraud:
+            last = (FraudConfig().end_at - dt.timedelta(days=1)).date()  # the last day of transactions
+            measure(workdir, "fraud", land_fraud, last, last, args.top)
+    finally:
+        if args.workdir is None:  # a workdir of its own (about 1 GB per domain) is removed; a given one is kept
+            shutil.rmtree(workdir, ignore_errors=True)
     print("\ntargets: the daily run <= 10 % of a full refresh on flights, <= 5 % on fraud")
 
 

@@ -45,6 +45,10 @@ class Settings:
     # Batch scoring with the model's trees compiled to C (models_ml.inference.batch.compiled_trees), the same
     # scores as LightGBM's; FTI_COMPILED_TREES=0 keeps LightGBM's own prediction.
     compiled_trees: bool = True
+    # The level of dbt's own log file, home/dbt/logs/dbt.log (FTI_DBT_LOG_LEVEL_FILE): dbt's default, debug,
+    # writes every statement of every node, a fifth of a daily build's time; the compiled SQL is in
+    # home/dbt/target either way. "info" keeps each node's start, result and timing.
+    dbt_log_level_file: str = "info"
 
     @property
     def warehouse_path(self) -> Path:
@@ -126,6 +130,7 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         lock_wait_seconds=_seconds(env, "FTI_LOCK_WAIT_SECONDS"),
         duckdb_memory_limit=_memory_limit(env, "FTI_DUCKDB_MEMORY_LIMIT"),
         compiled_trees=_flag(env, "FTI_COMPILED_TREES", default=True),
+        dbt_log_level_file=_choice(env, "FTI_DBT_LOG_LEVEL_FILE", DBT_LOG_LEVELS, default="info"),
     )
 
 
@@ -181,6 +186,20 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in {"0", "false", "no", "off"}:
         return False
     raise SettingsError(f"{name}={raw!r} is not a yes/no value; set it to 1 or 0 (or unset it)")
+
+
+DBT_LOG_LEVELS = ("debug", "info", "warn", "error", "none")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    """One of ``choices`` (case-insensitive); ``default`` when unset."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if raw.lower() not in choices:
+        raise SettingsError(f"{name}={raw!r} is not one of {', '.join(choices)}; set it to one (or unset it for "
+                            f"{default})")
+    return raw.lower()
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float = 0.0) -> float:

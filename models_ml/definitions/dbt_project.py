@@ -104,6 +104,7 @@ def run_dbt(settings: Settings, args: Sequence[str], dbt_vars: dict[str, Any] | 
         "--target", settings.dbt_target,
         "--target-path", str(settings.dbt_target_dir),
         "--log-path", str(settings.dbt_log_dir),
+        "--log-level-file", settings.dbt_log_level_file,
         "--quiet",
     ]
     if dbt_vars:
