@@ -299,20 +299,26 @@ def spine_bodies(settings, model: str, n: int = 2000) -> list[bytes]:
 @contextlib.contextmanager
 def service(settings, env_extra: dict, model: str, *, source: Path = ROOT, workers: int = 1):
     """``fti serve`` of the code under ``source`` (this checkout, or an older commit's files: the before of a
-    before/after run) in a process of its own; yields its port once every worker answers."""
+    before/after run) in a process of its own; yields its port once every worker answers.
+
+    Each service logs its predictions to a new, empty file (``FTI_PREDICTION_LOG``), removed afterwards: the
+    benchmark's requests stay out of the home's own log (which monitoring reads), and every run starts from
+    the same log, not from one grown by the runs before it."""
     port = loopback.free_port()
-    env = {**os.environ, "FTI_HOME": str(settings.home), "PYTHONPATH": str(source), **env_extra}
-    command = [sys.executable, "-m", "fti.cli", "serve", "--port", str(port), "--model", model]
-    if workers > 1:
-        command += ["--workers", str(workers)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, cwd=source)
-    try:
-        loopback.wait_for_port(port, 120)
+    with tempfile.TemporaryDirectory(prefix="fti-bench-log-") as log_dir:
+        env = {**os.environ, "FTI_HOME": str(settings.home), "PYTHONPATH": str(source),
+               "FTI_PREDICTION_LOG": str(Path(log_dir) / "prediction_log.sqlite"), **env_extra}
+        command = [sys.executable, "-m", "fti.cli", "serve", "--port", str(port), "--model", model]
         if workers > 1:
-            wait_for_workers(port, workers)
-        yield port
-    finally:
-        loopback.stop(process, 30)
+            command += ["--workers", str(workers)]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, cwd=source)
+        try:
+            loopback.wait_for_port(port, 120)
+            if workers > 1:
+                wait_for_workers(port, workers)
+            yield port
+        finally:
+            loopback.stop(process, 30)
 
 
 def health_details(port: int, timeout: float | None = None) -> dict:

@@ -49,6 +49,8 @@ class Settings:
     # writes every statement of every node, a fifth of a daily build's time; the compiled SQL is in
     # home/dbt/target either way. "info" keeps each node's start, result and timing.
     dbt_log_level_file: str = "info"
+    # The prediction log's file (FTI_PREDICTION_LOG); None: online/prediction_log.sqlite in the home.
+    prediction_log: Path | None = None
 
     @property
     def warehouse_path(self) -> Path:
@@ -83,8 +85,9 @@ class Settings:
 
     @property
     def prediction_log_path(self) -> Path:
-        """Where the inference service logs every prediction (SQLite, WAL mode; read by monitoring)."""
-        return self.online_dir / "prediction_log.sqlite"
+        """Where the inference service logs every prediction (SQLite, WAL mode; read by monitoring):
+        online/prediction_log.sqlite, or the file FTI_PREDICTION_LOG names (another disk, say)."""
+        return self.prediction_log or self.online_dir / "prediction_log.sqlite"
 
     def with_online_store(self, name: str, **options: Any) -> Settings:
         """These settings with ``name`` as the online store and ``options`` laid over its own."""
@@ -131,6 +134,8 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         duckdb_memory_limit=_memory_limit(env, "FTI_DUCKDB_MEMORY_LIMIT"),
         compiled_trees=_flag(env, "FTI_COMPILED_TREES", default=True),
         dbt_log_level_file=_choice(env, "FTI_DBT_LOG_LEVEL_FILE", DBT_LOG_LEVELS, default="info"),
+        prediction_log=Path(env["FTI_PREDICTION_LOG"]).expanduser().resolve() if env.get("FTI_PREDICTION_LOG")
+        else None,
     )
 
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
 import httpx
 import numpy as np
@@ -25,7 +26,7 @@ from online_testing import MODEL, ServerThread, post_until_stopped, spine_reques
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.loopback import free_port, wait_for_port
-from models_ml.core.settings import PROJECT_ROOT
+from models_ml.core.settings import PROJECT_ROOT, load_settings
 from models_ml.inference.online.prediction_log import read_prediction_log
 from models_ml.training.champion_pointer import read_pointer
 from models_ml.training.registry import publish_champion
@@ -200,6 +201,19 @@ def test_every_prediction_is_logged(home, requests_, tmp_path):
     assert first["model_name"] == MODEL and first["model_version"] == 1 and 0 < first["score"] < 1
     assert '"flight_id"' in first["entity"] and '"origin_weather_temperature_f"' in first["features"]
     assert first["latency_ms"] > 0
+    singles = [uuid.UUID(i) for i in ids[:10]]  # answered one after another: their milliseconds never go back
+    assert {u.version for u in singles} == {7}
+    assert [u.hex[:12] for u in singles] == sorted(u.hex[:12] for u in singles)
+
+
+def test_the_log_goes_where_fti_prediction_log_says(home, requests_, tmp_path, monkeypatch):
+    monkeypatch.setenv("FTI_PREDICTION_LOG", str(tmp_path / "elsewhere" / "log.sqlite"))
+    elsewhere = load_settings(home.home)
+    assert elsewhere.prediction_log_path == tmp_path / "elsewhere" / "log.sqlite"
+    with ServerThread(create_app(elsewhere, poll_seconds=0.2)) as running:
+        answer = httpx.post(f"{running.url}/predict/{MODEL}", json=requests_[0]).json()
+    assert read_prediction_log(tmp_path / "elsewhere" / "log.sqlite")["prediction_id"].to_pylist() == [
+        answer["prediction_id"]]
 
 
 def test_a_newly_promoted_champion_is_swapped_in_without_failed_requests(home, requests_, tmp_path):

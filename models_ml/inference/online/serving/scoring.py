@@ -22,7 +22,6 @@ which training sees too, but a store that does not reach the request's time, so 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ import pydantic
 
 from models_ml.definitions.catalog import FeatureView
 from models_ml.inference.online.on_demand import feature_rows
+from models_ml.inference.online.prediction_log import new_prediction_id
 from models_ml.inference.online.serving.encode import Scorer
 from models_ml.inference.online.serving.metrics import Metrics
 from models_ml.inference.online.serving.schema import batch_model, request_model
@@ -124,7 +124,7 @@ class ServedModel:
                             metrics.child(metrics.warnings, self.name, match.group, STALE).inc()
             responses.append({
                 "model": self.name, "version": self.version, "variant": variant, "score": float(scores[i]),
-                "prediction_id": uuid.uuid4().hex, "as_of": as_of[i].isoformat(),
+                "prediction_id": new_prediction_id(), "as_of": as_of[i].isoformat(),
                 "feature_groups": [match.group for match in found.matches[i]],
                 "missing_groups": missing, "freshness": freshness, "warnings": warnings,
             })
