@@ -46,8 +46,9 @@ class Settings:
     # scores as LightGBM's; FTI_COMPILED_TREES=0 keeps LightGBM's own prediction.
     compiled_trees: bool = True
     # The level of dbt's own log file, home/dbt/logs/dbt.log (FTI_DBT_LOG_LEVEL_FILE): dbt's default, debug,
-    # writes every statement of every node, a fifth of a daily build's time; the compiled SQL is in
-    # home/dbt/target either way. "info" keeps each node's start, result and timing.
+    # writes every statement of every node (about 5 % of a daily flights build in paired runs, 5.26 against
+    # 4.98 s); the compiled SQL is in home/dbt/target either way. "info" keeps each node's start, result and
+    # timing.
     dbt_log_level_file: str = "info"
     # The prediction log's file (FTI_PREDICTION_LOG); None: online/prediction_log.sqlite in the home.
     prediction_log: Path | None = None

@@ -1,5 +1,5 @@
 """FTI_DBT_LOG_LEVEL_FILE: dbt's log file keeps each node's start, result and timing (info) unless told
-otherwise, not every statement (dbt's debug default, a fifth of a daily build); a level dbt does not know is
+otherwise, not every statement (dbt's debug default, some 5 % of a daily build); a level dbt does not know is
 refused with the variable's name and the fix."""
 
 from __future__ import annotations
