@@ -28,10 +28,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.loopback import free_port, wait_for_port
 from models_ml.core.settings import PROJECT_ROOT, load_settings
 from models_ml.inference.online.prediction_log import read_prediction_log
-from models_ml.training.champion_pointer import read_pointer
-from models_ml.training.registry import publish_champion
 from models_ml.inference.online.serving.app import create_app
 from models_ml.inference.online.store import UTC, open_online_store
+from models_ml.training.champion_pointer import read_pointer
+from models_ml.training.registry import publish_champion
 from models_ml.training.train import load_model
 
 pytestmark = pytest.mark.slow
