@@ -80,6 +80,8 @@ def session_config(settings: Settings) -> dict[str, str]:
         "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={root / 'metastore_db'};create=true",
         # derby.log goes beside the metastore, not into the working directory
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={root}",
+        # the Hive session's folder (default /tmp/<session id>_resources, left behind by every session)
+        "spark.hadoop.hive.downloaded.resources.dir": str(root / "hive_resources"),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": "4",
         "spark.sql.sources.partitionOverwriteMode": "dynamic",

@@ -72,6 +72,7 @@ def test_session_config_puts_the_warehouse_and_metastore_under_the_home(tmp_path
     assert (config["spark.master"], config["spark.sql.session.timeZone"], config["spark.sql.shuffle.partitions"],
             config["spark.sql.sources.partitionOverwriteMode"], config["spark.ui.enabled"]) == (
         "local[2]", "UTC", "4", "dynamic", "false")
+    assert config["spark.hadoop.hive.downloaded.resources.dir"] == str(root / "hive_resources")
 
 
 # -- the session's rules -----------------------------------------------------------------------------
@@ -86,6 +87,12 @@ def test_a_second_home_in_the_same_process_is_refused(spark_settings, tmp_path):
         open_offline_store(other)
     with pytest.raises(OfflineStoreError, match=r"no warehouse at .*fti features run"):
         open_offline_store(other, read_only=True)
+
+
+@pytest_slow
+def test_the_hive_session_keeps_its_folder_under_the_home(spark_store, spark_settings):
+    spark_store.session.sql("show databases").collect()  # the Hive session is started
+    assert (spark_settings.spark_dir / "hive_resources").is_dir()
 
 
 @pytest_slow

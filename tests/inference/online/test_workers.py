@@ -81,9 +81,13 @@ def service(home):
         assert len(workers) == WORKERS, f"workers answering: {workers}"
         yield process, url, workers
     finally:
-        if process.poll() is None:
+        if process.poll() is None:  # SIGTERM, as a deployment stops it: the supervisor then stops its workers
+            process.terminate()     # and removes its metrics folder (a SIGKILL left that folder in /tmp)
+        try:
+            process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
             process.kill()
-        process.communicate(timeout=30)
+            process.communicate(timeout=30)
 
 
 def test_workers_share_the_port_the_metrics_and_the_log(service, home):
