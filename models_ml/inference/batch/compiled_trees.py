@@ -41,6 +41,7 @@ import numpy as np
 _FLAGS = ("-O2", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math")
 _SYMBOL = "fti_predict"
 _PARALLEL_MIN_ROWS = 4096  # below this, one thread: starting a second costs more than it saves
+_SCRATCH_PREFIX = ".compiling-"  # then the compiling process's PID and a dash
 
 
 # --------------------------------------------------------------------------------------------------
@@ -255,6 +256,25 @@ def _compiler_identity(compiler: str) -> str:
     return f"{compiler}\n{version.splitlines()[0] if version else ''}"
 
 
+def _remove_abandoned_scratch(cache_dir: Path) -> None:
+    """Remove the scratch folders of compilations whose process has died (a killed run skips the
+    temporary folder's cleanup); a live process's, which may be compiling now, is left alone."""
+    for folder in cache_dir.glob(f"{_SCRATCH_PREFIX}*"):
+        pid = folder.name.removeprefix(_SCRATCH_PREFIX).partition("-")[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 def compile_trees(booster: lgb.Booster, num_iteration: int | None, cache_dir: Path) -> CompiledTrees | None:
     """The first ``num_iteration`` iterations of ``booster`` (all when None or 0) compiled, from
     ``cache_dir`` when compiled before; None when the model is not covered or nothing can compile it."""
@@ -270,9 +290,10 @@ def compile_trees(booster: lgb.Booster, num_iteration: int | None, cache_dir: Pa
     key = hashlib.sha256("\n".join([source, _compiler_identity(compiler), *_FLAGS, platform.machine(),
                                     lgb.__version__]).encode()).hexdigest()[:32]
     path = cache_dir / f"trees-{key}.so"
+    _remove_abandoned_scratch(cache_dir)
     if not path.exists():
         cache_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".compiling-") as scratch:
+        with tempfile.TemporaryDirectory(dir=cache_dir, prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-") as scratch:
             c_file, built = Path(scratch) / "trees.c", Path(scratch) / "trees.so"
             c_file.write_text(source)
             try:

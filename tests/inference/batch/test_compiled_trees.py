@@ -4,7 +4,10 @@ tree; fewer iterations than the model holds; threads; and a fallback when nothin
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
 
 import lightgbm as lgb
 import numpy as np
@@ -108,6 +111,21 @@ def test_a_model_is_compiled_once_and_pickles_as_its_library(tmp_path):
     with pytest.raises(ValueError, match="5 feature columns expected"):
         restored.predict(x[:, :4])
     assert restored.predict(x[:0]).shape == (0,)
+
+
+def test_a_killed_compilation_leaves_no_scratch_behind_but_a_live_one_is_kept(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    abandoned = tmp_path / f".compiling-{dead.stdout.strip()}-abc123"
+    live = tmp_path / f".compiling-{os.getpid()}-def456"
+    for folder in (abandoned, live):
+        folder.mkdir()
+        (folder / "trees.c").write_text("/* half written */")
+    x, y = training_data()
+    booster = train({}, x, y)
+    compiled = ct.compile_trees(booster, None, tmp_path)
+    assert np.array_equal(compiled.predict(x), booster.predict(x))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, compiled.path.name])
 
 
 def test_no_compiler_or_an_uncovered_model_keeps_lightgbm(tmp_path, monkeypatch):
