@@ -218,11 +218,17 @@ def run_before(path: str, ttl: bool):
     return run_project(path, ttl)
 
 
+def run_before_by_source(path: str, ttl: bool):
+    """The previous checkout's join one source at a time (``--before``)."""
+    return run_project(path, ttl, by_source=True)
+
+
 METHODS = {"duckdb_sql": run_duckdb_sql, "project": run_project, "project_by_source": run_project_by_source,
-           "project_limited": run_project_limited, "before": run_before, "pandas": run_pandas}
+           "project_limited": run_project_limited, "before": run_before, "before_by_source": run_before_by_source,
+           "pandas": run_pandas}
 # One untimed run first, in the same process: extension loading, first-query set-up and reading the file
 # into DuckDB's buffer pool, so that these, like pandas, are timed with their data at hand.
-WARM_UP = {"duckdb_sql", "project", "project_by_source", "project_limited", "before"}
+WARM_UP = {"duckdb_sql", "project", "project_by_source", "project_limited", "before", "before_by_source"}
 OPTIONS: dict = {"memory_limit": None, "before": None, "ttl_days": None}
 
 
@@ -263,7 +269,7 @@ def child(method: str, path: str, ttl: bool, options: dict, queue) -> None:
     OPTIONS.update(options)
     if options["ttl_days"] is not None:
         TTL_DAYS.update(dict.fromkeys(TTL_DAYS, options["ttl_days"]))
-    sys.path.insert(0, str(options["before"] if method == "before" else ROOT))
+    sys.path.insert(0, str(options["before"] if method.startswith("before") else ROOT))
     once = METHODS[method](path, ttl)
     if method in WARM_UP:
         once()  # result dropped at once
@@ -361,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.methods is None:
         args.methods = ["duckdb_sql", *(["before"] if args.before else []), "project", "project_by_source",
                         *(["project_limited"] if args.memory_limit else []), "pandas"]
-    for method, needs in (("project_limited", args.memory_limit), ("before", args.before)):
+    for method, needs in (("project_limited", args.memory_limit), ("before", args.before),
+                          ("before_by_source", args.before)):
         if method in args.methods and not needs:
             parser.error(f"method {method} needs --{'memory-limit' if method == 'project_limited' else 'before'}")
 

@@ -55,8 +55,8 @@ import ibis.expr.operations as ops
 import ibis.expr.types as ir
 from ibis.backends import BaseBackend
 
-__all__ = ["FeatureSource", "Method", "TimeBounds", "backend_of", "check_inputs", "point_in_time_join",
-           "spine_time_bounds"]
+__all__ = ["FeatureSource", "Method", "TimeBounds", "backend_of", "check_inputs", "literal_time",
+           "point_in_time_join", "spine_time_bounds"]
 
 Method = Literal["auto", "asof", "portable"]
 
@@ -447,8 +447,13 @@ def _bound(value: datetime.datetime | ir.Value | None, dtype: dt.DataType) -> ir
         return ibis.null(dtype)
     if isinstance(value, ir.Value):
         return value
-    # A UTC literal: in another zone, engines spell it as a local wall-clock time, which is ambiguous in
-    # the hour a daylight-saving change repeats. Comparing instants across zones is exact.
+    return literal_time(value, dtype)
+
+
+def literal_time(value: datetime.datetime, dtype: dt.DataType) -> ir.TimestampScalar:
+    """An aware time as a literal to compare with a column of timestamp type ``dtype``: in UTC, because in
+    another zone engines spell it as a local wall-clock time, which is ambiguous in the hour a
+    daylight-saving change repeats. Comparing instants across zones is exact."""
     return ibis.literal(value.astimezone(datetime.timezone.utc), dt.Timestamp(timezone="UTC", scale=dtype.scale))
 
 

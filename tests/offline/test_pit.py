@@ -22,6 +22,7 @@ from models_ml.offline.pit import (
     point_in_time_join,
     spine_time_bounds,
 )
+from models_ml.offline import pit_by_source as pbs
 from models_ml.offline.pit_by_source import SpineRowsMultiplied, point_in_time_join_by_source
 
 # Polars cannot check that `join_asof` inputs are sorted by time within key groups; the join sorts them.
@@ -653,6 +654,42 @@ def test_by_source_keeps_the_spine_order_and_only_the_columns_asked_for() -> Non
     in_passes, _ = point_in_time_join_by_source(spine, "t", sources, keep={"a_x", "second_at"},
                                                 execute=engine.con.to_pyarrow, chunk_rows=1)  # 3 and 2 passes
     assert in_passes.equals(joined)
+
+
+def test_by_source_in_time_passes_gives_the_lazy_joins_rows() -> None:
+    """With a TTL short next to the spine's span, a large source's passes cut the spine into time ranges
+    (here 4 of 60 hours): spine rows exactly at a pass's edges, matches from before a pass's start (within
+    the TTL, and exactly at its bound), ties on event time, NULL times and keys all keep the lazy join's
+    answer."""
+    rng = random.Random(15)
+    engine = by_source_engine(chunk_rows=10)
+    edges = [at(hours=60 * part) for part in range(5)]  # the spine spans T0 .. T0 + 240 h: passes of 60 h
+    ttl = datetime.timedelta(hours=6)
+    # key 4: an hour into pass 2, its only row 5 h before the pass began; key 5: at pass 3's first instant,
+    # its only row exactly the TTL before it
+    fixed_spine = [(4, edges[2] + HOUR), (5, edges[3]), *((1, edge) for edge in edges),
+                   *((1, edge - US) for edge in edges[1:]), (1, None), (None, edges[1])]
+    fixed_rows = [(4, edges[2] - 5 * HOUR), (5, edges[3] - ttl), *((1, edge - ttl) for edge in edges),
+                  *((1, edge) for edge in edges)]
+    spine_rows = fixed_spine + [(rng.choice([2, 3, None]), at(minutes=rng.randrange(0, 240 * 60)))
+                                for _ in range(200)]
+    rows = fixed_rows + [(rng.choice([2, 3]), at(minutes=rng.randrange(-600, 250 * 60))) for _ in range(23)]
+    rows += rows[2:7]  # the same (key, event time) again: the later created time wins; 40 rows, 4 passes
+    spine = engine.table(row_id=list(range(len(spine_rows))), k=[k for k, _ in spine_rows],
+                         t=[t for _, t in spine_rows])
+    features = engine.table(k=[k for k, _ in rows], ev=[ev for _, ev in rows],
+                            created=[at(seconds=i) for i in range(len(rows))], x=[f"r{i}" for i in range(len(rows))])
+    sources = [source(features, created_time="created", ttl=ttl, matched_event_time="matched_at")]
+    parts = pbs._parts(spine, "t", sources[0], spine_time_bounds(spine, "t"), 10, engine.con.to_pyarrow)
+    assert [bounds.earliest for _, _, bounds in parts] == edges[:4]  # four time passes, not hash passes
+    joined, _ = point_in_time_join_by_source(spine, "t", sources, execute=engine.con.to_pyarrow, chunk_rows=10)
+    got = joined.to_pylist()
+    assert [row["x"] for row in got[:2]] == ["r0", "r1"]
+    assert [row["x"] for row in got[2:7]] == ["r7", "r8", "r9", "r10", "r11"]  # at each edge: the row at it
+    assert [row["x"] for row in got[7:11]] == ["r36", "r37", "r38", "r39"]  # just before: the TTL-old tie's copy
+    lazy = sorted(engine.con.to_pyarrow(point_in_time_join(spine, "t", sources)).to_pylist(),
+                  key=lambda row: row["row_id"])
+    assert got == lazy
 
 
 def test_by_source_takes_an_arrow_spine_and_leaves_no_table_behind() -> None:
