@@ -133,7 +133,7 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         serve_port=int(env.get("FTI_SERVE_PORT", "8000")),
         lock_wait_seconds=_seconds(env, "FTI_LOCK_WAIT_SECONDS"),
         duckdb_memory_limit=_memory_limit(env, "FTI_DUCKDB_MEMORY_LIMIT"),
-        compiled_trees=_flag(env, "FTI_COMPILED_TREES", default=True),
+        compiled_trees=yes_no(env, "FTI_COMPILED_TREES", default=True),
         dbt_log_level_file=_choice(env, "FTI_DBT_LOG_LEVEL_FILE", DBT_LOG_LEVELS, default="info"),
         prediction_log=Path(env["FTI_PREDICTION_LOG"]).expanduser().resolve() if env.get("FTI_PREDICTION_LOG")
         else None,
@@ -182,8 +182,9 @@ def _memory_limit(env: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    """A yes/no setting: 1/true/yes/on or 0/false/no/off; ``default`` when unset."""
+def yes_no(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """A yes/no setting of the environment (any part of the system reads its switches through this):
+    1/true/yes/on or 0/false/no/off; ``default`` when unset."""
     raw = env.get(name, "").strip().lower()
     if not raw:
         return default

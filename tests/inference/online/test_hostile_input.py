@@ -579,6 +579,11 @@ def test_the_token_comes_from_the_environment_or_a_file(tmp_path):
                                   max_in_flight=3)
     assert (config.max_body_bytes, config.retention.max_rows, config.max_in_flight) == (2048, 0, 3)
     assert "abc" not in repr(ServeConfig.from_env({"FTI_SERVE_TOKEN": "abc"}))
+    # the service's switches read yes/no as every other setting does
+    assert [ServeConfig.from_env({"FTI_SERVE_SHADOW": v}).shadow for v in ("on", "1", "off", "no", "")] == [
+        True, True, False, False, ServeConfig().shadow]
+    with pytest.raises(ValueError, match=r"FTI_SERVE_SHADOW='maybe' is not a yes/no value; set it to 1 or 0"):
+        ServeConfig.from_env({"FTI_SERVE_SHADOW": "maybe"})
     assert [is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "10.1.2.3", "::")] == [
         True, True, True, False, False, False]
 

@@ -48,6 +48,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from models_ml.core.settings import yes_no
 from models_ml.inference.online.prediction_log import LogRetention
 
 MIB = 1024 * 1024
@@ -106,14 +107,6 @@ class ServeConfig:
                 raise ValueError(f"{name}={raw!r} must not be negative")
             return value
 
-        def flag(name: str, default: bool) -> bool:
-            raw = (env.get(name) or "").strip().lower()
-            if raw == "":
-                return default
-            if raw not in ("0", "1", "true", "false", "yes", "no"):
-                raise ValueError(f"{name}={raw!r} must be 1 or 0")
-            return raw in ("1", "true", "yes")
-
         values = {
             "token": token_from_env(env),
             "max_body_bytes": num("FTI_SERVE_MAX_BODY_BYTES", d.max_body_bytes),
@@ -123,7 +116,7 @@ class ServeConfig:
             "timeout_keep_alive": num("FTI_SERVE_TIMEOUT_KEEP_ALIVE", d.timeout_keep_alive, float),
             "timeout_request": num("FTI_SERVE_TIMEOUT_REQUEST", d.timeout_request, float),
             "canary_share": num("FTI_SERVE_CANARY_SHARE", d.canary_share, float),
-            "shadow": flag("FTI_SERVE_SHADOW", d.shadow),
+            "shadow": yes_no(env, "FTI_SERVE_SHADOW", d.shadow),
             "shadow_queue": num("FTI_SERVE_SHADOW_QUEUE", d.shadow_queue),
             "workers": num("FTI_SERVE_WORKERS", d.workers),
         }
