@@ -46,6 +46,7 @@ from kill_testing import (
     wait_until,
     warehouse,
 )
+from online_testing import ServerThread
 
 from bench.loopback import free_port, wait_for_port
 from models_ml.core.settings import Settings
@@ -301,12 +302,10 @@ def request_items(settings: Settings, n: int = 20) -> list[dict]:
 def served(settings: Settings, items: list[dict]) -> tuple[set[int], list[float]]:
     """The versions and scores a freshly started service (the app in this process, no prediction log) gives
     ``items``; starting, it finishes or undoes an interrupted promotion, as `fti serve` does."""
-    from starlette.testclient import TestClient
-
     from models_ml.inference.online.serving.app import create_app
 
-    with TestClient(create_app(settings, log_predictions=False)) as client:
-        response = client.post(f"/predict/{MODEL}/batch", json=items)
+    with ServerThread(create_app(settings, log_predictions=False)) as server:
+        response = httpx.post(f"{server.url}/predict/{MODEL}/batch", json=items, timeout=30)
     assert response.status_code == 200, response.text
     predictions = response.json()["predictions"]
     return {p["version"] for p in predictions}, [p["score"] for p in predictions]

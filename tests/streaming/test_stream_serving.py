@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 import redis
 from fti_testing import FRAUD_CONFIG, SLICE_END, copy_home, query
+from online_testing import ServerThread, train_champion
 
 from models_ml.core.time import TimeRange
 from models_ml.inference.online.materialize import refresh_online_store
@@ -24,9 +23,6 @@ from models_ml.inference.online.store import RowsRequest, open_online_store
 from models_ml.streaming.consumer import Consumer, ConsumerConfig
 from models_ml.streaming.events import encode
 from models_ml.training.splits import TimeSplit
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inference" / "online"))  # the online tests' helpers
-from online_testing import ServerThread, train_champion  # noqa: E402
 
 pytestmark = pytest.mark.slow
 MODEL = "card_fraud"
