@@ -110,11 +110,11 @@ def point_in_time_join_by_source(
     return joined, bounds
 
 
-Part = tuple[ir.Table, FeatureSource, TimeBounds]
+_Part = tuple[ir.Table, FeatureSource, TimeBounds]  # one pass: its spine rows, its source, its bounds
 
 
 def _parts(spine: ir.Table, spine_time: str, source: FeatureSource, bounds: TimeBounds, chunk_rows: int | None,
-           execute: Callable[[ir.Table], pa.Table]) -> list[Part]:
+           execute: Callable[[ir.Table], pa.Table]) -> list[_Part]:
     """The passes a source is joined in: each pass's spine rows, feature rows and spine-time bounds.
 
     With a TTL shorter than the spine's time span per pass, the spine is cut into equal time ranges: a
@@ -135,7 +135,7 @@ def _parts(spine: ir.Table, spine_time: str, source: FeatureSource, bounds: Time
 
 
 def _time_parts(spine: ir.Table, spine_time: str, source: FeatureSource, bounds: TimeBounds,
-                passes: int) -> list[Part]:
+                passes: int) -> list[_Part]:
     """``passes`` consecutive spine-time ranges [edge, next edge), the last one closed; spine rows without
     a time (which match nothing) go with the first."""
     step = (bounds.latest - bounds.earliest) / passes
