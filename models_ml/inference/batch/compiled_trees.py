@@ -30,6 +30,7 @@ import hashlib
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ import numpy as np
 _FLAGS = ("-O2", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math")
 _SYMBOL = "fti_predict"
 _PARALLEL_MIN_ROWS = 4096  # below this, one thread: starting a second costs more than it saves
-_SCRATCH_PREFIX = ".compiling-"  # then the compiling process's PID and a dash
+_SCRATCH_PREFIX = ".compiling-"  # then the compiling process: see _scratch_prefix
 
 
 # --------------------------------------------------------------------------------------------------
@@ -256,12 +257,18 @@ def _compiler_identity(compiler: str) -> str:
     return f"{compiler}\n{version.splitlines()[0] if version else ''}"
 
 
+def _scratch_prefix(pid: int) -> str:
+    """A compilation's scratch folder names its process: the PID and a digest of the host's name (a home
+    on a shared disk may be used from several machines, where a PID means nothing)."""
+    return f"{_SCRATCH_PREFIX}{pid}.{hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]}-"
+
+
 def _remove_abandoned_scratch(cache_dir: Path) -> None:
-    """Remove the scratch folders of compilations whose process has died (a killed run skips the
-    temporary folder's cleanup); a live process's, which may be compiling now, is left alone."""
+    """Remove the scratch folders of compilations on this host whose process has died (a killed run skips
+    the temporary folder's cleanup); a live process's, which may be compiling now, is left alone."""
     for folder in cache_dir.glob(f"{_SCRATCH_PREFIX}*"):
-        pid = folder.name.removeprefix(_SCRATCH_PREFIX).partition("-")[0]
-        if pid.isdigit() and not _process_alive(int(pid)):
+        pid = folder.name.removeprefix(_SCRATCH_PREFIX).partition(".")[0]
+        if pid.isdigit() and folder.name.startswith(_scratch_prefix(int(pid))) and not _process_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -293,7 +300,7 @@ def compile_trees(booster: lgb.Booster, num_iteration: int | None, cache_dir: Pa
     _remove_abandoned_scratch(cache_dir)
     if not path.exists():
         cache_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=cache_dir, prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-") as scratch:
+        with tempfile.TemporaryDirectory(dir=cache_dir, prefix=_scratch_prefix(os.getpid())) as scratch:
             c_file, built = Path(scratch) / "trees.c", Path(scratch) / "trees.so"
             c_file.write_text(source)
             try:

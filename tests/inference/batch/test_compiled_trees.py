@@ -113,19 +113,20 @@ def test_a_model_is_compiled_once_and_pickles_as_its_library(tmp_path):
     assert restored.predict(x[:0]).shape == (0,)
 
 
-def test_a_killed_compilation_leaves_no_scratch_behind_but_a_live_one_is_kept(tmp_path):
+def test_a_killed_compilation_leaves_no_scratch_behind_but_a_live_or_other_hosts_one_is_kept(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True)
-    abandoned = tmp_path / f".compiling-{dead.stdout.strip()}-abc123"
-    live = tmp_path / f".compiling-{os.getpid()}-def456"
-    for folder in (abandoned, live):
+    abandoned = tmp_path / f"{ct._scratch_prefix(int(dead.stdout))}abc123"
+    live = tmp_path / f"{ct._scratch_prefix(os.getpid())}def456"
+    elsewhere = tmp_path / f".compiling-{dead.stdout.strip()}.0badc0de-ghi789"  # another host's: not ours to judge
+    for folder in (abandoned, live, elsewhere):
         folder.mkdir()
         (folder / "trees.c").write_text("/* half written */")
     x, y = training_data()
     booster = train({}, x, y)
     compiled = ct.compile_trees(booster, None, tmp_path)
     assert np.array_equal(compiled.predict(x), booster.predict(x))
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, compiled.path.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, elsewhere.name, compiled.path.name])
 
 
 def test_no_compiler_or_an_uncovered_model_keeps_lightgbm(tmp_path, monkeypatch):
