@@ -35,7 +35,8 @@ __all__ = ["SpineRowsMultiplied", "point_in_time_join_by_source"]
 _ROW = "__fti_spine_row"  # the spine's row number (the join's own "__pit" names are not the caller's to use)
 #: the most feature rows one as-of pass sorts: a larger source is joined in passes, by spine time ranges
 #: when it has a short TTL, else over disjoint sets of entities (bench/pit_join.py, 5M rows in two passes:
-#: 1.16 -> 0.90 GiB peak; by time ranges with a 2-day TTL 0.91x the hand-written query's time, by entity without a TTL 1.14x)
+#: 1.16 -> 0.90 GiB peak; by time ranges with a 2-day TTL 0.91x the hand-written query's time, by entity
+#: without a TTL 1.14x)
 CHUNK_ROWS = 2_500_000
 
 
@@ -71,9 +72,9 @@ def point_in_time_join_by_source(
     the added columns that come back to those named (default: all); ``execute`` runs an expression into
     Arrow (the offline store's ``to_arrow``). Each source's features still all take part in its
     tie-break, as in the lazy join. A source with more than ``chunk_rows`` rows (None: no limit) is
-    joined in passes, each over the spine rows and feature rows whose first join key hashes to the pass:
-    equal keys hash alike, so every match stays within one pass, and the peak holds one pass's sort. Raises ``ValueError`` as that join does, and
-    :class:`SpineRowsMultiplied` where the lazy join would have multiplied spine rows.
+    joined in passes (:func:`_parts`: spine time ranges with a short TTL, else sets of entities by a hash
+    of the first join key), so the peak holds one pass's sort. Raises ``ValueError`` as that join does,
+    and :class:`SpineRowsMultiplied` where the lazy join would have multiplied spine rows.
     """
     spine_rows = spine if isinstance(spine, pa.Table) else execute(spine)
     spine_rows = spine_rows.combine_chunks()
