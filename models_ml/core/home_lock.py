@@ -79,11 +79,13 @@ def current_holder(home: Path) -> Holder | None:
         return None
 
 
-def _alive(holder: Holder) -> bool:
-    if holder.host != socket.gethostname():
-        return True  # cannot tell from here
+def process_alive(pid: int, host: str) -> bool:
+    """Whether process ``pid`` of ``host`` may still run: False only when it is this host's and gone (another
+    host's cannot be told from here, and another user's live process refuses the signal)."""
+    if host != socket.gethostname():
+        return True
     try:
-        os.kill(holder.pid, 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -97,7 +99,7 @@ def _live_holder(home: Path, patience: float = 1.0) -> Holder | None:
     deadline = time.monotonic() + patience
     while True:
         holder = current_holder(home)
-        if (holder is not None and _alive(holder)) or time.monotonic() >= deadline:
+        if (holder is not None and process_alive(holder.pid, holder.host)) or time.monotonic() >= deadline:
             return holder
         time.sleep(0.05)
 

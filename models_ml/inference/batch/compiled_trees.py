@@ -39,6 +39,8 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 
+from models_ml.core.home_lock import process_alive
+
 _FLAGS = ("-O2", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math")
 _SYMBOL = "fti_predict"
 _PARALLEL_MIN_ROWS = 4096  # below this, one thread: starting a second costs more than it saves
@@ -258,28 +260,19 @@ def _compiler_identity(compiler: str) -> str:
 
 
 def _scratch_prefix(pid: int) -> str:
-    """A compilation's scratch folder names its process: the PID and a digest of the host's name (a home
-    on a shared disk may be used from several machines, where a PID means nothing)."""
-    return f"{_SCRATCH_PREFIX}{pid}.{hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]}-"
+    """A compilation's scratch folder names its process, ``<pid>@<host>-`` (tempfile then adds a suffix
+    without dashes): a home on a shared disk may be used from several machines, where a PID alone means
+    nothing."""
+    return f"{_SCRATCH_PREFIX}{pid}@{socket.gethostname()}-"
 
 
 def _remove_abandoned_scratch(cache_dir: Path) -> None:
-    """Remove the scratch folders of compilations on this host whose process has died (a killed run skips
-    the temporary folder's cleanup); a live process's, which may be compiling now, is left alone."""
-    for folder in cache_dir.glob(f"{_SCRATCH_PREFIX}*"):
-        pid = folder.name.removeprefix(_SCRATCH_PREFIX).partition(".")[0]
-        if pid.isdigit() and folder.name.startswith(_scratch_prefix(int(pid))) and not _process_alive(int(pid)):
+    """Remove the scratch folders of compilations whose process has died (a killed run skips the temporary
+    folder's cleanup); a live process's, which may be compiling now, and another host's are left alone."""
+    for folder in cache_dir.glob(f"{_SCRATCH_PREFIX}*@*-*"):
+        pid, _, rest = folder.name.removeprefix(_SCRATCH_PREFIX).partition("@")
+        if pid.isdigit() and not process_alive(int(pid), rest.rpartition("-")[0]):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
 
 
 def compile_trees(booster: lgb.Booster, num_iteration: int | None, cache_dir: Path) -> CompiledTrees | None:

@@ -118,7 +118,7 @@ def test_a_killed_compilation_leaves_no_scratch_behind_but_a_live_or_other_hosts
                           text=True, check=True)
     abandoned = tmp_path / f"{ct._scratch_prefix(int(dead.stdout))}abc123"
     live = tmp_path / f"{ct._scratch_prefix(os.getpid())}def456"
-    elsewhere = tmp_path / f".compiling-{dead.stdout.strip()}.0badc0de-ghi789"  # another host's: not ours to judge
+    elsewhere = tmp_path / f".compiling-{dead.stdout.strip()}@other-host.example-ghi789"  # not ours to judge
     for folder in (abandoned, live, elsewhere):
         folder.mkdir()
         (folder / "trees.c").write_text("/* half written */")
