@@ -246,6 +246,20 @@ class InferenceSpine:
 
 
 @dataclass(frozen=True)
+class SourceTable:
+    """A dbt source table and the relation it names (what lands there, or another team's data)."""
+
+    source: str
+    name: str
+    schema: str
+    identifier: str
+
+    @property
+    def selector(self) -> str:
+        return f"source:{self.source}.{self.name}"
+
+
+@dataclass(frozen=True)
 class Domain:
     """One domain's raw data: the dbt sources it lands (their source-level ``meta.fti``) and the loader that
     lands them, an importable module named in that meta (see :mod:`models_ml.features.pipeline`)."""
@@ -394,6 +408,8 @@ class Catalog:
     domains: dict[str, Domain] = field(default_factory=dict)
     # domain name -> the qualified relations (feature groups, labels, inference spines) its sources feed
     domain_relations: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # every dbt source table of the project, of any domain or none
+    source_tables: tuple[SourceTable, ...] = ()
 
     def group(self, name: str, version: int | None = None) -> FeatureGroup:
         candidates = [g for (n, _), g in self.groups.items() if n == name]
@@ -1027,6 +1043,9 @@ def catalog_from_manifest(manifest: dict[str, Any], home: Path | None = None) ->
                 group = dataclasses.replace(group, unique_entity=True)
             catalog.groups[(group.name, group.version)] = group
     catalog.domains.update(_domains(manifest.get("sources", {})))
+    catalog.source_tables = tuple(
+        SourceTable(node["source_name"], node["name"], node["schema"], node.get("identifier") or node["name"])
+        for node in manifest.get("sources", {}).values())
     declared = []
     for exposure in manifest.get("exposures", {}).values():
         meta = _fti_meta(exposure)

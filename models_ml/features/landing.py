@@ -99,11 +99,18 @@ def landed_by(store: OfflineStore, run_id: str) -> LandingReport:
     return LandingReport([LandedBatch(table, batch, int(n), skipped=False) for table, batch, n in rows])
 
 
-def ledger_state(store: OfflineStore) -> tuple[int, int]:
-    """Batches and rows landed so far; the ledger only grows, so an unchanged pair means nothing new landed."""
-    ensure_ledger(store)
-    batches, rows = store.execute(f"select count(*), coalesce(sum(row_count), 0) from {LEDGER}")[0]
-    return int(batches), int(rows)
+def ledger_by_table(store: OfflineStore) -> dict[str, list[int]]:
+    """Batches and rows landed so far per raw table. The ledger only grows, so a table whose pair is what
+    it was when a build read it has had nothing landed since (whatever the landing clocks said). Reads only."""
+    if not store.exists(*LEDGER.split(".")):
+        return {}
+    rows = store.execute(f"select table_name, count(*), sum(row_count) from {LEDGER} group by table_name")
+    return {table: [int(batches), int(total)] for table, batches, total in rows}
+
+
+def unchanged_tables(store: OfflineStore, built_from: dict[str, list[int]]) -> set[str]:
+    """The raw tables with nothing landed since a build that read ``built_from`` (:func:`ledger_by_table`)."""
+    return {table for table, pair in ledger_by_table(store).items() if built_from.get(table) == pair}
 
 
 def landed_batch_ids(store: OfflineStore, table: str) -> set[str]:

@@ -28,10 +28,12 @@ from models_ml.definitions.dbt_project import DbtRun
 from models_ml.features.dbt_runner import DbtBuildError, build
 from models_ml.features.inbox import inbox_dir, land_inbox
 from models_ml.features.landing import (
+    RAW_SCHEMA,
     LandingReport,
     landed_by,
-    ledger_state,
+    ledger_by_table,
     on_behalf_of,
+    unchanged_tables,
 )
 from models_ml.offline.store import (
     OfflineStore,
@@ -95,25 +97,60 @@ class BuildScope:
 
     written_window: bool = False  # it succeeded: every row outside this run's window passed its tests then
     unit_tests: bool = True  # False when it succeeded on these same project files: their unit tests passed
+    # With the same project files: the dbt selection of what data landed since can change (no view, every
+    # test downstream); None builds the whole selection asked for.
+    fed_by_new_data: str | None = None
 
 
 def build_scope(settings: Settings, select: str | None, full_refresh: bool = False) -> BuildScope:
-    """A daily build of a domain whose latest finished run succeeded tests only the rows it writes, and
-    runs no unit test when that run had the same project files (a unit test reads its fixtures and the
-    model's SQL, never the warehouse, so it passes again). A full refresh, a build after a failed or killed
-    run, or of a selection that is not one domain's, checks everything."""
-    domains = [d.name for d in load_catalog(settings).domains.values() if d.dbt_selection == select]
+    """A daily build of a domain whose latest finished run succeeded tests only the rows it writes; when
+    that run had the same project files, it runs no unit test (a unit test reads its fixtures and the
+    model's SQL, never the warehouse, so it passes again) and builds only what data landed since that run
+    can change (:func:`changed_by_landing`; a raw table is unchanged when its batches and rows in the
+    ledger are those the run recorded before it built). A full refresh, a build after a failed or killed run, or
+    of a selection that is not one domain's, checks everything."""
+    catalog = load_catalog(settings)
+    domains = [d for d in catalog.domains.values() if d.dbt_selection == select]
     if full_refresh or len(domains) != 1:
         return BuildScope()
     with opened(settings, read_only=True) as store:
         if not store.exists(RUNS_SCHEMA, RUNS_TABLE):
             return BuildScope()
-        latest = store.execute(f"select status, raw_state from {RUNS} where domain = ? and status <> 'running' "
-                               f"order by started_at desc limit 1", [domains[0]])
-    if not latest or latest[0][0] != "succeeded":
-        return BuildScope()
-    same_project = (latest[0][1] or "").endswith(f"project {project_checksum(settings)}")
-    return BuildScope(written_window=True, unit_tests=not same_project)
+        latest = store.execute(f"select status, raw_state, raw_tables from {RUNS} where domain = ? "
+                               f"and status <> 'running' order by started_at desc limit 1", [domains[0].name])
+        if not latest or latest[0][0] != "succeeded":
+            return BuildScope()
+        if not (latest[0][1] or "").endswith(f"project {project_checksum(settings)}"):
+            return BuildScope(written_window=True, unit_tests=True)
+        built_from = json.loads(latest[0][2] or "{}")  # null for a run recorded before raw tables were
+        quiet = unchanged_tables(store, built_from)
+    return BuildScope(written_window=True, unit_tests=False,
+                      fed_by_new_data=changed_by_landing(catalog, domains[0], quiet))
+
+
+def changed_by_landing(catalog: Catalog, domain: Domain, quiet_tables: Collection[str]) -> str | None:
+    """The part of `domain`'s build that data landed since its last successful run can change, as a dbt
+    selection; None when that is all of it.
+
+    It is everything downstream of a source table that got a batch since (or that landing does not track:
+    an external group, a table written some other way), within the domain, except views. A model upstream
+    only of `quiet_tables` (raw tables whose every batch was there when that run built) would read what it
+    read then with the same SQL, so it would write what it wrote and its tests would pass as they passed;
+    a view, with the same project files, is the view that run left, and the tests on it run when its data
+    changed. This holds for models that read only their inputs (no clock, no randomness), as every model
+    here does: a model reading the time of day must not be skipped (README, "What a daily run tests")."""
+    own = [f"source:{source}+" for source in domain.sources]
+    terms, skipped = [], False
+    for table in catalog.source_tables:
+        if table.schema == RAW_SCHEMA and table.identifier in quiet_tables:
+            skipped = skipped or table.source in domain.sources
+        elif table.source in domain.sources:
+            terms.append(f"{table.selector}+")
+        else:  # another domain's table, or one landing does not track: what of this domain it feeds
+            terms += [f"{table.selector}+,{term}" for term in own]
+    if not skipped or not terms:  # nothing quiet, or nothing of the domain changed: build all (as before)
+        return None
+    return " ".join(terms)
 
 
 def dbt_build_command(
@@ -124,9 +161,15 @@ def dbt_build_command(
     `--no-write-json`: the build writes no manifest.json or run_results.json (dbt writes the manifest twice
     per invocation, a large share of a daily run); the outcomes come back in-process, and the catalog
     re-parses whenever the project is newer than its manifest (models_ml.definitions.catalog.load_catalog).
+    A build of only what new data changes (`scope.fed_by_new_data`) selects that, leaves views out and
+    turns dbt's indirect test selection off: every test downstream is in the selection already, and
+    excluding a view must not exclude the tests on it.
     """
     args = ["build"]
-    if select:
+    if scope.fed_by_new_data:
+        args += ["--select", *scope.fed_by_new_data.split(), "--exclude", "config.materialized:view",
+                 "--indirect-selection", "empty"]
+    elif select:
         args += ["--select", *select.split()]
     if full_refresh:
         args.append("--full-refresh")
@@ -229,6 +272,7 @@ class FeaturePipelineRun:
     quarantined_total: dict[str, int] = field(default_factory=dict)
     build: str | None = None
     raw_state: str | None = None
+    raw_tables: dict[str, list[int]] = field(default_factory=dict)  # raw table -> [batches, rows] it built from
 
     def as_dict(self) -> dict:
         """What the flow returns."""
@@ -264,7 +308,7 @@ RUN_COLUMNS = {
     "landed_through": "varchar", "rows_landed": "json", "rows_built": "json", "rows_added": "json",
     "rows_quarantined": "json", "dbt_seconds": "double", "dbt_node_seconds": "double", "error": "varchar",
     "pid": "bigint", "host": "varchar", "domain": "varchar", "quarantined_total": "json", "build": "varchar",
-    "raw_state": "varchar",
+    "raw_state": "varchar", "raw_tables": "json",
 }
 _JSON_COLUMNS = [name for name, kind in RUN_COLUMNS.items() if kind == "json"]
 
@@ -330,11 +374,13 @@ def project_checksum(settings: Settings) -> str:
     return digest.hexdigest()[:16]
 
 
-def raw_state(settings: Settings) -> str:
-    """What a build works from: the landed batches (the ledger only grows) and the dbt project's files."""
+def raw_state(settings: Settings) -> tuple[str, dict[str, list[int]]]:
+    """What a build works from: the landed batches (the ledger only grows) and the dbt project's files, as
+    one line; and the batches and rows of each raw table."""
     with opened(settings) as store:
-        batches, rows = ledger_state(store)
-    return f"{batches} batches, {rows} rows; project {project_checksum(settings)}"
+        tables = ledger_by_table(store)
+    batches, rows = (sum(pair[i] for pair in tables.values()) for i in (0, 1))
+    return f"{batches} batches, {rows} rows; project {project_checksum(settings)}", tables
 
 
 def unchanged_since(settings: Settings, domain: str, state: str, run_id: str) -> str | None:
@@ -391,7 +437,7 @@ def run_feature_pipeline(
         try:
             day, landed = steps.land(settings, through, found.name, run.run_id)
             run.landed_through, run.rows_landed = day.isoformat(), landed.rows_landed()
-            run.raw_state = raw_state(settings)
+            run.raw_state, run.raw_tables = raw_state(settings)
             record_run(settings, run)
             previous = None if full_refresh or landed.total_rows else unchanged_since(
                 settings, found.name, run.raw_state, run.run_id)

@@ -1,6 +1,7 @@
 """What a daily build checks again: the rows it writes once the domain's latest finished run succeeded, and
 no unit test once that run succeeded on the same project files; everything after a failure, on a full
-refresh, or for a selection that is not one domain's."""
+refresh, or for a selection that is not one domain's; and, after a run that recorded the raw tables it
+built from, only what tables with new batches since feed."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ import datetime as dt
 
 from models_ml.definitions.catalog import load_catalog
 from models_ml.features import pipeline as fp
+from models_ml.features.landing import ledger_by_table
+from models_ml.offline.store import opened
 
 EVERYTHING = fp.BuildScope(written_window=False, unit_tests=True)
 
 
-def finished(settings, status: str, project: str) -> None:
+def finished(settings, status: str, project: str, raw_tables: dict | None = None) -> None:
     run = fp.FeaturePipelineRun(domain="flights", status=status, raw_state=f"9 batches, 99 rows; project {project}",
-                                finished_at=dt.datetime.now(dt.timezone.utc))
+                                finished_at=dt.datetime.now(dt.timezone.utc), raw_tables=raw_tables or {})
     fp.record_run(settings, run)
 
 
@@ -35,6 +38,14 @@ def test_a_build_checks_again_only_what_the_latest_finished_run_did_not_prove(sc
 
     finished(scratch_home, "failed", project)
     assert fp.build_scope(scratch_home, select) == EVERYTHING
+
+    # A run that recorded the raw tables it built from: only what tables with new batches feed is built.
+    with opened(scratch_home, read_only=True) as store:
+        built_from = ledger_by_table(store)
+    finished(scratch_home, "succeeded", project, built_from)
+    catalog = load_catalog(scratch_home)
+    assert fp.build_scope(scratch_home, select) == fp.BuildScope(True, False, fed_by_new_data=fp.changed_by_landing(
+        catalog, catalog.domain("flights"), set(built_from)))
 
 
 def test_the_daily_command_excludes_unit_tests_and_passes_the_window():

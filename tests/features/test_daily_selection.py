@@ -1,0 +1,105 @@
+"""A daily run after a successful one on the same project files builds only what the newly landed data
+feeds: models fed only by raw tables with nothing landed since are not run again, the tests on views still
+run and still hold back what depends on them, and the published tables are those of a full refresh."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from fti_testing import copy_home, query, table_differences
+
+from models_ml.definitions.catalog import load_catalog
+from models_ml.features import pipeline as fp
+from models_ml.features.dbt_runner import DbtBuildError, build
+from models_ml.features.landing import ledger_by_table, unchanged_tables
+from models_ml.offline.store import opened
+
+REFERENCE = {"planes", "airlines", "airports"}  # the flights tables landed once
+ROUTES = "features.fg_route__delay_stats_v1"
+
+
+def names(run, kind: str) -> set[str]:
+    """The nodes of one kind the run built or tested, a versioned model as <name>_v<n>."""
+    return {o.unique_id.split(".", 2)[2].replace(".v", "_v") for o in run.outcomes if o.resource_type == kind}
+
+
+def test_the_ledger_says_which_raw_tables_got_nothing_since_a_build(scratch_home):
+    with opened(scratch_home, read_only=True) as store:
+        built_from = ledger_by_table(store)
+    assert REFERENCE | {"flights", "weather", "schedule"} <= set(built_from)
+    fp.land_raw(scratch_home, dt.date(2013, 1, 11), "flights")
+    with opened(scratch_home, read_only=True) as store:
+        quiet = unchanged_tables(store, built_from)
+    assert REFERENCE <= quiet and not {"flights", "weather", "schedule"} & quiet
+
+
+def test_the_selection_is_what_tables_with_new_batches_feed(built_home):
+    catalog = load_catalog(built_home)
+    flights = catalog.domain("flights")
+    assert fp.changed_by_landing(catalog, flights, set()) is None  # nothing quiet: the whole domain
+    terms = fp.changed_by_landing(catalog, flights, REFERENCE).split()
+    assert {"source:nycflights.flights+", "source:nycflights.weather+", "source:nycflights.schedule+"} <= set(terms)
+    assert not [t for t in terms if any(f"nycflights.{table}+" in t for table in REFERENCE)]
+    # a table landing does not track (another team's group) counts as changed, as far as it feeds the domain
+    assert "source:airport_operations.fg_airport__operations+,source:nycflights+" in terms
+    assert all("," in t for t in terms if not t.startswith("source:nycflights."))
+    every_own_table = {t.identifier for t in catalog.source_tables if t.source in flights.sources}
+    assert all("," in t for t in fp.changed_by_landing(catalog, flights, every_own_table).split())
+
+    args, dbt_vars = fp.dbt_build_command(flights.dbt_selection, False,
+                                          fp.BuildScope(True, False, fed_by_new_data=" ".join(terms)))
+    assert args == ["build", "--select", *terms, "--exclude", "config.materialized:view",
+                    "--indirect-selection", "empty", "--no-write-json", "--exclude-resource-type", "unit_test"]
+    assert dbt_vars == {fp.TEST_WRITTEN_WINDOW_VAR: True}
+
+
+@pytest.mark.slow
+def test_a_daily_run_builds_what_the_day_feeds_and_publishes_a_full_refresh(built_home, tmp_path):
+    settings = copy_home(built_home, tmp_path / "daily")
+    runs = []
+
+    def build_recorded(s, full_refresh, select):
+        try:
+            runs.append(fp.build_features(s, full_refresh, select))
+        except DbtBuildError as error:
+            runs.append(error.run)
+            raise
+        return runs[-1]
+
+    steps = fp.FeatureSteps(build=build_recorded)
+    for day in (11, 12):
+        fp.run_feature_pipeline(settings, dt.date(2013, 1, day), domain="flights", steps=steps)
+    whole, daily = runs  # no run was recorded before the first: it builds the whole domain
+    assert {"stg_nycflights__planes", "fg_plane__attributes_v1"} <= names(whole, "model")
+    assert not {"base_nycflights__planes", "base_nycflights__airlines", "base_nycflights__airports"} & names(
+        daily, "model")
+    assert {"base_nycflights__flights", "fg_route__delay_stats_v1", "quarantined_rows__nycflights"} <= names(
+        daily, "model")
+    assert not [n for n in names(daily, "model") if n.startswith("stg_")]  # views stay as the last run left them
+    view_tests = {n for n in names(whole, "test") if "stg_nycflights__flights" in n}
+    assert view_tests and view_tests <= names(daily, "test")
+    assert not names(daily, "unit_test")
+
+    full = copy_home(settings, tmp_path / "full")  # the same raw rows, built in one go
+    build(full, ["build", "--select", *load_catalog(full).domain("flights").dbt_selection.split(), "--full-refresh"])
+    for relation in fp.published_relations(load_catalog(full), domains=["flights"]):
+        count_daily, count_full, only_daily, only_full = table_differences(
+            settings.warehouse_path, full.warehouse_path, relation)
+        assert count_full > 0, relation
+        assert (count_daily, only_daily, only_full) == (count_full, 0, 0), relation
+
+    # A failing test on a view still holds back the features it feeds.
+    def land_a_stray_origin(s, through, domain, run_id):
+        landed = fp.land_raw(s, through, domain, run_id)
+        with opened(s) as store:
+            store.execute("update raw.flights set origin = 'BOS' where _batch_id = '2013-01-13'")
+        return landed
+
+    published = query(settings, f"select count(*) from {ROUTES}")
+    with pytest.raises(DbtBuildError, match="accepted_values_stg_nycflights__flights"):
+        fp.run_feature_pipeline(settings, dt.date(2013, 1, 13), domain="flights",
+                                steps=fp.FeatureSteps(land=land_a_stray_origin, build=build_recorded))
+    assert "base_nycflights__planes" not in names(runs[-1], "model")  # still the daily selection
+    assert "fg_route__delay_stats" in {o.name for o in runs[-1].skipped()}
+    assert query(settings, f"select count(*) from {ROUTES}") == published
