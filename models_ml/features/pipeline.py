@@ -140,14 +140,23 @@ def changed_by_landing(catalog: Catalog, domain: Domain, quiet_tables: Collectio
     changed. This holds for models that read only their inputs (no clock, no randomness), as every model
     here does: a model reading the time of day must not be skipped (README, "What a daily run tests")."""
     own = [f"source:{source}+" for source in domain.sources]
-    terms, skipped = [], False
+    changed: dict[str, list[str]] = {}  # source -> selectors of its tables with new data
+    every: dict[str, int] = {}
+    skipped = False
     for table in catalog.source_tables:
+        every[table.source] = every.get(table.source, 0) + 1
         if table.schema == RAW_SCHEMA and table.identifier in quiet_tables:
             skipped = skipped or table.source in domain.sources
-        elif table.source in domain.sources:
-            terms.append(f"{table.selector}+")
+        else:
+            changed.setdefault(table.source, []).append(table.selector)
+    terms = []
+    for source, selectors in changed.items():
+        # a source whose every table changed is one term: dbt's selection costs time per term
+        parts = [f"source:{source}"] if len(selectors) == every[source] else selectors
+        if source in domain.sources:
+            terms += [f"{part}+" for part in parts]
         else:  # another domain's table, or one landing does not track: what of this domain it feeds
-            terms += [f"{table.selector}+,{term}" for term in own]
+            terms += [f"{part}+,{term}" for part in parts for term in own]
     if not skipped or not terms:  # nothing quiet, or nothing of the domain changed: build all (as before)
         return None
     return " ".join(terms)
