@@ -45,7 +45,7 @@ from models_ml.features.pipeline import (  # noqa: E402
     FeaturePipelineRun,
     build_scope,
     dbt_build_command,
-    raw_state,
+    landed_state,
     record_run,
 )
 from models_ml.offline.store import opened  # noqa: E402
@@ -86,7 +86,7 @@ def measure(workdir: Path, domain: str, lander: Lander, last_day: dt.date, day: 
     daily = load_settings(workdir / f"{domain}-daily")
     land(daily, lander, day - dt.timedelta(days=1), cache)
     build(daily, dbt_build_command(select, False, BuildScope())[0])
-    state, tables = raw_state(daily)  # recorded as the pipeline records a successful run
+    state, tables = landed_state(daily)  # recorded as the pipeline records a successful run
     record_run(daily, FeaturePipelineRun(domain=domain, status="succeeded", raw_state=state, raw_tables=tables,
                                          finished_at=dt.datetime.now(dt.timezone.utc)))
     rows: list[tuple[str, int, float, DbtRun]] = [(f"full refresh, {domain}", raw_rows, full_wall, full_run)]

@@ -247,12 +247,14 @@ class InferenceSpine:
 
 @dataclass(frozen=True)
 class SourceTable:
-    """A dbt source table and the relation it names (what lands there, or another team's data)."""
+    """A dbt source table and the relation it names (what lands there, or another team's data), with the
+    domains whose build it feeds (a model downstream of it is downstream of the domain's sources)."""
 
     source: str
     name: str
     schema: str
     identifier: str
+    feeds: frozenset[str] = frozenset()
 
     @property
     def selector(self) -> str:
@@ -1043,9 +1045,7 @@ def catalog_from_manifest(manifest: dict[str, Any], home: Path | None = None) ->
                 group = dataclasses.replace(group, unique_entity=True)
             catalog.groups[(group.name, group.version)] = group
     catalog.domains.update(_domains(manifest.get("sources", {})))
-    catalog.source_tables = tuple(
-        SourceTable(node["source_name"], node["name"], node["schema"], node.get("identifier") or node["name"])
-        for node in manifest.get("sources", {}).values())
+    catalog.source_tables = _source_tables(manifest, catalog)
     declared = []
     for exposure in manifest.get("exposures", {}).values():
         meta = _fti_meta(exposure)
@@ -1084,6 +1084,21 @@ def _downstream(nodes: Mapping[str, Mapping[str, Any]], starts: Collection[str])
                 reached.add(child)
                 pending.append(child)
     return reached
+
+
+def _source_tables(manifest: Mapping[str, Any], catalog: Catalog) -> tuple[SourceTable, ...]:
+    nodes, sources = manifest.get("nodes", {}), manifest.get("sources", {})
+    domain_nodes = {name: _downstream(nodes, [uid for uid, node in sources.items()
+                                               if node.get("source_name") in domain.sources])
+                    for name, domain in catalog.domains.items()}
+    tables = []
+    for uid, node in sources.items():
+        reached = _downstream(nodes, [uid])
+        tables.append(SourceTable(
+            node.get("source_name", ""), node.get("name", ""), node.get("schema", ""),
+            node.get("identifier") or node.get("name", ""),
+            frozenset(name for name, fed in domain_nodes.items() if reached & fed)))
+    return tuple(tables)
 
 
 def _domain_relations(manifest: Mapping[str, Any], catalog: Catalog) -> dict[str, tuple[str, ...]]:

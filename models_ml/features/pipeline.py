@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import importlib
+import importlib.metadata
 import json
 import os
 import socket
@@ -92,8 +93,8 @@ TEST_WRITTEN_WINDOW_VAR = "fti_test_written_window"
 
 @dataclass(frozen=True)
 class BuildScope:
-    """What a build checks again, decided from the domain's latest finished run (README, "What a daily run
-    tests")."""
+    """What a build builds and checks again, decided from the domain's latest finished run (README, "What a
+    daily run tests" and "What a daily run builds")."""
 
     written_window: bool = False  # it succeeded: every row outside this run's window passed its tests then
     unit_tests: bool = True  # False when it succeeded on these same project files: their unit tests passed
@@ -107,8 +108,8 @@ def build_scope(settings: Settings, select: str | None, full_refresh: bool = Fal
     that run had the same project files, it runs no unit test (a unit test reads its fixtures and the
     model's SQL, never the warehouse, so it passes again) and builds only what data landed since that run
     can change (:func:`changed_by_landing`; a raw table is unchanged when its batches and rows in the
-    ledger are those the run recorded before it built). A full refresh, a build after a failed or killed run, or
-    of a selection that is not one domain's, checks everything."""
+    ledger are those the run recorded before it built). A full refresh, a build after a failed or killed
+    run, or of a selection that is not one domain's, checks everything."""
     catalog = load_catalog(settings)
     domains = [d for d in catalog.domains.values() if d.dbt_selection == select]
     if full_refresh or len(domains) != 1:
@@ -116,13 +117,14 @@ def build_scope(settings: Settings, select: str | None, full_refresh: bool = Fal
     with opened(settings, read_only=True) as store:
         if not store.exists(RUNS_SCHEMA, RUNS_TABLE):
             return BuildScope()
-        latest = store.execute(f"select status, raw_state, raw_tables from {RUNS} where domain = ? "
+        recorded = "raw_tables" if "raw_tables" in (store.columns(RUNS_SCHEMA, RUNS_TABLE) or ()) else "null"
+        latest = store.execute(f"select status, raw_state, {recorded} from {RUNS} where domain = ? "
                                f"and status <> 'running' order by started_at desc limit 1", [domains[0].name])
         if not latest or latest[0][0] != "succeeded":
             return BuildScope()
         if not (latest[0][1] or "").endswith(f"project {project_checksum(settings)}"):
             return BuildScope(written_window=True, unit_tests=True)
-        built_from = json.loads(latest[0][2] or "{}")  # null for a run recorded before raw tables were
+        built_from = json.loads(latest[0][2] or "null") or {}  # null: recorded before runs recorded them
         quiet = unchanged_tables(store, built_from)
     return BuildScope(written_window=True, unit_tests=False,
                       fed_by_new_data=changed_by_landing(catalog, domains[0], quiet))
@@ -130,34 +132,37 @@ def build_scope(settings: Settings, select: str | None, full_refresh: bool = Fal
 
 def changed_by_landing(catalog: Catalog, domain: Domain, quiet_tables: Collection[str]) -> str | None:
     """The part of `domain`'s build that data landed since its last successful run can change, as a dbt
-    selection; None when that is all of it.
+    selection (views included: :func:`dbt_build_command` leaves them out); None for the whole domain, when
+    no table of the domain is quiet, or when no table that feeds it changed at all.
 
-    It is everything downstream of a source table that got a batch since (or that landing does not track:
-    an external group, a table written some other way), within the domain, except views. A model upstream
-    only of `quiet_tables` (raw tables whose every batch was there when that run built) would read what it
-    read then with the same SQL, so it would write what it wrote and its tests would pass as they passed;
-    a view, with the same project files, is the view that run left, and the tests on it run when its data
-    changed. This holds for models that read only their inputs (no clock, no randomness), as every model
-    here does: a model reading the time of day must not be skipped (README, "What a daily run tests")."""
-    own = [f"source:{source}+" for source in domain.sources]
-    changed: dict[str, list[str]] = {}  # source -> selectors of its tables with new data
-    every: dict[str, int] = {}
-    skipped = False
+    It is everything downstream of a source table that feeds the domain and got a batch since (or that
+    landing does not track: an external group, a table written some other way), as far as it is the
+    domain's. A model upstream only of `quiet_tables` (raw tables whose every batch was there when that run
+    built) would read what it read then with the same SQL, so it would write what it wrote and its tests
+    would pass as they passed; a view, with the same project files, is the view that run left, and the
+    tests on it run when its data changed. This holds for models that read only their inputs (no clock, no
+    randomness), as every model here does (README, "What a daily run builds")."""
+    own = domain.dbt_selection.split()
+    changed: dict[str, list[str]] = {}  # source -> selectors of its tables that feed the domain, changed
+    feeding: dict[str, int] = {}  # source -> how many of its tables feed the domain
+    leaves_out = False
     for table in catalog.source_tables:
-        every[table.source] = every.get(table.source, 0) + 1
+        if domain.name not in table.feeds:
+            continue
+        feeding[table.source] = feeding.get(table.source, 0) + 1
         if table.schema == RAW_SCHEMA and table.identifier in quiet_tables:
-            skipped = skipped or table.source in domain.sources
+            leaves_out = leaves_out or table.source in domain.sources
         else:
             changed.setdefault(table.source, []).append(table.selector)
     terms = []
     for source, selectors in changed.items():
-        # a source whose every table changed is one term: dbt's selection costs time per term
-        parts = [f"source:{source}"] if len(selectors) == every[source] else selectors
+        # a source whose every feeding table changed is one term: dbt's selection costs time per term
+        parts = [f"source:{source}"] if len(selectors) == feeding[source] else selectors
         if source in domain.sources:
             terms += [f"{part}+" for part in parts]
         else:  # another domain's table, or one landing does not track: what of this domain it feeds
             terms += [f"{part}+,{term}" for part in parts for term in own]
-    if not skipped or not terms:  # nothing quiet, or nothing of the domain changed: build all (as before)
+    if not leaves_out or not terms:
         return None
     return " ".join(terms)
 
@@ -193,8 +198,9 @@ def build_features(settings: Settings, full_refresh: bool = False, select: str |
 
     `select` limits the build to a dbt selection (a domain's: its sources and everything downstream); None
     builds everything. An incremental build of a domain whose previous run succeeded tests only the
-    feature rows it wrote, and skips unit tests that passed on the same project files (:func:`build_scope`);
-    any other build tests whole tables and runs every unit test.
+    feature rows it wrote; on the same project files it also skips the unit tests, which passed, and builds
+    only what data landed since feeds (:func:`build_scope`). Any other build builds the whole selection,
+    tests whole tables and runs every unit test.
     Raises DbtBuildError (naming each failing test with its failing rows) when anything fails; models
     downstream of a failure are skipped, so they are not published.
     """
@@ -281,7 +287,8 @@ class FeaturePipelineRun:
     quarantined_total: dict[str, int] = field(default_factory=dict)
     build: str | None = None
     raw_state: str | None = None
-    raw_tables: dict[str, list[int]] = field(default_factory=dict)  # raw table -> [batches, rows] it built from
+    # raw table -> [batches, rows] in the ledger once this run had landed, what its build (if any) read
+    raw_tables: dict[str, list[int]] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         """What the flow returns."""
@@ -371,7 +378,9 @@ _NOT_PROJECT = {"target", "logs", "dbt_packages"}  # what dbt writes or installs
 
 
 def project_checksum(settings: Settings) -> str:
-    """A hash of the dbt project's files: a changed model or test must be built even with no new data."""
+    """A hash of what a build's outcome depends on besides the data: the dbt project's files, the profile
+    and target it builds with, and the versions of dbt and its adapters. A changed model or test must be
+    built even with no new data, and a daily run leaves out only what the same build would write again."""
     root = settings.dbt_project_dir
     paths = []
     for folder, folders, files in os.walk(root):
@@ -380,10 +389,25 @@ def project_checksum(settings: Settings) -> str:
     digest = hashlib.sha256()
     for path in sorted(paths):
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    profile = Path(settings.dbt_profiles_dir, "profiles.yml")
+    digest.update(b"\0profile\0" + (profile.read_bytes() if profile.exists() else b"") + b"\0target\0"
+                  + settings.dbt_target.encode())
+    for package in _DBT_PACKAGES:
+        digest.update(f"\0{package} {_installed_version(package)}".encode())
     return digest.hexdigest()[:16]
 
 
-def raw_state(settings: Settings) -> tuple[str, dict[str, list[int]]]:
+_DBT_PACKAGES = ("dbt-core", "dbt-adapters", "dbt-duckdb", "dbt-spark")
+
+
+def _installed_version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def landed_state(settings: Settings) -> tuple[str, dict[str, list[int]]]:
     """What a build works from: the landed batches (the ledger only grows) and the dbt project's files, as
     one line; and the batches and rows of each raw table."""
     with opened(settings) as store:
@@ -446,7 +470,7 @@ def run_feature_pipeline(
         try:
             day, landed = steps.land(settings, through, found.name, run.run_id)
             run.landed_through, run.rows_landed = day.isoformat(), landed.rows_landed()
-            run.raw_state, run.raw_tables = raw_state(settings)
+            run.raw_state, run.raw_tables = landed_state(settings)
             record_run(settings, run)
             previous = None if full_refresh or landed.total_rows else unchanged_since(
                 settings, found.name, run.raw_state, run.run_id)

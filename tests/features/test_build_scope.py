@@ -17,7 +17,7 @@ EVERYTHING = fp.BuildScope(written_window=False, unit_tests=True)
 
 def finished(settings, status: str, project: str, raw_tables: dict | None = None) -> None:
     run = fp.FeaturePipelineRun(domain="flights", status=status, raw_state=f"9 batches, 99 rows; project {project}",
-                                finished_at=dt.datetime.now(dt.timezone.utc), raw_tables=raw_tables or {})
+                                finished_at=dt.datetime.now(dt.timezone.utc), raw_tables=raw_tables)
     fp.record_run(settings, run)
 
 
@@ -42,17 +42,8 @@ def test_a_build_checks_again_only_what_the_latest_finished_run_did_not_prove(sc
     # A run that recorded the raw tables it built from: only what tables with new batches feed is built.
     with opened(scratch_home, read_only=True) as store:
         built_from = ledger_by_table(store)
-    finished(scratch_home, "succeeded", project, built_from)
-    catalog = load_catalog(scratch_home)
-    assert fp.build_scope(scratch_home, select) == fp.BuildScope(True, False, fed_by_new_data=fp.changed_by_landing(
-        catalog, catalog.domain("flights"), set(built_from)))
-
-
-def test_the_daily_command_excludes_unit_tests_and_passes_the_window():
-    args, dbt_vars = fp.dbt_build_command("source:nycflights+", False, fp.BuildScope(True, False))
-    assert args == ["build", "--select", "source:nycflights+", "--no-write-json",
-                    "--exclude-resource-type", "unit_test"]
-    assert dbt_vars == {fp.TEST_WRITTEN_WINDOW_VAR: True}
-    args, dbt_vars = fp.dbt_build_command("source:nycflights+", True, EVERYTHING)
-    assert args == ["build", "--select", "source:nycflights+", "--full-refresh", "--no-write-json"]
-    assert dbt_vars is None
+    finished(scratch_home, "succeeded", project, {**built_from, "flights": [0, 0], "weather": [0, 0]})
+    assert fp.build_scope(scratch_home, select) == fp.BuildScope(
+        True, False, fed_by_new_data="source:nycflights.flights+ source:nycflights.weather+")
+    finished(scratch_home, "succeeded", project, None)  # recorded before runs recorded their raw tables
+    assert fp.build_scope(scratch_home, select) == fp.BuildScope(written_window=True, unit_tests=False)

@@ -4,12 +4,13 @@ run and still hold back what depends on them, and the published tables are those
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
 from fti_testing import copy_home, query, table_differences
 
-from models_ml.definitions.catalog import load_catalog
+from models_ml.definitions.catalog import SourceTable, load_catalog
 from models_ml.features import pipeline as fp
 from models_ml.features.dbt_runner import DbtBuildError, build
 from models_ml.features.landing import ledger_by_table, unchanged_tables
@@ -38,15 +39,20 @@ def test_the_selection_is_what_tables_with_new_batches_feed(built_home):
     catalog = load_catalog(built_home)
     flights = catalog.domain("flights")
     assert fp.changed_by_landing(catalog, flights, set()) is None  # nothing quiet: the whole domain
-    terms = fp.changed_by_landing(catalog, flights, REFERENCE).split()
-    assert {"source:nycflights.flights+", "source:nycflights.weather+", "source:nycflights.schedule+"} <= set(terms)
-    assert not [t for t in terms if any(f"nycflights.{table}+" in t for table in REFERENCE)]
-    # a table landing does not track (another team's group) counts as changed, as far as it feeds the domain
-    assert "source:airport_operations+,source:nycflights+" in terms  # its one table: the whole source
-    assert all("," in t for t in terms if not t.startswith("source:nycflights."))
+    assert fp.changed_by_landing(catalog, flights, REFERENCE) == (
+        "source:nycflights.flights+ source:nycflights.weather+ source:nycflights.schedule+")
     every_own_table = {t.identifier for t in catalog.source_tables if t.source in flights.sources}
-    assert all("," in t for t in fp.changed_by_landing(catalog, flights, every_own_table).split())
+    assert fp.changed_by_landing(catalog, flights, every_own_table) is None  # nothing that feeds it changed
 
+    # Another source that feeds the domain, which landing does not track, counts as changed: what of the
+    # domain it feeds is built. A source that feeds no flights model (the churn data) adds nothing.
+    crm = [SourceTable("crm", name, "main", name, frozenset({"flights"})) for name in ("accounts", "owners")]
+    with_crm = dataclasses.replace(catalog, source_tables=(*catalog.source_tables, *crm))
+    assert fp.changed_by_landing(with_crm, flights, REFERENCE).split()[-1] == "source:crm+,source:nycflights+"
+    assert fp.changed_by_landing(with_crm, flights, every_own_table) == "source:crm+,source:nycflights+"
+    assert not [t for t in catalog.source_tables if t.source == "churn" and "flights" in t.feeds]
+
+    terms = fp.changed_by_landing(catalog, flights, REFERENCE).split()
     args, dbt_vars = fp.dbt_build_command(flights.dbt_selection, False,
                                           fp.BuildScope(True, False, fed_by_new_data=" ".join(terms)))
     assert args == ["build", "--select", *terms, "--exclude", "config.materialized:view",
