@@ -100,8 +100,7 @@ def landed_by(store: OfflineStore, run_id: str) -> LandingReport:
 
 
 def ledger_by_table(store: OfflineStore) -> dict[str, list[int]]:
-    """Batches and rows landed so far per raw table. The ledger only grows, so a table whose pair is what
-    it was when a build read it has had nothing landed since (whatever the landing clocks said). Reads only."""
+    """Batches and rows landed so far per raw table (reads only)."""
     if not store.exists(*LEDGER.split(".")):
         return {}
     rows = store.execute(f"select table_name, count(*), sum(row_count) from {LEDGER} group by table_name")
@@ -109,8 +108,11 @@ def ledger_by_table(store: OfflineStore) -> dict[str, list[int]]:
 
 
 def unchanged_tables(store: OfflineStore, built_from: dict[str, list[int]]) -> set[str]:
-    """The raw tables with nothing landed since a build that read ``built_from`` (:func:`ledger_by_table`)."""
-    return {table for table, pair in ledger_by_table(store).items() if built_from.get(table) == pair}
+    """The raw tables with no row landed since a build that read ``built_from`` (:func:`ledger_by_table`):
+    the ledger only grows, so a table with the rows it had then has had only empty batches since, whatever
+    the landing clocks said."""
+    return {table for table, (_, rows) in ledger_by_table(store).items()
+            if table in built_from and built_from[table][1] == rows}
 
 
 def landed_batch_ids(store: OfflineStore, table: str) -> set[str]:

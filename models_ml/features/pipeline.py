@@ -416,16 +416,39 @@ def landed_state(settings: Settings) -> tuple[str, dict[str, list[int]]]:
     return f"{batches} batches, {rows} rows; project {project_checksum(settings)}", tables
 
 
-def unchanged_since(settings: Settings, domain: str, state: str, run_id: str) -> str | None:
-    """The domain's latest earlier run when it succeeded from exactly ``state`` (so its build would be
-    repeated for nothing); None when the features must be built."""
+def unchanged_since(settings: Settings, domain: Domain, state: str, run_id: str,
+                    tables: dict[str, list[int]]) -> str | None:
+    """The domain's latest earlier run when it succeeded from exactly ``state``, or on the same project
+    files from the same rows of every raw table that feeds the domain (``tables``, as :func:`landed_state`
+    gives them; only empty batches, or other domains' data, landed since): its build would be repeated for
+    nothing. None when the features must be built."""
     with opened(settings) as store:
         ensure_runs_table(store)
-        latest = store.execute(f"select run_id, status, raw_state from {RUNS} where domain = ? and run_id <> ? "
-                               f"order by started_at desc limit 1", [domain, run_id])
-    if latest and latest[0][1] == "succeeded" and latest[0][2] == state:
-        return latest[0][0]
-    return None
+        latest = store.execute(f"select run_id, status, raw_state, raw_tables from {RUNS} where domain = ? "
+                               f"and run_id <> ? order by started_at desc limit 1", [domain.name, run_id])
+    if not latest or latest[0][1] != "succeeded":
+        return None
+    previous_id, _, previous_state, recorded = latest[0]
+    if previous_state == state:
+        return previous_id
+    same_project = (previous_state or "").rpartition("; project ")[2] == state.rpartition("; project ")[2]
+    catalog = load_catalog(settings)
+    feeding = rows_feeding(catalog, domain, tables)
+    recorded_rows = rows_feeding(catalog, domain, json.loads(recorded or "null") or {})
+    return previous_id if same_project and feeding is not None and feeding == recorded_rows else None
+
+
+def rows_feeding(catalog: Catalog, domain: Domain, tables: dict[str, list[int]]) -> dict[str, int] | None:
+    """Rows per raw table that feeds `domain`, from ledger pairs (:func:`landed_state`); None when a table
+    landing does not track feeds it (its data may have changed unseen)."""
+    rows = {}
+    for table in catalog.source_tables:
+        if domain.name not in table.feeds:
+            continue
+        if table.schema != RAW_SCHEMA:
+            return None
+        rows[table.identifier] = tables.get(table.identifier, [0, 0])[1]
+    return rows
 
 
 # --------------------------------------------------------------------------------------------------
@@ -473,7 +496,7 @@ def run_feature_pipeline(
             run.raw_state, run.raw_tables = landed_state(settings)
             record_run(settings, run)
             previous = None if full_refresh or landed.total_rows else unchanged_since(
-                settings, found.name, run.raw_state, run.run_id)
+                settings, found, run.raw_state, run.run_id, run.raw_tables)
             if previous:
                 run.build = f"skipped: nothing new since run {previous}"
             else:
