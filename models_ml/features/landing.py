@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -107,12 +107,16 @@ def ledger_by_table(store: OfflineStore) -> dict[str, list[int]]:
     return {table: [int(batches), int(total)] for table, batches, total in rows}
 
 
-def unchanged_tables(store: OfflineStore, built_from: dict[str, list[int]]) -> set[str]:
-    """The raw tables with no row landed since a build that read ``built_from`` (:func:`ledger_by_table`):
-    the ledger only grows, so a table with the rows it had then has had only empty batches since, whatever
-    the landing clocks said."""
-    return {table for table, (_, rows) in ledger_by_table(store).items()
-            if table in built_from and built_from[table][1] == rows}
+def unchanged_tables(now: dict[str, list[int]], built_from: dict[str, list[int]],
+                     among: Collection[str] | None = None) -> set[str]:
+    """The raw tables (``among``, default every table of either record) with no row landed between two
+    :func:`ledger_by_table` records: the ledger only grows, so a table with the rows it had has had only
+    empty batches since, whatever the landing clocks said. A table in neither record has no rows."""
+    def rows(record: dict[str, list[int]], table: str) -> int:
+        return record.get(table, [0, 0])[1]
+
+    tables = now.keys() | built_from.keys() if among is None else among
+    return {table for table in tables if rows(now, table) == rows(built_from, table)}
 
 
 def landed_batch_ids(store: OfflineStore, table: str) -> set[str]:

@@ -107,8 +107,8 @@ def build_scope(settings: Settings, select: str | None, full_refresh: bool = Fal
     """A daily build of a domain whose latest finished run succeeded tests only the rows it writes; when
     that run had the same project files, it runs no unit test (a unit test reads its fixtures and the
     model's SQL, never the warehouse, so it passes again) and builds only what data landed since that run
-    can change (:func:`changed_by_landing`; a raw table is unchanged when its batches and rows in the
-    ledger are those the run recorded before it built). A full refresh, a build after a failed or killed
+    can change (:func:`changed_by_landing`; a raw table is unchanged when its rows in the ledger are those
+    the run recorded before it built). A full refresh, a build after a failed or killed
     run, or of a selection that is not one domain's, checks everything."""
     catalog = load_catalog(settings)
     domains = [d for d in catalog.domains.values() if d.dbt_selection == select]
@@ -122,10 +122,10 @@ def build_scope(settings: Settings, select: str | None, full_refresh: bool = Fal
                                f"and status <> 'running' order by started_at desc limit 1", [domains[0].name])
         if not latest or latest[0][0] != "succeeded":
             return BuildScope()
-        if not (latest[0][1] or "").endswith(f"project {project_checksum(settings)}"):
+        if project_of(latest[0][1]) != project_checksum(settings):
             return BuildScope(written_window=True, unit_tests=True)
         built_from = json.loads(latest[0][2] or "null") or {}  # null: recorded before runs recorded them
-        quiet = unchanged_tables(store, built_from)
+        quiet = unchanged_tables(ledger_by_table(store), built_from) if built_from else set()
     return BuildScope(written_window=True, unit_tests=False,
                       fed_by_new_data=changed_by_landing(catalog, domains[0], quiet))
 
@@ -135,10 +135,10 @@ def changed_by_landing(catalog: Catalog, domain: Domain, quiet_tables: Collectio
     selection (views included: :func:`dbt_build_command` leaves them out); None for the whole domain, when
     no table of the domain is quiet, or when no table that feeds it changed at all.
 
-    It is everything downstream of a source table that feeds the domain and got a batch since (or that
+    It is everything downstream of a source table that feeds the domain and got rows since (or that
     landing does not track: an external group, a table written some other way), as far as it is the
-    domain's. A model upstream only of `quiet_tables` (raw tables whose every batch was there when that run
-    built) would read what it read then with the same SQL, so it would write what it wrote and its tests
+    domain's. A model upstream only of `quiet_tables` (raw tables with no row landed since that run built)
+    would read what it read then with the same SQL, so it would write what it wrote and its tests
     would pass as they passed; a view, with the same project files, is the view that run left, and the
     tests on it run when its data changed. This holds for models that read only their inputs (no clock, no
     randomness), as every model here does (README, "What a daily run builds")."""
@@ -431,24 +431,17 @@ def unchanged_since(settings: Settings, domain: Domain, state: str, run_id: str,
     previous_id, _, previous_state, recorded = latest[0]
     if previous_state == state:
         return previous_id
-    same_project = (previous_state or "").rpartition("; project ")[2] == state.rpartition("; project ")[2]
-    catalog = load_catalog(settings)
-    feeding = rows_feeding(catalog, domain, tables)
-    recorded_rows = rows_feeding(catalog, domain, json.loads(recorded or "null") or {})
-    return previous_id if same_project and feeding is not None and feeding == recorded_rows else None
+    feeding = [t for t in load_catalog(settings).source_tables if domain.name in t.feeds]
+    if project_of(previous_state) != project_of(state) or any(t.schema != RAW_SCHEMA for t in feeding):
+        return None  # other files, or a table landing does not track feeds the domain (it may have changed)
+    names = {t.identifier for t in feeding}
+    quiet = unchanged_tables(tables, json.loads(recorded or "null") or {}, among=names)
+    return previous_id if quiet == names else None
 
 
-def rows_feeding(catalog: Catalog, domain: Domain, tables: dict[str, list[int]]) -> dict[str, int] | None:
-    """Rows per raw table that feeds `domain`, from ledger pairs (:func:`landed_state`); None when a table
-    landing does not track feeds it (its data may have changed unseen)."""
-    rows = {}
-    for table in catalog.source_tables:
-        if domain.name not in table.feeds:
-            continue
-        if table.schema != RAW_SCHEMA:
-            return None
-        rows[table.identifier] = tables.get(table.identifier, [0, 0])[1]
-    return rows
+def project_of(state: str | None) -> str:
+    """The project checksum a recorded ``raw_state`` line ends with (:func:`landed_state`)."""
+    return (state or "").rpartition("; project ")[2]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ def test_the_ledger_says_which_raw_tables_got_nothing_since_a_build(scratch_home
     assert REFERENCE | {"flights", "weather", "schedule"} <= set(built_from)
     fp.land_raw(scratch_home, dt.date(2013, 1, 11), "flights")
     with opened(scratch_home, read_only=True) as store:
-        quiet = unchanged_tables(store, built_from)
+        quiet = unchanged_tables(ledger_by_table(store), built_from)
     assert REFERENCE <= quiet and not {"flights", "weather", "schedule"} & quiet
 
 
