@@ -11,15 +11,22 @@
   every run without the var `fti_test_written_window: true` (the feature pipeline passes it only when the
   domain's previous run succeeded: a failed or killed run may have left rows no test passed).
 
-  Uniqueness tests are windowed only when their columns include the event time: rows outside the window
-  did not change, and their event time is earlier than any row inside it, so they cannot collide with one.
-  A uniqueness test on other columns (one row per entity) reads the whole table.
+  The staging views of valid rows are windowed the same way through their base models: each base model's
+  pre-hook notes its max(loaded_at) before it appends, and a view's tests read the rows loaded after it.
+
+  Uniqueness tests whose columns include the event time read the window: rows outside it did not change,
+  and their event time is earlier than any row inside it, so they cannot collide with one. A uniqueness
+  test on other columns (one row per entity; a view's key) reads the rows whose key a written row has: a
+  key no written row has is held only by rows that did not change (README, "Uniqueness still holds for
+  the whole table").
 -#}
 
-{% macro record_test_watermark() -%}
+{#- `created_time`: the column the watermark is the max of; by default a feature group's meta.fti created_time. -#}
+{% macro record_test_watermark(created_time=none) -%}
     {%- set fti = (model.config.get('meta') or {}).get('fti') or {} -%}
-    {%- if is_incremental() and fti.get('created_time') and fti.get('event_time') -%}
-    {{ adapter.dispatch('record_test_watermark')(fti['created_time']) }}
+    {%- set created_time = created_time or (fti.get('created_time') if fti.get('event_time') else none) -%}
+    {%- if is_incremental() and created_time -%}
+    {{ adapter.dispatch('record_test_watermark')(created_time) }}
     {%- endif -%}
 {%- endmacro %}
 
@@ -64,39 +71,106 @@
 
 {#-
   The condition a test's rows must meet to be tested, or none to test them all. `test_node` is the test, as
-  the `model` of a test's context.
+  the `model` of a test's context; the rows are those of `tested_rows` (get_where_subquery's alias).
+
+  Row rules (not_null, accepted_values, expression_is_true, ...) read the rows the run wrote. A uniqueness
+  test whose columns include the event time reads the same window (README, "Uniqueness still holds for the
+  whole table"). Any other uniqueness test (one row per entity; a view's key) reads every row whose key is
+  the key of a row the run wrote: a duplicate the run made shares its key with a written row, and a key
+  no written row has kept the rows it had after the last run, which passed this test (written_key_rows).
 -#}
 {% macro written_window_condition(relation, test_node) -%}
     {%- if not var('fti_test_written_window', false) or not execute -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set tested = graph.nodes.get(test_node.get('attached_node')) if test_node.get('attached_node') else none -%}
-    {%- set fti = ((tested or {}).get('config', {}).get('meta') or {}).get('fti') or {} -%}
-    {%- set event_time, created_time = fti.get('event_time'), fti.get('created_time') -%}
-    {%- if not tested or not event_time or not created_time -%}
-        {{ return(none) }}
-    {%- endif -%}
-    {%- set metadata = test_node.get('test_metadata') or {} -%}
-    {%- set kwargs = metadata.get('kwargs') or {} -%}
-    {%- if metadata.get('name') == 'unique' and kwargs.get('column_name') != event_time -%}
-        {{ return(none) }}
-    {%- endif -%}
-    {%- if metadata.get('name') == 'unique_combination_of_columns'
-          and event_time not in (kwargs.get('combination_of_columns') or []) -%}
+    {%- if not tested -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set target_relation = api.Relation.create(database=tested.database, schema=tested.schema,
                                                   identifier=tested.alias) -%}
-    {%- set condition -%}
-    {{ event_time }} >= coalesce((
-        select min(written.{{ event_time }}) from {{ target_relation }} as written
-        where written.{{ created_time }} > coalesce((
-            select max(watermark) from {{ test_watermarks_relation() }}
-            where relation = '{{ tested.schema }}.{{ tested.alias }}' and invocation_id = '{{ invocation_id }}'
-        ), {{ timestamp_minus_infinity() }})
-    ), {{ timestamp_infinity() }})
-    {%- endset -%}
-    {{ return(condition) }}
+    {%- set written = written_rows(tested, target_relation) -%}
+    {%- if not written -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set metadata = test_node.get('test_metadata') or {} -%}
+    {%- set kwargs = metadata.get('kwargs') or {} -%}
+    {%- set key = none -%}
+    {%- if metadata.get('name') == 'unique' -%}
+        {%- set key = [kwargs.get('column_name')] -%}
+    {%- elif metadata.get('name') == 'unique_combination_of_columns' -%}
+        {%- set key = kwargs.get('combination_of_columns') or [] -%}
+    {%- endif -%}
+    {%- if key is not none and written.event_time not in key -%}
+        {{ return(written_key_rows(target_relation, key, written)) }}
+    {%- endif -%}
+    {{ return(written.condition | replace('__rows__', 'tested_rows')) }}
+{%- endmacro %}
+
+{#-
+  Which rows of `tested` (at `target_relation`) this run wrote: {'event_time': its event time column or
+  none, 'condition': a condition on the rows of the alias `__rows__`}, or none for a relation of neither
+  kind below (its tests read every row). When the invocation recorded
+  no watermark (a full refresh, a first build, a model it did not build), every row counts as written.
+  - A feature group (meta.fti event_time, created_time): every row from the earliest event time of a row
+    created after its watermark on, and every row with a null event or created time (the window cannot
+    place it, and a rule on those columns must see it).
+  - A view of one append-only base model's valid rows (`valid_rows`) whose SQL keeps `loaded_at`: the rows
+    loaded after the base model's watermark, which are the rows its build appended
+    (macros/incremental_rules.sql): the view filters and projects the base model's rows one by one, and
+    those rows never change. A null load time is never appended (the base model's filter `_loaded_at >
+    watermark` drops it), so the condition is a plain comparison, which DuckDB answers from the row
+    groups' min/max alone.
+-#}
+{% macro written_rows(tested, target_relation) -%}
+    {%- set fti = (tested.get('config', {}).get('meta') or {}).get('fti') or {} -%}
+    {%- if fti.get('event_time') and fti.get('created_time') -%}
+        {%- set since -%}
+        coalesce((
+            select min(new_rows.{{ fti['event_time'] }}) from {{ target_relation }} as new_rows
+            where new_rows.{{ fti['created_time'] }} > {{ recorded_watermark(target_relation) }}
+        ), {{ timestamp_infinity() }})
+        {%- endset -%}
+        {{ return({'event_time': fti['event_time'],
+                   'condition': placed_rows(fti['event_time'], fti['created_time'], '>= ' ~ since)}) }}
+    {%- endif -%}
+    {%- set depends_on = tested.get('depends_on') or {} -%}
+    {%- set parents = depends_on.get('nodes') or [] -%}
+    {%- set appended = graph.nodes.get(parents[0]) if parents | length == 1 else none -%}
+    {%- if tested.get('config', {}).get('materialized') != 'view'
+          or 'macro.fti.valid_rows' not in (depends_on.get('macros') or [])
+          or 'loaded_at' not in (tested.get('raw_code') or '')
+          or not appended or appended.get('config', {}).get('incremental_strategy') != 'append' -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set base_relation = api.Relation.create(database=appended.database, schema=appended.schema,
+                                                identifier=appended.alias) -%}
+    {{ return({'event_time': none,
+               'condition': '(__rows__.loaded_at > ' ~ recorded_watermark(base_relation) ~ ')'}) }}
+{%- endmacro %}
+
+{#- The watermark this invocation recorded for `watermarked`, or minus infinity (every row is newer). -#}
+{% macro recorded_watermark(watermarked) -%}
+    coalesce((
+        select max(watermark) from {{ test_watermarks_relation() }}
+        where relation = '{{ watermarked.schema }}.{{ watermarked.identifier }}' and invocation_id = '{{ invocation_id }}'
+    ), {{ timestamp_minus_infinity() }})
+{%- endmacro %}
+
+{#- Rows of `__rows__` placed by `placed_by` after `lower_bound`, or that the window cannot place. -#}
+{% macro placed_rows(placed_by, created_time, lower_bound) -%}
+    {%- set unplaced = [placed_by] if placed_by == created_time else [placed_by, created_time] -%}
+    {%- set conditions = ['__rows__.' ~ placed_by ~ ' ' ~ lower_bound] -%}
+    {%- for column in unplaced -%}{%- do conditions.append('__rows__.' ~ column ~ ' is null') -%}{%- endfor -%}
+    {{ return('(' ~ conditions | join(' or ') ~ ')') }}
+{%- endmacro %}
+
+{#- The tested rows whose `key` is the key of a row this run wrote (an IN subquery: a semi-join in DuckDB and Spark). -#}
+{% macro written_key_rows(target_relation, key, written) -%}
+    ({{ key | join(', ') }}) in (
+        select {{ key | join(', ') }} from {{ target_relation }} as written_rows
+        where {{ written.condition | replace('__rows__', 'written_rows') }}
+    )
 {%- endmacro %}
 
 {#-
@@ -111,7 +185,7 @@
     {%- if window -%}{%- do conditions.append('(' ~ window ~ ')') -%}{%- endif -%}
     {%- if conditions -%}
         {%- set filtered -%}
-            (select * from {{ relation }} where {{ conditions | join(' and ') }}) dbt_subquery
+            (select * from {{ relation }} as tested_rows where {{ conditions | join(' and ') }}) dbt_subquery
         {%- endset -%}
         {%- do return(filtered) -%}
     {%- endif -%}

@@ -1,5 +1,6 @@
-"""A daily run tests the feature rows it wrote; uniqueness of one row per entity is still tested on the
-whole table, and a run without the window (full refresh, a run after a failure) tests everything.
+"""A daily run tests the rows it wrote; uniqueness on a key without the event time reads the rows whose key a
+written row has; a staging view's tests read the rows its base model appended; a run without the window
+(full refresh, a run after a failure) tests everything.
 
 Shown by behaviour: rows that break a test are put where the window does or does not look, and the build
 either catches them or, by design, does not.
@@ -17,41 +18,99 @@ from models_ml.offline.store import opened
 
 CARRIER = "features.fg_carrier__delay_stats_v1"
 PLANES = "features.fg_plane__attributes_v1"
+FLIGHTS_VIEW_BASE = "staging.base_nycflights__flights"
+WINDOW = {TEST_WRITTEN_WINDOW_VAR: True}
 
 
-def duplicate_oldest_row(settings, relation: str, order_by: str) -> None:
-    """A copy of the table's oldest row, as old as the original (outside any later run's window)."""
+def execute(settings, sql: str) -> None:
     with opened(settings) as store:
-        store.execute(f"insert into {relation} select * from {relation} order by {order_by} limit 1")
+        store.execute(sql)
+
+
+def duplicate_row(settings, relation: str, order_by: str) -> None:
+    """A copy of the table's first row by `order_by`, as old as the original (no later run wrote it)."""
+    execute(settings, f"insert into {relation} select * from {relation} order by {order_by} limit 1")
 
 
 def remove_duplicates(settings, relation: str, key: str) -> None:
-    with opened(settings) as store:
-        store.execute(f"create or replace table {relation} as select distinct on ({key}) * from {relation}")
+    execute(settings, f"create or replace table {relation} as select distinct on ({key}) * from {relation}")
+
+
+def land_plane_like_the_newest(settings, tail_number: str) -> None:
+    """A raw plane row landed after everything else, a copy of the plane built most recently under a new
+    tail number: the next run writes its attributes row, whose event time (the year built) is the latest."""
+    execute(settings, f"""
+        insert into raw.planes
+        select * replace ('{tail_number}' as tailnum, _loaded_at + interval 1 hour as _loaded_at,
+                          'test-{tail_number}' as _batch_id)
+        from raw.planes order by try_cast(year as integer) desc nulls last, _loaded_at desc limit 1""")
+
+
+def failing_tests(error: DbtBuildError) -> str:
+    return "\n".join(line for line in str(error).splitlines() if line.startswith("- test"))
+
+
+def daily_build(settings) -> list[str]:
+    return ["build", "--select", *load_catalog(settings).domain("flights").dbt_selection.split()]
 
 
 @pytest.mark.slow
-def test_a_daily_run_tests_what_it_wrote_and_entity_uniqueness_on_the_whole_table(scratch_home):
-    selection = load_catalog(scratch_home).domain("flights").dbt_selection.split()
-    daily = ["build", "--select", *selection]
-    window = {TEST_WRITTEN_WINDOW_VAR: True}
-    duplicate_oldest_row(scratch_home, CARRIER, "event_at, carrier_code")
-    duplicate_oldest_row(scratch_home, PLANES, "event_at, tail_number")
+def test_a_daily_run_tests_the_window_it_wrote_for_a_grain_with_the_event_time(scratch_home):
+    duplicate_row(scratch_home, CARRIER, "event_at, carrier_code")
     land(scratch_home, dt.date(2013, 1, 11), ticking_clock(dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)))
-
-    # One row per plane is a whole-table rule: the windowed run still reads every row, and fails.
-    with pytest.raises(DbtBuildError, match="unique_fg_plane__attributes") as failed:
-        build(scratch_home, daily, window)
-    assert "fg_carrier__delay_stats" not in "\n".join(
-        line for line in str(failed.value).splitlines() if line.startswith("- test")
-    )
 
     # The carrier grain includes the event time: rows outside the window did not change this run, so the
     # windowed run does not re-read them (the duplicate is older than anything it wrote) ...
-    remove_duplicates(scratch_home, PLANES, "tail_number")
-    build(scratch_home, daily, window)
+    build(scratch_home, daily_build(scratch_home), WINDOW)
     assert query(scratch_home, f"select count(*) from {CARRIER} where event_at >= '2013-01-11'")[0][0] > 0
 
     # ... while a run that tests whole tables (after a failure, or a full refresh) finds it.
     with pytest.raises(DbtBuildError, match="unique_combination_of_columns_fg_carrier__delay_stats"):
+        build(scratch_home, daily_build(scratch_home))
+
+
+@pytest.mark.slow
+def test_one_row_per_entity_is_tested_on_every_key_a_written_row_has(scratch_home):
+    daily = daily_build(scratch_home)
+    newest_year = query(scratch_home, f"select max(event_at) from {PLANES}")[0][0]
+    # A second row for the oldest-built plane: no row the run writes has its key.
+    duplicate_row(scratch_home, PLANES, "event_at, tail_number")
+    land_plane_like_the_newest(scratch_home, "N0TEST")
+    build(scratch_home, daily, WINDOW)
+    assert query(scratch_home, f"select count(*) from {PLANES} where tail_number = 'N0TEST'") == [(1,)]
+    with pytest.raises(DbtBuildError, match="unique_fg_plane__attributes"):  # a whole-table run finds it
         build(scratch_home, daily)
+
+    # A second row for a plane inside the window of the plane the run writes (built the same year): the
+    # windowed run reads every row with a key the window holds, and fails on it.
+    remove_duplicates(scratch_home, PLANES, "tail_number")
+    execute(scratch_home, f"""insert into {PLANES} select * from {PLANES}
+                             where event_at = '{newest_year.isoformat()}' and tail_number <> 'N0TEST' limit 1""")
+    land_plane_like_the_newest(scratch_home, "N1TEST")
+    with pytest.raises(DbtBuildError, match="unique_fg_plane__attributes") as failed:
+        build(scratch_home, daily, WINDOW)
+    assert "fg_carrier__delay_stats" not in failing_tests(failed.value)
+
+
+@pytest.mark.slow
+def test_a_staging_views_tests_read_the_rows_its_base_model_appended(scratch_home):
+    daily = daily_build(scratch_home)
+    origin_test = "accepted_values_stg_nycflights__flights_origin_airport_code"
+    # A row from an unknown airport, as old as the oldest flight: the windowed run does not re-read it ...
+    execute(scratch_home, f"""insert into {FLIGHTS_VIEW_BASE}
+        select * replace (flight_id || '-old' as flight_id, 'XXX' as origin_airport_code)
+        from {FLIGHTS_VIEW_BASE} where rule_broken is null order by loaded_at, flight_id limit 1""")
+    land(scratch_home, dt.date(2013, 1, 11), ticking_clock(dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)))
+    build(scratch_home, daily, WINDOW)
+    assert query(scratch_home, f"select count(*) from {CARRIER} where event_at >= '2013-01-11'")[0][0] > 0
+    with pytest.raises(DbtBuildError, match=origin_test):  # ... a whole-table run does
+        build(scratch_home, daily)
+
+    # A newly landed row from an unknown airport: the windowed run tests what the base model appended.
+    execute(scratch_home, f"delete from {FLIGHTS_VIEW_BASE} where origin_airport_code = 'XXX'")
+    land(scratch_home, dt.date(2013, 1, 12), ticking_clock(dt.datetime(2026, 1, 6, tzinfo=dt.timezone.utc)),
+         start=dt.date(2013, 1, 12))
+    execute(scratch_home, "update raw.flights set origin = 'XXX' where rowid = (select max(rowid) from raw.flights)")
+    with pytest.raises(DbtBuildError, match=origin_test) as failed:
+        build(scratch_home, daily, WINDOW)
+    assert "XXX" in str(failed.value)
