@@ -1007,8 +1007,8 @@ def _uniquely_tested_columns(nodes: dict[str, dict[str, Any]]) -> dict[str, list
         config = node.get("config") or {}
         # Only a test that fails on any duplicate proves uniqueness: not a warning, not one filtered by
         # `where`, not one that tolerates a few (`error_if`, `fail_calc`). A daily run's window
-        # (dbt macros/test_window.sql) filters only tests whose key includes the event time, and those
-        # still prove the whole table (README, "Uniqueness still holds for the whole table").
+        # (dbt macros/test_window.sql) reads the window, or the rows whose keys it holds, and either
+        # still proves the whole table (README, "Uniqueness still holds for the whole table").
         strict = (str(config.get("severity", "error")).lower() == "error" and not config.get("where")
                   and str(config.get("error_if", "!=0")).replace(" ", "") == "!=0"
                   and str(config.get("fail_calc", "count(*)")).replace(" ", "").lower() == "count(*)")
