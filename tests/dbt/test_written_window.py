@@ -55,7 +55,7 @@ def daily_build(settings) -> list[str]:
 
 
 @pytest.mark.slow
-def test_a_daily_run_tests_the_window_it_wrote_for_a_grain_with_the_event_time(scratch_home):
+def test_a_daily_run_tests_the_window_it_wrote_and_the_rows_it_cannot_place(scratch_home):
     duplicate_row(scratch_home, CARRIER, "event_at, carrier_code")
     land(scratch_home, dt.date(2013, 1, 11), ticking_clock(dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)))
 
@@ -67,6 +67,15 @@ def test_a_daily_run_tests_the_window_it_wrote_for_a_grain_with_the_event_time(s
     # ... while a run that tests whole tables (after a failure, or a full refresh) finds it.
     with pytest.raises(DbtBuildError, match="unique_combination_of_columns_fg_carrier__delay_stats"):
         build(scratch_home, daily_build(scratch_home))
+
+    # A row with no event time cannot be placed inside or outside the window: a windowed run reads it.
+    remove_duplicates(scratch_home, CARRIER, "carrier_code, event_at")
+    execute(scratch_home, f"insert into {CARRIER} select * replace (null as event_at) from {CARRIER} "
+                          "order by event_at, carrier_code limit 1")
+    land(scratch_home, dt.date(2013, 1, 12), ticking_clock(dt.datetime(2026, 1, 6, tzinfo=dt.timezone.utc)),
+         start=dt.date(2013, 1, 12))
+    with pytest.raises(DbtBuildError, match="not_null_fg_carrier__delay_stats_v1_event_at"):
+        build(scratch_home, daily_build(scratch_home), WINDOW)
 
 
 @pytest.mark.slow
