@@ -11,8 +11,9 @@
   every run without the var `fti_test_written_window: true` (the feature pipeline passes it only when the
   domain's previous run succeeded: a failed or killed run may have left rows no test passed).
 
-  The staging views of valid rows are windowed the same way through their base models: each base model's
-  pre-hook notes its max(loaded_at) before it appends, and a view's tests read the rows loaded after it.
+  Staging views that declare `meta.fti.rows_of` are windowed the same way through their base models: each
+  base model's pre-hook notes its max(loaded_at) before it appends, and the view's tests read the rows
+  loaded after it.
 
   Uniqueness tests whose columns include the event time read the window: rows outside it did not change,
   and their event time is earlier than any row inside it, so they cannot collide with one. A uniqueness
@@ -115,12 +116,13 @@
   - A feature group (meta.fti event_time, created_time): every row from the earliest event time of a row
     created after its watermark on, and every row with a null event or created time (the window cannot
     place it, and a rule on those columns must see it).
-  - A view of one append-only base model's valid rows (`valid_rows`) whose SQL keeps `loaded_at`: the rows
-    loaded after the base model's watermark, which are the rows its build appended
-    (macros/incremental_rules.sql): the view filters and projects the base model's rows one by one, and
-    those rows never change. A null load time is never appended (the base model's filter `_loaded_at >
-    watermark` drops it), so the condition is a plain comparison, which DuckDB answers from the row
-    groups' min/max alone.
+  - A view that declares `meta.fti.rows_of: <base model>`: it filters and projects, row by row, the rows
+    of that one append-only base model and keeps their `loaded_at` (the staging views of `valid_rows`).
+    Its written rows are those loaded after the base model's watermark, which are the rows the base
+    model's build appended (macros/incremental_rules.sql); base rows never change. An incremental base
+    build never appends a null load time (its filter `_loaded_at > watermark` drops it; a first build
+    runs without the window: models_ml.features.pipeline.build_scope), so the condition is a plain
+    comparison, which DuckDB answers from the row groups' min/max alone.
 -#}
 {% macro written_rows(tested, target_relation) -%}
     {%- set fti = (tested.get('config', {}).get('meta') or {}).get('fti') or {} -%}
@@ -134,14 +136,16 @@
         {{ return({'event_time': fti['event_time'],
                    'condition': placed_rows(fti['event_time'], fti['created_time'], '>= ' ~ since)}) }}
     {%- endif -%}
-    {%- set depends_on = tested.get('depends_on') or {} -%}
-    {%- set parents = depends_on.get('nodes') or [] -%}
-    {%- set appended = graph.nodes.get(parents[0]) if parents | length == 1 else none -%}
-    {%- if tested.get('config', {}).get('materialized') != 'view'
-          or 'macro.fti.valid_rows' not in (depends_on.get('macros') or [])
-          or 'loaded_at' not in (tested.get('raw_code') or '')
-          or not appended or appended.get('config', {}).get('incremental_strategy') != 'append' -%}
+    {%- if not fti.get('rows_of') -%}
         {{ return(none) }}
+    {%- endif -%}
+    {%- set parents = (tested.get('depends_on') or {}).get('nodes') or [] -%}
+    {%- set appended = graph.nodes.get(parents[0]) if parents | length == 1 else none -%}
+    {%- if tested.get('config', {}).get('materialized') != 'view' or not appended
+          or appended.get('name') != fti['rows_of']
+          or appended.get('config', {}).get('incremental_strategy') != 'append' -%}
+        {{ exceptions.raise_compiler_error(tested.name ~ ": meta.fti.rows_of (" ~ fti['rows_of'] ~ ") must name"
+            ~ " the only model the view reads, an append-only incremental model; fix rows_of or remove it") }}
     {%- endif -%}
     {%- set base_relation = api.Relation.create(database=appended.database, schema=appended.schema,
                                                 identifier=appended.alias) -%}
@@ -166,10 +170,16 @@
 {%- endmacro %}
 
 {#- The tested rows whose `key` is the key of a row this run wrote (an IN subquery: a semi-join in DuckDB and Spark). -#}
+{#- A key with a null is never `in` anything, and unique_combination_of_columns groups nulls: such rows are read. -#}
 {% macro written_key_rows(target_relation, key, written) -%}
-    ({{ key | join(', ') }}) in (
-        select {{ key | join(', ') }} from {{ target_relation }} as written_rows
-        where {{ written.condition | replace('__rows__', 'written_rows') }}
+    (
+        ({{ key | join(', ') }}) in (
+            select {{ key | join(', ') }} from {{ target_relation }} as written_rows
+            where {{ written.condition | replace('__rows__', 'written_rows') }}
+        )
+        {%- for column in key %}
+        or tested_rows.{{ column }} is null
+        {%- endfor %}
     )
 {%- endmacro %}
 

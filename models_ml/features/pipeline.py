@@ -96,7 +96,7 @@ class BuildScope:
     """What a build builds and checks again, decided from the domain's latest finished run (README, "What a
     daily run tests" and "What a daily run builds")."""
 
-    written_window: bool = False  # it succeeded: every row outside this run's window passed its tests then
+    written_window: bool = False  # it succeeded on these files: every row outside this run's window passed these tests
     unit_tests: bool = True  # False when it succeeded on these same project files: their unit tests passed
     # With the same project files: the dbt selection of what data landed since can change (no view, every
     # test downstream); None builds the whole selection asked for.
@@ -104,12 +104,13 @@ class BuildScope:
 
 
 def build_scope(settings: Settings, select: str | None, full_refresh: bool = False) -> BuildScope:
-    """A daily build of a domain whose latest finished run succeeded tests only the rows it writes; when
-    that run had the same project files, it runs no unit test (a unit test reads its fixtures and the
-    model's SQL, never the warehouse, so it passes again) and builds only what data landed since that run
-    can change (:func:`changed_by_landing`; a raw table is unchanged when its rows in the ledger are those
-    the run recorded before it built). A full refresh, a build after a failed or killed
-    run, or of a selection that is not one domain's, checks everything."""
+    """A daily build of a domain whose latest finished run succeeded on the same project files tests only
+    the rows it writes, runs no unit test (a unit test reads its fixtures and the model's SQL, never the
+    warehouse, so it passes again) and builds only what data landed since that run can change
+    (:func:`changed_by_landing`; a raw table is unchanged when its rows in the ledger are those the run
+    recorded before it built). A full refresh, a build after a failed or killed run or on changed project
+    files (a changed view rewrites its old rows; a new test never read them), or of a selection that is not
+    one domain's, checks everything."""
     catalog = load_catalog(settings)
     domains = [d for d in catalog.domains.values() if d.dbt_selection == select]
     if full_refresh or len(domains) != 1:
@@ -123,7 +124,9 @@ def build_scope(settings: Settings, select: str | None, full_refresh: bool = Fal
         if not latest or latest[0][0] != "succeeded":
             return BuildScope()
         if project_of(latest[0][1]) != project_checksum(settings):
-            return BuildScope(written_window=True, unit_tests=True)
+            # changed files: a changed view recomputes every old row, and a new or tightened test never
+            # read the old rows, so nothing outside this run's window is proven
+            return BuildScope()
         built_from = json.loads(latest[0][2] or "null") or {}  # null: recorded before runs recorded them
         quiet = unchanged_tables(ledger_by_table(store), built_from) if built_from else set()
     return BuildScope(written_window=True, unit_tests=False,
