@@ -32,9 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._machine import describe_machine  # noqa: E402
 
-PROFILE = {"node_cost": {"target": "dev", "outputs": {"dev": {"type": "duckdb", "path": "", "threads": 1}}}}
-
-
 def write_project(root: Path, tests: int, models: int) -> None:
     """`one_row` (a table) with `tests` not-null tests, and `models` incremental one-row models."""
     (root / "models").mkdir(parents=True)
@@ -51,10 +48,8 @@ def write_project(root: Path, tests: int, models: int) -> None:
     (root / "models" / "_tests.yml").write_text(yaml.safe_dump({"version": 2, "models": [{
         "name": "one_row", "columns": [{"name": f"c{i}", "data_tests": ["not_null"]} for i in range(tests)],
     }]}))
-    profile = {"node_cost": {**PROFILE["node_cost"]}}
-    profile["node_cost"]["outputs"] = {"dev": {**PROFILE["node_cost"]["outputs"]["dev"],
-                                               "path": str(root / "warehouse.duckdb")}}
-    (root / "profiles.yml").write_text(yaml.safe_dump(profile))
+    (root / "profiles.yml").write_text(yaml.safe_dump({"node_cost": {"target": "dev", "outputs": {"dev": {
+        "type": "duckdb", "path": str(root / "warehouse.duckdb"), "threads": 1}}}}))
 
 
 def median_build(root: Path, select: list[str], repeat: int) -> float:

@@ -133,8 +133,10 @@
             where new_rows.{{ fti['created_time'] }} > {{ recorded_watermark(target_relation) }}
         ), {{ timestamp_infinity() }})
         {%- endset -%}
+        {%- set rows = '__rows__.' -%}
         {{ return({'event_time': fti['event_time'],
-                   'condition': placed_rows(fti['event_time'], fti['created_time'], '>= ' ~ since)}) }}
+                   'condition': '(' ~ rows ~ fti['event_time'] ~ ' >= ' ~ since ~ ' or ' ~ rows ~ fti['event_time']
+                                ~ ' is null or ' ~ rows ~ fti['created_time'] ~ ' is null)'}) }}
     {%- endif -%}
     {%- if not fti.get('rows_of') -%}
         {{ return(none) }}
@@ -159,14 +161,6 @@
         select max(watermark) from {{ test_watermarks_relation() }}
         where relation = '{{ watermarked.schema }}.{{ watermarked.identifier }}' and invocation_id = '{{ invocation_id }}'
     ), {{ timestamp_minus_infinity() }})
-{%- endmacro %}
-
-{#- Rows of `__rows__` placed by `placed_by` after `lower_bound`, or that the window cannot place. -#}
-{% macro placed_rows(placed_by, created_time, lower_bound) -%}
-    {%- set unplaced = [placed_by] if placed_by == created_time else [placed_by, created_time] -%}
-    {%- set conditions = ['__rows__.' ~ placed_by ~ ' ' ~ lower_bound] -%}
-    {%- for column in unplaced -%}{%- do conditions.append('__rows__.' ~ column ~ ' is null') -%}{%- endfor -%}
-    {{ return('(' ~ conditions | join(' or ') ~ ')') }}
 {%- endmacro %}
 
 {#- The tested rows whose `key` is the key of a row this run wrote (an IN subquery: a semi-join in DuckDB and Spark). -#}

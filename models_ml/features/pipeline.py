@@ -96,8 +96,9 @@ class BuildScope:
     """What a build builds and checks again, decided from the domain's latest finished run (README, "What a
     daily run tests" and "What a daily run builds")."""
 
-    written_window: bool = False  # it succeeded on these files: every row outside this run's window passed these tests
-    unit_tests: bool = True  # False when it succeeded on these same project files: their unit tests passed
+    # The latest finished run succeeded on these same project files: every row outside this run's window
+    # passed these data tests, and the unit tests passed (they read fixtures and SQL, never the warehouse).
+    proven: bool = False
     # With the same project files: the dbt selection of what data landed since can change (no view, every
     # test downstream); None builds the whole selection asked for.
     fed_by_new_data: str | None = None
@@ -129,8 +130,7 @@ def build_scope(settings: Settings, select: str | None, full_refresh: bool = Fal
             return BuildScope()
         built_from = json.loads(latest[0][2] or "null") or {}  # null: recorded before runs recorded them
         quiet = unchanged_tables(ledger_by_table(store), built_from) if built_from else set()
-    return BuildScope(written_window=True, unit_tests=False,
-                      fed_by_new_data=changed_by_landing(catalog, domains[0], quiet))
+    return BuildScope(proven=True, fed_by_new_data=changed_by_landing(catalog, domains[0], quiet))
 
 
 def changed_by_landing(catalog: Catalog, domain: Domain, quiet_tables: Collection[str]) -> str | None:
@@ -191,9 +191,9 @@ def dbt_build_command(
     if full_refresh:
         args.append("--full-refresh")
     args.append("--no-write-json")
-    if not scope.unit_tests:
+    if scope.proven:
         args += ["--exclude-resource-type", "unit_test"]
-    return args, ({TEST_WRITTEN_WINDOW_VAR: True} if scope.written_window else None)
+    return args, ({TEST_WRITTEN_WINDOW_VAR: True} if scope.proven else None)
 
 
 def build_features(settings: Settings, full_refresh: bool = False, select: str | None = None) -> DbtRun:

@@ -12,7 +12,7 @@ from models_ml.features import pipeline as fp
 from models_ml.features.landing import ledger_by_table
 from models_ml.offline.store import opened
 
-EVERYTHING = fp.BuildScope(written_window=False, unit_tests=True)
+EVERYTHING = fp.BuildScope(proven=False)
 
 
 def finished(settings, status: str, project: str, raw_tables: dict | None = None) -> None:
@@ -31,11 +31,11 @@ def test_a_build_checks_again_only_what_the_latest_finished_run_did_not_prove(sc
     assert fp.build_scope(scratch_home, select) == EVERYTHING
 
     finished(scratch_home, "succeeded", project)
-    assert fp.build_scope(scratch_home, select) == fp.BuildScope(written_window=True, unit_tests=False)
+    assert fp.build_scope(scratch_home, select) == fp.BuildScope(proven=True)
     assert fp.build_scope(scratch_home, select, full_refresh=True) == EVERYTHING
     assert fp.build_scope(scratch_home, "source:nycflights+ source:fraud+") == EVERYTHING
     fp.record_run(scratch_home, fp.FeaturePipelineRun(domain="flights"))  # a run under way is not a finished one
-    assert fp.build_scope(scratch_home, select) == fp.BuildScope(written_window=True, unit_tests=False)
+    assert fp.build_scope(scratch_home, select) == fp.BuildScope(proven=True)
 
     finished(scratch_home, "failed", project)
     assert fp.build_scope(scratch_home, select) == EVERYTHING
@@ -45,6 +45,6 @@ def test_a_build_checks_again_only_what_the_latest_finished_run_did_not_prove(sc
         built_from = ledger_by_table(store)
     finished(scratch_home, "succeeded", project, {**built_from, "flights": [0, 0], "weather": [0, 0]})
     assert fp.build_scope(scratch_home, select) == fp.BuildScope(
-        True, False, fed_by_new_data="source:nycflights.flights+ source:nycflights.weather+")
+        proven=True, fed_by_new_data="source:nycflights.flights+ source:nycflights.weather+")
     finished(scratch_home, "succeeded", project, None)  # recorded before runs recorded their raw tables
-    assert fp.build_scope(scratch_home, select) == fp.BuildScope(written_window=True, unit_tests=False)
+    assert fp.build_scope(scratch_home, select) == fp.BuildScope(proven=True)

@@ -68,7 +68,7 @@ def test_the_selection_is_what_tables_with_new_batches_feed(built_home):
 
     terms = fp.changed_by_landing(catalog, flights, REFERENCE).split()
     args, dbt_vars = fp.dbt_build_command(flights.dbt_selection, False,
-                                          fp.BuildScope(True, False, fed_by_new_data=" ".join(terms)))
+                                          fp.BuildScope(proven=True, fed_by_new_data=" ".join(terms)))
     assert args == ["build", "--select", *terms, "--exclude", "config.materialized:view",
                     "--indirect-selection", "empty", "--no-write-json", "--exclude-resource-type", "unit_test"]
     assert dbt_vars == {fp.TEST_WRITTEN_WINDOW_VAR: True}
