@@ -32,7 +32,8 @@ departed as (
     {%- endfor %}
 ),
 
-{{ windowed_incremental_scope('departed', 'departed_at', widest ~ ' days', windows=window_lengths) }}
+{{ windowed_incremental_scope('departed', 'departed_at', widest ~ ' days', windows=window_lengths,
+                              partition_by=entity_columns) }}
 
 per_moment as (
     select

@@ -25,12 +25,19 @@
   rows of a gap into one per entity: a daily run windows a few days of rows, not the whole look-back, and
   writes what a full refresh writes. A recomputed span longer than a window leaves no gap for it (nothing is
   folded there).
+
+  `partition_by` (optional): the columns every window of the model partitions by, when each output row
+  comes from an input row of its own partition (one row per entity per moment). Then an incremental run
+  on DuckDB also leaves out the look-back rows of every partition with no input row in the recomputed
+  range: they only enter windows of their own partition, which outputs nothing there. A daily fraud run
+  windows the cards that transacted that day, about half of those of the last 30 days.
 -#}
-{% macro windowed_incremental_scope(input_cte, time_column, lookback, windows=none) -%}
-    {{ return(adapter.dispatch('windowed_incremental_scope')(input_cte, time_column, lookback, windows)) }}
+{% macro windowed_incremental_scope(input_cte, time_column, lookback, windows=none, partition_by=none) -%}
+    {{ return(adapter.dispatch('windowed_incremental_scope')(input_cte, time_column, lookback, windows,
+                                                             partition_by)) }}
 {%- endmacro %}
 
-{% macro duckdb__windowed_incremental_scope(input_cte, time_column, lookback, windows) -%}
+{% macro duckdb__windowed_incremental_scope(input_cte, time_column, lookback, windows, partition_by) -%}
 {% if is_incremental() %}
 recompute_from as (
     select
@@ -64,6 +71,7 @@ in_scope as (
         )
     from {{ input_cte }}
     where {{ time_column }} >= (select recompute_from_at from recompute_from) - interval '{{ lookback }}'
+    {{- recomputed_partitions(input_cte, time_column, partition_by) }}
 ),
 {%- else %}
 
@@ -71,6 +79,7 @@ in_scope as (
     select *
     from {{ input_cte }}
     where {{ time_column }} >= (select recompute_from_at from recompute_from) - interval '{{ lookback }}'
+    {{- recomputed_partitions(input_cte, time_column, partition_by) }}
 ),
 {%- endif %}
 {% else %}
@@ -84,9 +93,10 @@ in_scope as (
   On Spark the model is written with insert_overwrite of its event-day partitions (set here, so no windowed
   model can be configured otherwise). The watermark is read before the statement runs and written in as a
   literal: the statement overwrites this table, and Spark refuses to read a table it overwrites. Spark
-  recomputes whole days and folds no look-back rows (`windows` is not used here).
+  recomputes whole days, folds no look-back rows and leaves out no partition (`windows` and
+  `partition_by` are not used here).
 -#}
-{% macro spark__windowed_incremental_scope(input_cte, time_column, lookback, windows) -%}
+{% macro spark__windowed_incremental_scope(input_cte, time_column, lookback, windows, partition_by) -%}
 {{ config(incremental_strategy='insert_overwrite', partition_by=['event_date'], file_format='parquet') }}
 {% if is_incremental() %}
 recompute_from as (
@@ -105,6 +115,22 @@ in_scope as (
     select * from {{ input_cte }}
 ),
 {% endif %}
+{%- endmacro %}
+
+{#-
+  `and`: the input row's partition has a row in the recomputed range (nothing without `partition_by`). A
+  row with a null key is always kept: null keys form one partition of a window, and `in` never matches one.
+  (`in` over the keys, not a correlated `exists`, is what DuckDB runs as one hash semi-join.)
+-#}
+{% macro recomputed_partitions(input_cte, time_column, partition_by) -%}
+{%- if partition_by %}
+{%- set key = partition_by[0] if partition_by | length == 1 else 'row(' ~ partition_by | join(', ') ~ ')' %}
+      and ({{ key }} in (
+            select {{ key }} from {{ input_cte }}
+            where {{ time_column }} >= (select recompute_from_at from recompute_from)
+          )
+          {%- for column in partition_by %} or {{ column }} is null{% endfor %})
+{%- endif %}
 {%- endmacro %}
 
 {#- Keeps only the output rows an incremental run recomputes (no filter on a full refresh). -#}

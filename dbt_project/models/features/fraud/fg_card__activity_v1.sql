@@ -18,7 +18,8 @@ transactions as (
 ),
 
 {{ windowed_incremental_scope('transactions', 'transaction_at', '720 hours',
-                              windows=['10 minutes', '1 hour', '24 hours', '168 hours', '720 hours']) }}
+                              windows=['10 minutes', '1 hour', '24 hours', '168 hours', '720 hours'],
+                              partition_by=['card_id']) }}
 
 per_moment as (
     select
