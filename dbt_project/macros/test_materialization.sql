@@ -21,7 +21,8 @@
     {{ get_limit_subquery_sql(sql, limit) }}
   {% endset %}
 
-  {% call statement('main', fetch_result=True) -%}
+  {#- the test's query is one read: no transaction statements around it (dbt would add a BEGIN and a COMMIT) -#}
+  {% call statement('main', fetch_result=True, auto_begin=False) -%}
     {% if sql_header %}{{ sql_header }}{% endif %}
     {{ get_test_sql(sql_with_limit, fail_calc, warn_if, error_if, limit=none) }}
   {%- endcall %}
@@ -39,7 +40,8 @@
       {% do adapter.drop_relation(old_relation) %}
     {% endif %}
     {% set outcome = load_result('main')['table'].rows[0] %}
-    {% if outcome['should_warn'] or outcome['should_error'] %}
+    {% set stores = outcome['should_warn'] or outcome['should_error'] %}
+    {% if stores %}
       {% set target_relation = api.Relation.create(
           identifier=model['alias'], schema=schema, database=database, type=store_failures_as) %}
       {% call statement(auto_begin=True) %}
@@ -48,7 +50,7 @@
       {% endcall %}
       {% do relations.append(target_relation) %}
     {% endif %}
-    {{ adapter.commit() }}
+    {% if old_relation or stores %}{{ adapter.commit() }}{% endif %}{# a drop or a create began a transaction #}
   {% endif %}
 
   {{ return({'relations': relations}) }}
