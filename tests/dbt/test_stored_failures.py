@@ -1,6 +1,6 @@
 """A data test stores its failing rows in `audit` only when it fails, and a later passing run drops them, so
-`audit` holds the failure of each test's latest run; a passing test's query runs with no transaction
-around it (dbt_project/macros/test_materialization.sql)."""
+`audit` holds the failure of each test's latest run (dbt_project/macros/test_materialization.sql, which
+opens a transaction only to drop or store failing rows)."""
 
 from __future__ import annotations
 
