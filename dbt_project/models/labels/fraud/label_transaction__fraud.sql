@@ -23,8 +23,9 @@ chargebacks as (
     select * from {{ ref('stg_fraud__chargebacks') }}
 ),
 
+-- Read from the view, not from the `transactions` CTE: a CTE read twice is materialized whole (2M rows) first.
 data_clock as (
-    select max(transaction_at) as clock_at from transactions
+    select max(transaction_at) as clock_at from {{ ref('stg_fraud__transactions') }}
 ),
 {% if is_incremental() %}
 
@@ -39,17 +40,14 @@ labels_so_far as (
 ),
 {% endif %}
 
+-- Scalar bounds on the transaction time itself, not a cross join: a plain filter on the scan.
 matured as (
     select transactions.*
     from transactions
-    cross join data_clock
-    {%- if is_incremental() %}
-    cross join labels_so_far
-    {%- endif %}
-    where transactions.transaction_at + {{ maturity }} <= data_clock.clock_at
+    where transactions.transaction_at <= (select clock_at from data_clock) - {{ maturity }}
     {% if is_incremental() %}
-      and (transactions.transaction_at + {{ maturity }} > labels_so_far.matured_through_at
-           or transactions.loaded_at > labels_so_far.loaded_through_at)
+      and (transactions.transaction_at > (select matured_through_at from labels_so_far) - {{ maturity }}
+           or transactions.loaded_at > (select loaded_through_at from labels_so_far))
       and not exists (select 1 from {{ this }} as labelled where labelled.transaction_id = transactions.transaction_id)
     {% endif %}
 ),
