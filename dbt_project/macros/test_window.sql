@@ -11,6 +11,11 @@
   every run without the var `fti_test_written_window: true` (the feature pipeline passes it only when the
   domain's previous run succeeded: a failed or killed run may have left rows no test passed).
 
+  A model that only appends rows (a label) can declare `meta.fti.written_after: [columns]`: every row a run
+  writes has, in at least one of those columns, a value above the column's maximum before the run (the
+  fraud label: its transaction matured after the last run's data clock, or was loaded after the last
+  run). The pre-hook notes each column's maximum; its tests read the rows above one of them.
+
   Staging views that declare `meta.fti.rows_of` are windowed the same way through their base models: each
   base model's pre-hook notes its max(loaded_at) before it appends, and the view's tests read the rows
   loaded after it.
@@ -22,28 +27,52 @@
   the whole table").
 -#}
 
-{#- `created_time`: the column the watermark is the max of; by default a feature group's meta.fti created_time. -#}
+{#-
+  `created_time`: the column the watermark is the max of; by default a feature group's meta.fti created_time,
+  or each column of meta.fti written_after (one watermark per column, keyed `<schema>.<table>.<column>`).
+-#}
 {% macro record_test_watermark(created_time=none) -%}
     {%- set fti = (model.config.get('meta') or {}).get('fti') or {} -%}
     {%- set created_time = created_time or (fti.get('created_time') if fti.get('event_time') else none) -%}
-    {%- if is_incremental() and created_time -%}
-    {{ adapter.dispatch('record_test_watermark')(created_time) }}
+    {%- set watermarks = [] -%}
+    {%- if created_time -%}
+        {%- do watermarks.append((watermark_key(this), created_time)) -%}
+    {%- else -%}
+        {%- for column in fti.get('written_after') or [] -%}
+            {%- do watermarks.append((watermark_key(this, column), column)) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {%- if is_incremental() and watermarks -%}
+    {{ adapter.dispatch('record_test_watermark')(watermarks) }}
     {%- endif -%}
 {%- endmacro %}
 
-{% macro duckdb__record_test_watermark(created_time) -%}
-    delete from {{ test_watermarks_relation() }} where relation = '{{ this.schema }}.{{ this.identifier }}';
-    insert into {{ test_watermarks_relation() }}
-    select '{{ this.schema }}.{{ this.identifier }}', '{{ invocation_id }}', max({{ created_time }}) from {{ this }}
+{% macro duckdb__record_test_watermark(watermarks) -%}
+    delete from {{ test_watermarks_relation() }}
+    where relation in ({% for key, _ in watermarks %}'{{ key }}'{% if not loop.last %}, {% endif %}{% endfor %});
+    {{ insert_test_watermarks(watermarks) }}
 {%- endmacro %}
 
 {#-
   Parquet tables take no delete: on Spark the table keeps every run's row (one per group and incremental
   run), which changes nothing, since the tests read the row of their own invocation.
 -#}
-{% macro spark__record_test_watermark(created_time) -%}
+{% macro spark__record_test_watermark(watermarks) -%}
+    {{ insert_test_watermarks(watermarks) }}
+{%- endmacro %}
+
+{#- One statement (Spark runs one per hook): a row per (key, column) of `watermarks`. -#}
+{% macro insert_test_watermarks(watermarks) -%}
     insert into {{ test_watermarks_relation() }}
-    select '{{ this.schema }}.{{ this.identifier }}', '{{ invocation_id }}', max({{ created_time }}) from {{ this }}
+    {%- for key, column in watermarks %}
+    select '{{ key }}', '{{ invocation_id }}', max({{ column }}) from {{ this }}
+    {%- if not loop.last %} union all{% endif %}
+    {%- endfor %}
+{%- endmacro %}
+
+{#- The key of a relation's watermark in audit.test_watermarks (with the column, for written_after). -#}
+{% macro watermark_key(relation, column=none) -%}
+    {{ relation.schema }}.{{ relation.identifier }}{% if column %}.{{ column }}{% endif %}
 {%- endmacro %}
 
 {% macro test_watermarks_relation() -%}
@@ -116,6 +145,8 @@
   - A feature group (meta.fti event_time, created_time): every row from the earliest event time of a row
     created after its watermark on, and every row with a null event or created time (the window cannot
     place it, and a rule on those columns must see it).
+  - A model that declares `meta.fti.written_after: [columns]` (it only appends, and each row it writes is
+    above a column's pre-run maximum in one of them): the rows above a recorded maximum, or null there.
   - A view that declares `meta.fti.rows_of: <base model>`: it filters and projects, row by row, the rows
     of that one append-only base model and keeps their `loaded_at` (the staging views of `valid_rows`).
     Its written rows are those loaded after the base model's watermark, which are the rows the base
@@ -138,6 +169,14 @@
                    'condition': '(' ~ rows ~ fti['event_time'] ~ ' >= ' ~ since ~ ' or ' ~ rows ~ fti['event_time']
                                 ~ ' is null or ' ~ rows ~ fti['created_time'] ~ ' is null)'}) }}
     {%- endif -%}
+    {%- if fti.get('written_after') -%}
+        {%- set above = [] -%}
+        {%- for column in fti['written_after'] -%}
+            {%- do above.append('__rows__.' ~ column ~ ' > ' ~ recorded_watermark(target_relation, column)
+                                ~ ' or __rows__.' ~ column ~ ' is null') -%}
+        {%- endfor -%}
+        {{ return({'event_time': none, 'condition': '(' ~ above | join(' or ') ~ ')'}) }}
+    {%- endif -%}
     {%- if not fti.get('rows_of') -%}
         {{ return(none) }}
     {%- endif -%}
@@ -156,10 +195,10 @@
 {%- endmacro %}
 
 {#- The watermark this invocation recorded for `watermarked`, or minus infinity (every row is newer). -#}
-{% macro recorded_watermark(watermarked) -%}
+{% macro recorded_watermark(watermarked, column=none) -%}
     coalesce((
         select max(watermark) from {{ test_watermarks_relation() }}
-        where relation = '{{ watermarked.schema }}.{{ watermarked.identifier }}' and invocation_id = '{{ invocation_id }}'
+        where relation = '{{ watermark_key(watermarked, column) }}' and invocation_id = '{{ invocation_id }}'
     ), {{ timestamp_minus_infinity() }})
 {%- endmacro %}
 
