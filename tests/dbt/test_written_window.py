@@ -123,3 +123,23 @@ def test_a_staging_views_tests_read_the_rows_its_base_model_appended(scratch_hom
     with pytest.raises(DbtBuildError, match=origin_test) as failed:
         build(scratch_home, daily, WINDOW)
     assert "XXX" in str(failed.value)
+
+
+@pytest.mark.slow
+def test_the_flights_label_and_spine_tests_read_the_rows_loaded_since_their_watermark(scratch_home):
+    daily = daily_build(scratch_home)
+    label, spine = "labels.label_flight__departure_delay", "spines.spine_flight__scheduled"
+    # A second copy of each table's oldest row, loaded no later than the rest: the windowed run does not
+    # re-read it (no row it appends shares its key) ...
+    for relation in (label, spine):
+        duplicate_row(scratch_home, relation, "loaded_at, flight_id")
+    counts = [query(scratch_home, f"select count(*) from {relation}")[0][0] for relation in (label, spine)]
+    land(scratch_home, dt.date(2013, 1, 11), ticking_clock(dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)))
+    build(scratch_home, daily, WINDOW)
+    assert all(query(scratch_home, f"select count(*) from {relation}")[0][0] > count
+               for relation, count in zip((label, spine), counts))
+    # ... a whole-table run finds both.
+    with pytest.raises(DbtBuildError) as failed:
+        build(scratch_home, daily)
+    assert {"unique_label_flight__departure_delay_flight_id", "unique_spine_flight__scheduled_flight_id"} <= {
+        line.split()[2].rstrip(":") for line in failing_tests(failed.value).splitlines()}
