@@ -10,7 +10,8 @@
   refresh, everything is in scope.
 
   Usage, inside a `with`:  {{ windowed_incremental_scope('weather', 'observed_at', '3 hours') }}
-  defines the CTEs `recompute_from` (incremental only) and `in_scope`; the final select lists
+  (the input: a CTE's name or a relation) defines the CTEs `recompute_from` (incremental only) and
+  `in_scope`; the final select lists
   `{{ event_date_partition('<event time>') }}` among its columns and ends in `{{ in_recompute_range(...) }}`.
 
   `windows` (optional): the lengths of every trailing window the model computes over `in_scope`, when the

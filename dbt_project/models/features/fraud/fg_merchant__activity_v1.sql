@@ -56,22 +56,15 @@ per_moment as (
 ),
 
 windowed as (
-    select
-        merchant_id,
-        event_at,
-        sum(transaction_count) over w1h as transaction_count_1h,
-        sum(transaction_count) over w1d as transaction_count_1d,
-        sum(transaction_count) over w7d as transaction_count_7d,
-        sum(amount_cents) over w7d as amount_cents_7d,
-        sum(transaction_count) over w30d as transaction_count_30d,
-        sum(chargeback_count) over w30d as chargeback_count_30d,
-        max(loaded_at) over w30d as loaded_at
-    from per_moment
-    window
-        w1h as {{ trailing_window('merchant_id', '1 hour') }},
-        w1d as {{ trailing_window('merchant_id', '24 hours') }},
-        w7d as {{ trailing_window('merchant_id', '168 hours') }},
-        w30d as {{ trailing_window('merchant_id', '720 hours') }}
+    {{ trailing_aggregates('per_moment', ['merchant_id'], 'event_at', [
+        ['transaction_count_1h', 'sum', 'transaction_count', '1 hour'],
+        ['transaction_count_1d', 'sum', 'transaction_count', '24 hours'],
+        ['transaction_count_7d', 'sum', 'transaction_count', '168 hours'],
+        ['amount_cents_7d', 'sum', 'amount_cents', '168 hours'],
+        ['transaction_count_30d', 'sum', 'transaction_count', '720 hours'],
+        ['chargeback_count_30d', 'sum', 'chargeback_count', '720 hours'],
+        ['loaded_at', 'max', 'loaded_at', '720 hours'],
+    ]) }}
 ),
 
 final as (
