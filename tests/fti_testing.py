@@ -81,6 +81,19 @@ def copy_home(source: Settings, target: Path) -> Settings:
     return load_settings(target)
 
 
+def project_copy(tmp_path: Path, monkeypatch, relative: str, edit: Callable[[str], str]) -> Path:
+    """A copy of the dbt project (and profiles) under `tmp_path`, with the file at `relative` (inside
+    dbt_project/) rewritten by `edit`; FTI_PROJECT_ROOT points at it for the rest of the test."""
+    root = Path(__file__).resolve().parents[1]
+    project = tmp_path / "project"
+    shutil.copytree(root / "dbt_project", project / "dbt_project", ignore=shutil.ignore_patterns("target", "logs"))
+    shutil.copy(root / "profiles.yml", project)
+    edited = project / "dbt_project" / relative
+    edited.write_text(edit(edited.read_text()))
+    monkeypatch.setenv("FTI_PROJECT_ROOT", str(project))
+    return project
+
+
 def query(settings: Settings, sql: str, params: list | None = None) -> list[tuple]:
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         return con.execute(sql, params or []).fetchall()

@@ -2,11 +2,9 @@
 
 import pytest
 import datetime as dt
-import shutil
-from pathlib import Path
 
 import pyarrow as pa
-from fti_testing import query
+from fti_testing import project_copy, query
 
 from models_ml.core.settings import load_settings
 from models_ml.definitions.catalog import load_catalog
@@ -86,13 +84,8 @@ def test_quarantine_keeps_the_raw_record(scratch_home):
 def test_a_base_model_left_out_of_its_domains_quarantine_fails_the_build_naming_it(tmp_path, monkeypatch):
     """The quarantine model lists its base models (dbt records dependencies at parse time), and the macro
     checks the list against the graph, so a new raw table's broken rows cannot be silently missed."""
-    root = Path(__file__).resolve().parents[2]
-    project = tmp_path / "project"
-    shutil.copytree(root / "dbt_project", project / "dbt_project", ignore=shutil.ignore_patterns("target", "logs"))
-    shutil.copy(root / "profiles.yml", project)
-    model = project / "dbt_project" / "models" / "staging" / "fraud" / "quarantined_rows__fraud.sql"
-    model.write_text(model.read_text().replace("'base_fraud__cards', ", ""))
-    monkeypatch.setenv("FTI_PROJECT_ROOT", str(project))
+    project_copy(tmp_path, monkeypatch, "models/staging/fraud/quarantined_rows__fraud.sql",
+                 lambda sql: sql.replace("'base_fraud__cards', ", ""))
     run = run_dbt(load_settings(tmp_path / "home"), ["compile", "--select", "quarantined_rows__fraud"])
     messages = " ".join([run.exception or "", *(o.message or "" for o in run.outcomes)])
     assert not run.success
