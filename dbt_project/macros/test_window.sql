@@ -34,6 +34,10 @@
 {% macro record_test_watermark(created_time=none) -%}
     {%- set fti = (model.config.get('meta') or {}).get('fti') or {} -%}
     {%- set created_time = created_time or (fti.get('created_time') if fti.get('event_time') else none) -%}
+    {%- if created_time and fti.get('written_after') -%}
+        {{ exceptions.raise_compiler_error(model.name ~ ": meta.fti.written_after is for models without an event"
+            ~ " and created time (a feature group's tests are windowed by those); remove one of them") }}
+    {%- endif -%}
     {%- set watermarks = [] -%}
     {%- if created_time -%}
         {%- do watermarks.append((watermark_key(this), created_time)) -%}

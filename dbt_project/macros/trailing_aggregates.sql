@@ -1,6 +1,6 @@
 {#-
-  Trailing aggregates over `relation` (a CTE of one row per partition per moment, like a windowed model's
-  `per_moment`): a select of the partition columns, `time_column`, one column per entry
+  Trailing aggregates over `relation`, which must hold one row per partition per moment (like a windowed
+  model's `per_moment`, grouped by both: the join form groups by them): a select of the partition columns, `time_column`, one column per entry
   [name, function, column, length] of `aggregates` (`function` of `column` over the half-open window
   (t - length, t] of the row's partition: `trailing_window`), and the `carry` columns as they are.
   `function` is sum, count, min or max: a window's value is then that aggregate of the rows in its frame.
@@ -10,7 +10,10 @@
   rows of its partition in its widest window, and aggregating each window's rows with a filter on the
   same bounds: the same rows (folded look-back rows included) and the same values, with no window
   operator, whose cost is per input row and per aggregate however few rows are output (a fraud day:
-  72,000 card rows in, 17,500 out). A null partition key is a partition, as in a window.
+  72,000 card rows in, 17,500 out). A null partition key is a partition, as in a window. The join's outer
+  bound is the earliest of the windows' starts (computed per row, so calendar lengths compare exactly).
+  Every length here must be among the `windows` the model gives windowed_incremental_scope, which folds
+  look-back rows by those edges (the incremental-equals-full-refresh tests would show a missing one).
   The join reads each output row's look-back rows, so it pays where an entity has few rows a day (cards,
   merchants: a fraud day's card windows, 0.28 s of window operator, take 0.08 s as a join); for a few
   busy entities windows are cheaper, and the flights delay statistics keep them (the 16 carriers' model
@@ -66,8 +69,8 @@
     from {{ relation }} as output_row
     inner join {{ relation }} as look_back
         on look_back.{{ time_column }} <= output_row.{{ time_column }}
-        and look_back.{{ time_column }} > output_row.{{ time_column }} - greatest(
-            {%- for aggregate in aggregates %}interval '{{ aggregate[3] }}'{{ ", " if not loop.last }}{% endfor %})
+        and look_back.{{ time_column }} > least(
+            {%- for aggregate in aggregates %}output_row.{{ time_column }} - interval '{{ aggregate[3] }}'{{ ", " if not loop.last }}{% endfor %})
         {%- for column in partition_by %}
         and look_back.{{ column }} is not distinct from output_row.{{ column }}
         {%- endfor %}

@@ -12,11 +12,12 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from fti_testing import land_fraud, query, ticking_clock
+from fti_testing import land_fraud, project_copy, query, ticking_clock
 
 from examples.fraud.generator import FraudConfig
 from models_ml.core.settings import load_settings
 from models_ml.definitions.catalog import load_catalog
+from models_ml.definitions.dbt_project import run_dbt
 from models_ml.features.dbt_runner import DbtBuildError, build
 from models_ml.features.pipeline import TEST_WRITTEN_WINDOW_VAR
 from models_ml.offline.store import opened
@@ -69,3 +70,15 @@ def test_a_daily_run_tests_the_label_rows_it_wrote_and_every_row_of_their_keys(t
     land_fraud(settings, dt.datetime(2024, 1, 8, tzinfo=UTC), clock, config=CONFIG, batch="hour")
     with pytest.raises(DbtBuildError, match="not_null_label_transaction__fraud_label_matures_at"):
         _build(settings, WINDOW)
+
+
+def test_written_after_on_a_feature_group_fails_the_parse_naming_the_model(tmp_path, monkeypatch):
+    """A feature group's tests are windowed by its event and created time; a written_after beside them
+    would be ignored, so it is an error."""
+    project_copy(tmp_path, monkeypatch, "models/features/fraud/_fraud__features.yml",
+                 lambda yml: yml.replace("created_time: loaded_at\n",
+                                         "created_time: loaded_at\n          written_after: [loaded_at]\n", 1))
+    run = run_dbt(load_settings(tmp_path / "home"), ["parse"])
+    assert not run.success
+    assert "fg_card__activity: meta.fti.written_after is for models without an event and created time" in (
+        run.exception or "")
