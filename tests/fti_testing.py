@@ -94,6 +94,11 @@ def project_copy(tmp_path: Path, monkeypatch, relative: str, edit: Callable[[str
     return project
 
 
+def dbt_messages(run) -> str:
+    """Everything a dbt run said went wrong: its exception and every node's message, in one string."""
+    return " ".join([run.exception or "", *(o.message or "" for o in run.outcomes)])
+
+
 def query(settings: Settings, sql: str, params: list | None = None) -> list[tuple]:
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         return con.execute(sql, params or []).fetchall()

@@ -1,7 +1,7 @@
 {#-
   Trailing aggregates over `relation`, which must hold one row per partition per moment (like a windowed
-  model's `per_moment`, grouped by both: the join form groups by them): a select of the partition columns, `time_column`, one column per entry
-  [name, function, column, length] of `aggregates` (`function` of `column` over the half-open window
+  model's `per_moment`, grouped by both: the join form groups by them): a select of the partition columns,
+  `time_column`, one column per entry [name, function, column, length] of `aggregates` (`function` of `column` over the half-open window
   (t - length, t] of the row's partition: `trailing_window`), and the `carry` columns as they are.
   `function` is sum, count, min or max: a window's value is then that aggregate of the rows in its frame.
 
@@ -13,7 +13,7 @@
   72,000 card rows in, 17,500 out). A null partition key is a partition, as in a window. The join's outer
   bound is the earliest of the windows' starts (computed per row, so calendar lengths compare exactly).
   Every length here must be among the `windows` the model gives windowed_incremental_scope, which folds
-  look-back rows by those edges (the incremental-equals-full-refresh tests would show a missing one).
+  look-back rows by those edges: pass it `window_lengths(aggregates)` of the same list.
   The join reads each output row's look-back rows, so it pays where an entity has few rows a day (cards,
   merchants: a fraud day's card windows, 0.28 s of window operator, take 0.08 s as a join); for a few
   busy entities windows are cheaper, and the flights delay statistics keep them (the 16 carriers' model
@@ -33,11 +33,17 @@
     {%- endif -%}
 {%- endmacro %}
 
-{% macro trailing_aggregates_by_window(relation, partition_by, time_column, aggregates, carry) -%}
+{#- The distinct window lengths of `aggregates`, in order of first use: the `windows` of the model's scope. -#}
+{% macro window_lengths(aggregates) -%}
     {%- set lengths = [] -%}
     {%- for aggregate in aggregates -%}
         {%- if aggregate[3] not in lengths -%}{%- do lengths.append(aggregate[3]) -%}{%- endif -%}
     {%- endfor -%}
+    {{ return(lengths) }}
+{%- endmacro %}
+
+{% macro trailing_aggregates_by_window(relation, partition_by, time_column, aggregates, carry) -%}
+    {%- set lengths = window_lengths(aggregates) -%}
     {%- set columns = partition_by + [time_column] -%}
     {%- for name, function, column, length in aggregates -%}
         {%- do columns.append(function ~ '(' ~ column ~ ') over w' ~ lengths.index(length) ~ ' as ' ~ name) -%}

@@ -4,7 +4,7 @@ import pytest
 import datetime as dt
 
 import pyarrow as pa
-from fti_testing import project_copy, query
+from fti_testing import dbt_messages, project_copy, query
 
 from models_ml.core.settings import load_settings
 from models_ml.definitions.catalog import load_catalog
@@ -87,7 +87,7 @@ def test_a_base_model_left_out_of_its_domains_quarantine_fails_the_build_naming_
     project_copy(tmp_path, monkeypatch, "models/staging/fraud/quarantined_rows__fraud.sql",
                  lambda sql: sql.replace("'base_fraud__cards', ", ""))
     run = run_dbt(load_settings(tmp_path / "home"), ["compile", "--select", "quarantined_rows__fraud"])
-    messages = " ".join([run.exception or "", *(o.message or "" for o in run.outcomes)])
+    messages = dbt_messages(run)
     assert not run.success
     assert ("quarantine of source fraud leaves out base model(s) base_fraud__cards: add them to the list in "
             "quarantined_rows__fraud") in messages

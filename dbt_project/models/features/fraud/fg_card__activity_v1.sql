@@ -11,13 +11,27 @@
 --
 -- Sums are over integer cents (exact in any order), so incremental runs equal a full refresh bit for bit;
 -- see macros/windowed_incremental.sql and macros/trailing_aggregates.sql (how the windows are computed).
+{#- The windows, declared once: trailing_aggregates computes them, and the scope folds by their lengths. #}
+{%- set activity = [
+    ['transaction_count_10m', 'sum', 'transaction_count', '10 minutes'],
+    ['amount_cents_10m', 'sum', 'amount_cents', '10 minutes'],
+    ['transaction_count_1h', 'sum', 'transaction_count', '1 hour'],
+    ['amount_cents_1h', 'sum', 'amount_cents', '1 hour'],
+    ['transaction_count_1d', 'sum', 'transaction_count', '24 hours'],
+    ['amount_cents_1d', 'sum', 'amount_cents', '24 hours'],
+    ['transaction_count_7d', 'sum', 'transaction_count', '168 hours'],
+    ['amount_cents_7d', 'sum', 'amount_cents', '168 hours'],
+    ['transaction_count_30d', 'sum', 'transaction_count', '720 hours'],
+    ['amount_cents_30d', 'sum', 'amount_cents', '720 hours'],
+    ['amount_cents_max_30d', 'max', 'amount_cents_max', '720 hours'],
+    ['loaded_at', 'max', 'loaded_at', '720 hours'],
+] %}
 with
 
 {#- The view itself, not a CTE over it: the scope reads its input four times, and DuckDB materializes a CTE
     read more than once whole (2M rows) before filtering; the view's reads each filter as they scan. #}
 {{ windowed_incremental_scope(ref('stg_fraud__transactions'), 'transaction_at', '720 hours',
-                              windows=['10 minutes', '1 hour', '24 hours', '168 hours', '720 hours'],
-                              partition_by=['card_id']) }}
+                              windows=window_lengths(activity), partition_by=['card_id']) }}
 
 per_moment as (
     select
@@ -35,20 +49,8 @@ per_moment as (
 ),
 
 windowed as (
-    {{ trailing_aggregates('per_moment', ['card_id'], 'event_at', [
-        ['transaction_count_10m', 'sum', 'transaction_count', '10 minutes'],
-        ['amount_cents_10m', 'sum', 'amount_cents', '10 minutes'],
-        ['transaction_count_1h', 'sum', 'transaction_count', '1 hour'],
-        ['amount_cents_1h', 'sum', 'amount_cents', '1 hour'],
-        ['transaction_count_1d', 'sum', 'transaction_count', '24 hours'],
-        ['amount_cents_1d', 'sum', 'amount_cents', '24 hours'],
-        ['transaction_count_7d', 'sum', 'transaction_count', '168 hours'],
-        ['amount_cents_7d', 'sum', 'amount_cents', '168 hours'],
-        ['transaction_count_30d', 'sum', 'transaction_count', '720 hours'],
-        ['amount_cents_30d', 'sum', 'amount_cents', '720 hours'],
-        ['amount_cents_max_30d', 'max', 'amount_cents_max', '720 hours'],
-        ['loaded_at', 'max', 'loaded_at', '720 hours'],
-    ], carry=['last_amount', 'last_latitude', 'last_longitude']) }}
+    {{ trailing_aggregates('per_moment', ['card_id'], 'event_at', activity,
+                           carry=['last_amount', 'last_latitude', 'last_longitude']) }}
 ),
 
 final as (

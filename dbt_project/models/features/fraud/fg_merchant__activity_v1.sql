@@ -8,6 +8,16 @@
 -- time, so a row only knows the fraud that had been reported by then. `chargeback_rate_30d` is the card
 -- networks' chargeback ratio: chargebacks reported in (t - 30 days, t] over transactions in (t - 30 days, t].
 -- A chargeback reported before its own transaction (impossible; bad data) is ignored.
+{#- The windows, declared once: trailing_aggregates computes them, and the scope folds by their lengths. #}
+{%- set activity = [
+    ['transaction_count_1h', 'sum', 'transaction_count', '1 hour'],
+    ['transaction_count_1d', 'sum', 'transaction_count', '24 hours'],
+    ['transaction_count_7d', 'sum', 'transaction_count', '168 hours'],
+    ['amount_cents_7d', 'sum', 'amount_cents', '168 hours'],
+    ['transaction_count_30d', 'sum', 'transaction_count', '720 hours'],
+    ['chargeback_count_30d', 'sum', 'chargeback_count', '720 hours'],
+    ['loaded_at', 'max', 'loaded_at', '720 hours'],
+] %}
 with
 
 transactions as (
@@ -41,7 +51,7 @@ events as (
       and chargebacks.reported_at >= transactions.transaction_at
 ),
 
-{{ windowed_incremental_scope('events', 'event_at', '720 hours', windows=['1 hour', '24 hours', '168 hours', '720 hours']) }}
+{{ windowed_incremental_scope('events', 'event_at', '720 hours', windows=window_lengths(activity)) }}
 
 per_moment as (
     select
@@ -56,15 +66,7 @@ per_moment as (
 ),
 
 windowed as (
-    {{ trailing_aggregates('per_moment', ['merchant_id'], 'event_at', [
-        ['transaction_count_1h', 'sum', 'transaction_count', '1 hour'],
-        ['transaction_count_1d', 'sum', 'transaction_count', '24 hours'],
-        ['transaction_count_7d', 'sum', 'transaction_count', '168 hours'],
-        ['amount_cents_7d', 'sum', 'amount_cents', '168 hours'],
-        ['transaction_count_30d', 'sum', 'transaction_count', '720 hours'],
-        ['chargeback_count_30d', 'sum', 'chargeback_count', '720 hours'],
-        ['loaded_at', 'max', 'loaded_at', '720 hours'],
-    ]) }}
+    {{ trailing_aggregates('per_moment', ['merchant_id'], 'event_at', activity) }}
 ),
 
 final as (
