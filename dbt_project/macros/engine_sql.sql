@@ -9,6 +9,18 @@
   `timestamp`, and date_trunc / to_date / date_format work on UTC days and hours, as on DuckDB.
 -#}
 
+{#-
+  How a CTE read more than once is planned. DuckDB materializes such a CTE whole before its first read;
+  `cte_inlined()` has each read plan it again instead, so each read's filters reach the scans under it
+  (the fraud merchant events: 2.1M transactions materialized, against the month a read keeps). Spark
+  plans CTEs itself: it renders nothing there.
+-#}
+{% macro cte_inlined() -%}
+    {{ return(adapter.dispatch('cte_inlined')()) }}
+{%- endmacro %}
+{% macro default__cte_inlined() %}{{ return('') }}{% endmacro %}
+{% macro duckdb__cte_inlined() %}{{ return('not materialized') }}{% endmacro %}
+
 {#- The data type of a UTC instant, for casts (`timestamptz` on DuckDB). -#}
 {% macro timestamptz_type() -%}
     {{ return(adapter.dispatch('timestamptz_type')()) }}

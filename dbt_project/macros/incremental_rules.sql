@@ -41,13 +41,18 @@
     {{ return(adapter.dispatch('is_duplicate_key')(key_columns)) }}
 {%- endmacro %}
 
+{#-
+  The lookup in this table is by the batch's own keys: DuckDB hashes the inner IN's keys (a batch) and
+  streams the table's keys past them, where a correlated EXISTS hashed every key the table holds (0.12 s
+  of a 2.1M-row base table per fraud day, growing with the history). A NULL key never matches either way.
+-#}
 {% macro duckdb__is_duplicate_key(key_columns) -%}
     (
         row_number() over (partition by {{ key_columns | join(', ') }} order by loaded_at, record) > 1
         {% if is_incremental() %}
-        or exists (
-            select 1 from {{ this }} as earlier
-            where {% for column in key_columns %}earlier.{{ column }} = typed.{{ column }}{{ " and " if not loop.last }}{% endfor %}
+        or ({{ key_columns | join(', ') }}) in (
+            select {{ key_columns | join(', ') }} from {{ this }}
+            where ({{ key_columns | join(', ') }}) in (select {{ key_columns | join(', ') }} from typed)
         )
         {% endif %}
     )

@@ -20,24 +20,12 @@
 ] %}
 with
 
-transactions as (
-    select * from {{ ref('stg_fraud__transactions') }}
-),
-
 chargebacks as (
     select * from {{ ref('stg_fraud__chargebacks') }}
 ),
 
-events as (
-    select
-        merchant_id,
-        transaction_at as event_at,
-        1 as transaction_count,
-        amount_cents,
-        0 as chargeback_count,
-        loaded_at
-    from transactions
-    union all
+-- A chargeback as an event at its transaction's merchant: few rows, joined once.
+chargeback_events as (
     select
         transactions.merchant_id,
         chargebacks.reported_at as event_at,
@@ -46,9 +34,25 @@ events as (
         1 as chargeback_count,
         greatest(chargebacks.loaded_at, transactions.loaded_at) as loaded_at
     from chargebacks
-    inner join transactions on transactions.transaction_id = chargebacks.transaction_id
+    inner join {{ ref('stg_fraud__transactions') }} as transactions
+        on transactions.transaction_id = chargebacks.transaction_id
     where chargebacks.is_fraud
       and chargebacks.reported_at >= transactions.transaction_at
+),
+
+-- The scope reads the events three times: inlined, each read's time or load-time bounds reach the
+-- transactions' scan (a day's run reads the month its windows need, not every transaction ever landed).
+events as {{ cte_inlined() }} (
+    select
+        merchant_id,
+        transaction_at as event_at,
+        1 as transaction_count,
+        amount_cents,
+        0 as chargeback_count,
+        loaded_at
+    from {{ ref('stg_fraud__transactions') }}
+    union all
+    select * from chargeback_events
 ),
 
 {{ windowed_incremental_scope('events', 'event_at', '720 hours', windows=window_lengths(activity)) }}

@@ -40,15 +40,30 @@ labels_so_far as (
 ),
 {% endif %}
 
--- Scalar bounds on the transaction time itself, not a cross join: a plain filter on the scan.
+-- Scalar bounds on the transaction time itself, not a cross join: a plain filter on the scan. Incrementally,
+-- the two ways a transaction can be new to the labels are read apart (disjoint: the second lies at or
+-- below the first's lower bound), each from the view with bounds on one column, the transaction time or
+-- the load time. One filter with an OR between them would read every matured transaction ever landed.
 matured as (
+    {% if is_incremental() %}
+    select candidate.*
+    from (
+        select transactions.*
+        from transactions
+        where transactions.transaction_at <= (select clock_at from data_clock) - {{ maturity }}
+          and transactions.transaction_at > (select matured_through_at from labels_so_far) - {{ maturity }}
+        union all
+        select loaded_since.*
+        from {{ ref('stg_fraud__transactions') }} as loaded_since
+        where loaded_since.loaded_at > (select loaded_through_at from labels_so_far)
+          and loaded_since.transaction_at
+              <= least((select clock_at from data_clock), (select matured_through_at from labels_so_far)) - {{ maturity }}
+    ) as candidate
+    where not exists (select 1 from {{ this }} as labelled where labelled.transaction_id = candidate.transaction_id)
+    {% else %}
     select transactions.*
     from transactions
     where transactions.transaction_at <= (select clock_at from data_clock) - {{ maturity }}
-    {% if is_incremental() %}
-      and (transactions.transaction_at > (select matured_through_at from labels_so_far) - {{ maturity }}
-           or transactions.loaded_at > (select loaded_through_at from labels_so_far))
-      and not exists (select 1 from {{ this }} as labelled where labelled.transaction_id = transactions.transaction_id)
     {% endif %}
 ),
 
