@@ -44,7 +44,7 @@ from models_ml.offline.store import (
 )
 
 RUNS_SCHEMA, RUNS_TABLE = "ops", "feature_pipeline_runs"
-# Each domain's quarantine model (dbt macro `quarantined_rows`) is built as quarantine.quarantined_rows__<source>.
+# Each domain's quarantine model (dbt macro `quarantined_rows`), a view: quarantine.quarantined_rows__<source>.
 QUARANTINE_SCHEMA, QUARANTINE_PREFIX = "quarantine", "quarantined_rows__"
 
 
@@ -234,7 +234,7 @@ def published_relations(catalog: Catalog, domains: Collection[str] | None = None
 
 
 def quarantine_relations(store: OfflineStore) -> list[str]:
-    """Every domain's quarantine table built in the warehouse, as ``schema.name``."""
+    """Every domain's quarantine view built in the warehouse, as ``schema.name``."""
     return sorted(f"{schema}.{name}" for schema, name in store.relations()
                   if schema == QUARANTINE_SCHEMA and name.startswith(QUARANTINE_PREFIX))
 

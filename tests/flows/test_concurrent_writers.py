@@ -72,15 +72,20 @@ def published_differences(a, b) -> dict[str, tuple[int, int, int]]:
     relations = [*fp.published_relations(load_catalog(a), domains=["flights"]), "quarantine.quarantined_rows__nycflights"]
     found = {}
     with duckdb.connect() as con:
-        con.execute(f"attach '{a.warehouse_path}' as a (read_only)")
-        con.execute(f"attach '{b.warehouse_path}' as b (read_only)")
+        for alias, home in (("a", a), ("b", b)):
+            # attached under its own name: the quarantine is a view, which names the warehouse catalog
+            con.execute(f"attach '{home.warehouse_path}' as warehouse (read_only)")
+            for relation in relations:
+                con.execute(f"create table {alias}__{relation.replace('.', '__')} as from warehouse.{relation}")
+            con.execute("detach warehouse")
         for relation in relations:
-            columns = [c for (c,) in con.execute(f"select column_name from (describe a.{relation})").fetchall()
+            a_table, b_table = (f"{alias}__{relation.replace('.', '__')}" for alias in ("a", "b"))
+            columns = [c for (c,) in con.execute(f"select column_name from (describe {a_table})").fetchall()
                        if not c.endswith("loaded_at")]
             shown = ", ".join(f'"{c}"' for c in columns)
-            a_rows = f"select {shown} from a.{relation}"
-            b_rows = f"select {shown} from b.{relation}"
-            found[relation] = (con.execute(f"select count(*) from a.{relation}").fetchone()[0],
+            a_rows = f"select {shown} from {a_table}"
+            b_rows = f"select {shown} from {b_table}"
+            found[relation] = (con.execute(f"select count(*) from {a_table}").fetchone()[0],
                                con.execute(f"select count(*) from ({a_rows} except all {b_rows})").fetchone()[0],
                                con.execute(f"select count(*) from ({b_rows} except all {a_rows})").fetchone()[0])
     return found
