@@ -6,7 +6,7 @@ import datetime as dt
 import itertools
 import math
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,15 +104,29 @@ def query(settings: Settings, sql: str, params: list | None = None) -> list[tupl
         return con.execute(sql, params or []).fetchall()
 
 
+def copy_relations(con, path, relations: Sequence[str], prefix: str) -> list[str]:
+    """Copy `relations` of the warehouse at `path` into tables of `con` named `<prefix>__<schema>__<name>`
+    (returned in order). The warehouse is attached under its own catalog name, `warehouse`, as its views
+    (staging, the quarantine) name it."""
+    con.execute(f"attach '{path}' as warehouse (read_only)")
+    try:
+        tables = [f"{prefix}__{relation.replace('.', '__')}" for relation in relations]
+        for relation, table in zip(relations, tables):
+            con.execute(f"create table {table} as from warehouse.{relation}")
+    finally:
+        con.execute("detach warehouse")
+    return tables
+
+
 def table_differences(a_path, b_path, relation: str) -> tuple[int, int, int, int]:
     """Row counts of `relation` in two warehouses, and rows of each missing from the other (multisets)."""
     with duckdb.connect() as con:
-        con.execute(f"attach '{a_path}' as a (read_only)")
-        con.execute(f"attach '{b_path}' as b (read_only)")
-        count_a = con.execute(f"select count(*) from a.{relation}").fetchone()[0]
-        count_b = con.execute(f"select count(*) from b.{relation}").fetchone()[0]
-        only_a = con.execute(f"select count(*) from (from a.{relation} except all from b.{relation})").fetchone()[0]
-        only_b = con.execute(f"select count(*) from (from b.{relation} except all from a.{relation})").fetchone()[0]
+        [a] = copy_relations(con, a_path, [relation], "a")
+        [b] = copy_relations(con, b_path, [relation], "b")
+        count_a = con.execute(f"select count(*) from {a}").fetchone()[0]
+        count_b = con.execute(f"select count(*) from {b}").fetchone()[0]
+        only_a = con.execute(f"select count(*) from (from {a} except all from {b})").fetchone()[0]
+        only_b = con.execute(f"select count(*) from (from {b} except all from {a})").fetchone()[0]
     return count_a, count_b, only_a, only_b
 
 

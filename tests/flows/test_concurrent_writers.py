@@ -15,7 +15,7 @@ import time
 
 import duckdb
 import pytest
-from fti_testing import copy_home, query
+from fti_testing import copy_home, copy_relations, query
 
 from models_ml.core.settings import PROJECT_ROOT
 from models_ml.definitions.catalog import load_catalog
@@ -72,14 +72,9 @@ def published_differences(a, b) -> dict[str, tuple[int, int, int]]:
     relations = [*fp.published_relations(load_catalog(a), domains=["flights"]), "quarantine.quarantined_rows__nycflights"]
     found = {}
     with duckdb.connect() as con:
-        for alias, home in (("a", a), ("b", b)):
-            # attached under its own name: the quarantine is a view, which names the warehouse catalog
-            con.execute(f"attach '{home.warehouse_path}' as warehouse (read_only)")
-            for relation in relations:
-                con.execute(f"create table {alias}__{relation.replace('.', '__')} as from warehouse.{relation}")
-            con.execute("detach warehouse")
-        for relation in relations:
-            a_table, b_table = (f"{alias}__{relation.replace('.', '__')}" for alias in ("a", "b"))
+        tables = zip(relations, copy_relations(con, a.warehouse_path, relations, "a"),
+                     copy_relations(con, b.warehouse_path, relations, "b"))
+        for relation, a_table, b_table in tables:
             columns = [c for (c,) in con.execute(f"select column_name from (describe {a_table})").fetchall()
                        if not c.endswith("loaded_at")]
             shown = ", ".join(f'"{c}"' for c in columns)
