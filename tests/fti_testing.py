@@ -106,15 +106,16 @@ def query(settings: Settings, sql: str, params: list | None = None) -> list[tupl
 
 def copy_relations(con, path, relations: Sequence[str], prefix: str) -> list[str]:
     """Copy `relations` of the warehouse at `path` into tables of `con` named `<prefix>__<schema>__<name>`
-    (returned in order). The warehouse is attached under its own catalog name, `warehouse`, as its views
-    (staging, the quarantine) name it."""
-    con.execute(f"attach '{path}' as warehouse (read_only)")
+    (returned in order). The warehouse is attached under its own catalog name, its file's stem
+    (`warehouse`), as its views (staging, the quarantine) name it."""
+    catalog = Path(path).stem
+    con.execute(f"attach '{path}' as {catalog} (read_only)")
     try:
         tables = [f"{prefix}__{relation.replace('.', '__')}" for relation in relations]
         for relation, table in zip(relations, tables):
-            con.execute(f"create table {table} as from warehouse.{relation}")
+            con.execute(f"create table {table} as from {catalog}.{relation}")
     finally:
-        con.execute("detach warehouse")
+        con.execute(f"detach {catalog}")
     return tables
 
 

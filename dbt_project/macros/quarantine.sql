@@ -6,7 +6,9 @@
   The list is named in the model (dbt records a model's dependencies when it parses, before the graph exists),
   and checked against the graph when the model runs: a base model of the source that the list leaves out is a
   compile error naming it, so a new table's broken rows cannot be silently missed. A base model not built in
-  this warehouse (a build that selected another domain) has no broken rows to add.
+  this warehouse when the view is created (a build that selected only some models) is left out of the view
+  until it is next created, by the next build of the whole domain (a domain's selection builds its base
+  models before its quarantine).
 -#}
 {% macro quarantined_rows(source_name, base_models) -%}
     {%- if execute -%}
