@@ -119,15 +119,20 @@ def copy_relations(con, path, relations: Sequence[str], prefix: str) -> list[str
     return tables
 
 
-def table_differences(a_path, b_path, relation: str) -> tuple[int, int, int, int]:
-    """Row counts of `relation` in two warehouses, and rows of each missing from the other (multisets)."""
+def table_differences(a_path, b_path, relation: str,
+                      compared: Callable[[str], bool] = lambda column: True) -> tuple[int, int, int, int]:
+    """Row counts of `relation` in two warehouses, and rows of each missing from the other (multisets), on
+    the columns `compared` keeps (default: all)."""
     with duckdb.connect() as con:
         [a] = copy_relations(con, a_path, [relation], "a")
         [b] = copy_relations(con, b_path, [relation], "b")
+        shown = ", ".join(f'"{c}"' for (c,) in con.execute(f"select column_name from (describe {a})").fetchall()
+                          if compared(c))
+        a_rows, b_rows = f"select {shown} from {a}", f"select {shown} from {b}"
         count_a = con.execute(f"select count(*) from {a}").fetchone()[0]
         count_b = con.execute(f"select count(*) from {b}").fetchone()[0]
-        only_a = con.execute(f"select count(*) from (from {a} except all from {b})").fetchone()[0]
-        only_b = con.execute(f"select count(*) from (from {b} except all from {a})").fetchone()[0]
+        only_a = con.execute(f"select count(*) from ({a_rows} except all {b_rows})").fetchone()[0]
+        only_b = con.execute(f"select count(*) from ({b_rows} except all {a_rows})").fetchone()[0]
     return count_a, count_b, only_a, only_b
 
 

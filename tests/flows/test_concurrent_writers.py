@@ -13,9 +13,8 @@ import sys
 import textwrap
 import time
 
-import duckdb
 import pytest
-from fti_testing import copy_home, copy_relations, query
+from fti_testing import copy_home, query, table_differences
 
 from models_ml.core.settings import PROJECT_ROOT
 from models_ml.definitions.catalog import load_catalog
@@ -71,18 +70,10 @@ def published_differences(a, b) -> dict[str, tuple[int, int, int]]:
     other, ingestion times aside (each run lands at its own wall-clock time)."""
     relations = [*fp.published_relations(load_catalog(a), domains=["flights"]), "quarantine.quarantined_rows__nycflights"]
     found = {}
-    with duckdb.connect() as con:
-        tables = zip(relations, copy_relations(con, a.warehouse_path, relations, "a"),
-                     copy_relations(con, b.warehouse_path, relations, "b"))
-        for relation, a_table, b_table in tables:
-            columns = [c for (c,) in con.execute(f"select column_name from (describe {a_table})").fetchall()
-                       if not c.endswith("loaded_at")]
-            shown = ", ".join(f'"{c}"' for c in columns)
-            a_rows = f"select {shown} from {a_table}"
-            b_rows = f"select {shown} from {b_table}"
-            found[relation] = (con.execute(f"select count(*) from {a_table}").fetchone()[0],
-                               con.execute(f"select count(*) from ({a_rows} except all {b_rows})").fetchone()[0],
-                               con.execute(f"select count(*) from ({b_rows} except all {a_rows})").fetchone()[0])
+    for relation in relations:
+        rows, _, only_a, only_b = table_differences(a.warehouse_path, b.warehouse_path, relation,
+                                                    compared=lambda column: not column.endswith("loaded_at"))
+        found[relation] = (rows, only_a, only_b)
     return found
 
 
