@@ -104,6 +104,22 @@ def query(settings: Settings, sql: str, params: list | None = None) -> list[tupl
         return con.execute(sql, params or []).fetchall()
 
 
+CHECKED_IN_MODELS = ": checked in the model: "
+
+
+def checked_in_models(settings: Settings) -> set[str]:
+    """The tests the latest dbt invocation that checked any checked inside its models (the info line each
+    model's check writes to dbt's log: dbt macros/row_checks.sql)."""
+    log = (settings.dbt_log_dir / "dbt.log").read_text()
+    if CHECKED_IN_MODELS not in log:
+        return set()
+    start = log.rindex("Running with dbt", 0, log.rindex(CHECKED_IN_MODELS))
+    end = log.find("Running with dbt", start + 1)
+    latest = log[start:] if end < 0 else log[start:end]
+    return {name.strip() for line in latest.splitlines() if CHECKED_IN_MODELS in line
+            for name in line.split(CHECKED_IN_MODELS, 1)[1].split(",")}
+
+
 def copy_relations(con, path, relations: Sequence[str], prefix: str) -> list[str]:
     """Copy `relations` of the warehouse at `path` into tables of `con` named `<prefix>__<schema>__<name>`
     (returned in order). The warehouse is attached under its own catalog name, its file's stem

@@ -225,10 +225,14 @@
   the rows an incremental run wrote (`written_window_condition`).
 -#}
 {% macro get_where_subquery(relation) -%}
+    {%- do return(tested_rows_subquery(relation, config.get('where', ''), model)) -%}
+{%- endmacro %}
+
+{#- The rows of `relation` the test `test_node` reads: those its `where` keeps, of the rows the run wrote. -#}
+{% macro tested_rows_subquery(relation, where, test_node) -%}
     {%- set conditions = [] -%}
-    {%- set where = config.get('where', '') -%}
     {%- if where -%}{%- do conditions.append('(' ~ where ~ ')') -%}{%- endif -%}
-    {%- set window = written_window_condition(relation, model) -%}
+    {%- set window = written_window_condition(relation, test_node) -%}
     {%- if window -%}{%- do conditions.append('(' ~ window ~ ')') -%}{%- endif -%}
     {%- if conditions -%}
         {%- set filtered -%}

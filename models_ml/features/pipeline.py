@@ -28,6 +28,7 @@ from models_ml.definitions.catalog import Catalog, CatalogError, Domain, load_ca
 from models_ml.definitions.dbt_project import DbtRun
 from models_ml.features.dbt_runner import DbtBuildError, build
 from models_ml.features.inbox import inbox_dir, land_inbox
+from models_ml.features.row_checks import CHECK_WRITTEN_ROWS_VAR, row_rule_exclusions
 from models_ml.features.landing import (
     RAW_SCHEMA,
     LandingReport,
@@ -102,6 +103,9 @@ class BuildScope:
     # With the same project files: the dbt selection of what data landed since can change (no view, every
     # test downstream); None builds the whole selection asked for.
     fed_by_new_data: str | None = None
+    # Proven, on DuckDB: the `--exclude` terms of the row rules the build leaves out of dbt's selection, each
+    # checked inside the model that writes its rows, before that model commits (models_ml.features.row_checks).
+    row_rules_checked_in_models: tuple[str, ...] = ()
 
 
 def build_scope(settings: Settings, select: str | None, full_refresh: bool = False) -> BuildScope:
@@ -130,7 +134,21 @@ def build_scope(settings: Settings, select: str | None, full_refresh: bool = Fal
             return BuildScope()
         built_from = json.loads(latest[0][2] or "null") or {}  # null: recorded before runs recorded them
         quiet = unchanged_tables(ledger_by_table(store), built_from) if built_from else set()
-    return BuildScope(proven=True, fed_by_new_data=changed_by_landing(catalog, domains[0], quiet))
+    return BuildScope(proven=True, fed_by_new_data=changed_by_landing(catalog, domains[0], quiet),
+                      row_rules_checked_in_models=row_rules_checked_in_models(settings, catalog, domains[0]))
+
+
+def row_rules_checked_in_models(settings: Settings, catalog: Catalog, domain: Domain) -> tuple[str, ...]:
+    """The row rules a daily build of `domain` checks inside its models (DuckDB only: a failed check rolls
+    the model's rows back), as `--exclude` terms; () when some test cannot be checked that way."""
+    if settings.engine != "duckdb":
+        return ()
+    manifest = json.loads(settings.manifest_path.read_text())
+    feeding = {(t.source, t.name) for t in catalog.source_tables
+               if domain.name in t.feeds or t.source in domain.sources}
+    sources = [uid for uid, node in (manifest.get("sources") or {}).items()
+               if (node.get("source_name"), node.get("name")) in feeding]
+    return row_rule_exclusions(manifest, sources)
 
 
 def changed_by_landing(catalog: Catalog, domain: Domain, quiet_tables: Collection[str]) -> str | None:
@@ -183,17 +201,24 @@ def dbt_build_command(
     excluding a view must not exclude the tests on it.
     """
     args = ["build"]
+    excluded = ["config.materialized:view"] if scope.fed_by_new_data else []
+    excluded += scope.row_rules_checked_in_models
+    if scope.fed_by_new_data or select:
+        args += ["--select", *(scope.fed_by_new_data or select or "").split()]
+    if excluded:
+        args += ["--exclude", *excluded]
     if scope.fed_by_new_data:
-        args += ["--select", *scope.fed_by_new_data.split(), "--exclude", "config.materialized:view",
-                 "--indirect-selection", "empty"]
-    elif select:
-        args += ["--select", *select.split()]
+        args += ["--indirect-selection", "empty"]
     if full_refresh:
         args.append("--full-refresh")
     args.append("--no-write-json")
-    if scope.proven:
-        args += ["--exclude-resource-type", "unit_test"]
-    return args, ({TEST_WRITTEN_WINDOW_VAR: True} if scope.proven else None)
+    if not scope.proven:
+        return args, None
+    args += ["--exclude-resource-type", "unit_test"]
+    dbt_vars = {TEST_WRITTEN_WINDOW_VAR: True}
+    if scope.row_rules_checked_in_models:
+        dbt_vars[CHECK_WRITTEN_ROWS_VAR] = True
+    return args, dbt_vars
 
 
 def build_features(settings: Settings, full_refresh: bool = False, select: str | None = None) -> DbtRun:

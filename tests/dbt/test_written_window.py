@@ -3,17 +3,21 @@ written row has; a staging view's tests read the rows its base model appended; a
 (full refresh, a run after a failure) tests everything.
 
 Shown by behaviour: rows that break a test are put where the window does or does not look, and the build
-either catches them or, by design, does not.
+either catches them or, by design, does not. Each windowed build runs two ways, with the same outcome: every
+test a dbt node, and the row rules checked inside the models that write their rows (the DuckDB daily run:
+macros/row_checks.sql), where a failing check also leaves the model's table as it was.
 """
 
 import datetime as dt
+import re
 
 import pytest
 from fti_testing import land, query, ticking_clock
 
 from models_ml.definitions.catalog import load_catalog
 from models_ml.features.dbt_runner import DbtBuildError, build
-from models_ml.features.pipeline import TEST_WRITTEN_WINDOW_VAR
+from models_ml.features.pipeline import TEST_WRITTEN_WINDOW_VAR, row_rules_checked_in_models
+from models_ml.features.row_checks import CHECK_WRITTEN_ROWS_VAR
 from models_ml.offline.store import opened
 
 CARRIER = "features.fg_carrier__delay_stats_v1"
@@ -46,22 +50,43 @@ def land_plane_like_the_newest(settings, tail_number: str) -> None:
         from raw.planes order by try_cast(year as integer) desc nulls last, _loaded_at desc limit 1""")
 
 
-def failing_tests(error: DbtBuildError) -> str:
-    return "\n".join(line for line in str(error).splitlines() if line.startswith("- test"))
+def failing_tests(error: DbtBuildError) -> set[str]:
+    """The tests a failed build names: failing test nodes, and the tests a model's check found failing."""
+    text = str(error)
+    return ({line.split()[2].rstrip(":") for line in text.splitlines() if line.startswith("- test")}
+            | set(re.findall(r"(\w+) \(\d+ failing rows", text)))
 
 
 def daily_build(settings) -> list[str]:
     return ["build", "--select", *load_catalog(settings).domain("flights").dbt_selection.split()]
 
 
+@pytest.fixture(params=["test nodes", "checks in models"])
+def windowed(request):
+    """`build` with the written window, the row rules either as test nodes or checked in their models."""
+    def run(settings, args: list[str]):
+        if request.param == "test nodes":
+            return build(settings, args, WINDOW)
+        catalog = load_catalog(settings)
+        terms = row_rules_checked_in_models(settings, catalog, catalog.domain("flights"))
+        assert terms, "the flights row rules can be checked in their models"
+        return build(settings, [*args, "--exclude", *terms], {**WINDOW, CHECK_WRITTEN_ROWS_VAR: True})
+    run.in_models = request.param != "test nodes"
+    return run
+
+
+def rows(settings, relation: str) -> list[tuple]:
+    return query(settings, f"select count(*), max(loaded_at) from {relation}")
+
+
 @pytest.mark.slow
-def test_a_daily_run_tests_the_window_it_wrote_and_the_rows_it_cannot_place(scratch_home):
+def test_a_daily_run_tests_the_window_it_wrote_and_the_rows_it_cannot_place(scratch_home, windowed):
     duplicate_row(scratch_home, CARRIER, "event_at, carrier_code")
     land(scratch_home, dt.date(2013, 1, 11), ticking_clock(dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)))
 
     # The carrier grain includes the event time: rows outside the window did not change this run, so the
     # windowed run does not re-read them (the duplicate is older than anything it wrote) ...
-    build(scratch_home, daily_build(scratch_home), WINDOW)
+    windowed(scratch_home, daily_build(scratch_home))
     assert query(scratch_home, f"select count(*) from {CARRIER} where event_at >= '2013-01-11'")[0][0] > 0
 
     # ... while a run that tests whole tables (after a failure, or a full refresh) finds it.
@@ -74,18 +99,21 @@ def test_a_daily_run_tests_the_window_it_wrote_and_the_rows_it_cannot_place(scra
                           "order by event_at, carrier_code limit 1")
     land(scratch_home, dt.date(2013, 1, 12), ticking_clock(dt.datetime(2026, 1, 6, tzinfo=dt.timezone.utc)),
          start=dt.date(2013, 1, 12))
+    before = rows(scratch_home, CARRIER)
     with pytest.raises(DbtBuildError, match="not_null_fg_carrier__delay_stats_v1_event_at"):
-        build(scratch_home, daily_build(scratch_home), WINDOW)
+        windowed(scratch_home, daily_build(scratch_home))
+    # a test node runs after its model committed the day; a check in the model rolls the day back
+    assert (rows(scratch_home, CARRIER) == before) == windowed.in_models
 
 
 @pytest.mark.slow
-def test_one_row_per_entity_is_tested_on_every_key_a_written_row_has(scratch_home):
+def test_one_row_per_entity_is_tested_on_every_key_a_written_row_has(scratch_home, windowed):
     daily = daily_build(scratch_home)
     newest_year = query(scratch_home, f"select max(event_at) from {PLANES}")[0][0]
     # A second row for the oldest-built plane: no row the run writes has its key.
     duplicate_row(scratch_home, PLANES, "event_at, tail_number")
     land_plane_like_the_newest(scratch_home, "N0TEST")
-    build(scratch_home, daily, WINDOW)
+    windowed(scratch_home, daily)
     assert query(scratch_home, f"select count(*) from {PLANES} where tail_number = 'N0TEST'") == [(1,)]
     with pytest.raises(DbtBuildError, match="unique_fg_plane__attributes"):  # a whole-table run finds it
         build(scratch_home, daily)
@@ -97,12 +125,12 @@ def test_one_row_per_entity_is_tested_on_every_key_a_written_row_has(scratch_hom
                              where event_at = '{newest_year.isoformat()}' and tail_number <> 'N0TEST' limit 1""")
     land_plane_like_the_newest(scratch_home, "N1TEST")
     with pytest.raises(DbtBuildError, match="unique_fg_plane__attributes") as failed:
-        build(scratch_home, daily, WINDOW)
-    assert "fg_carrier__delay_stats" not in failing_tests(failed.value)
+        windowed(scratch_home, daily)
+    assert not any("fg_carrier__delay_stats" in name for name in failing_tests(failed.value))
 
 
 @pytest.mark.slow
-def test_a_staging_views_tests_read_the_rows_its_base_model_appended(scratch_home):
+def test_a_staging_views_tests_read_the_rows_its_base_model_appended(scratch_home, windowed):
     daily = daily_build(scratch_home)
     origin_test = "accepted_values_stg_nycflights__flights_origin_airport_code"
     # A row from an unknown airport, as old as the oldest flight: the windowed run does not re-read it ...
@@ -110,7 +138,7 @@ def test_a_staging_views_tests_read_the_rows_its_base_model_appended(scratch_hom
         select * replace (flight_id || '-old' as flight_id, 'XXX' as origin_airport_code)
         from {FLIGHTS_VIEW_BASE} where rule_broken is null order by loaded_at, flight_id limit 1""")
     land(scratch_home, dt.date(2013, 1, 11), ticking_clock(dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)))
-    build(scratch_home, daily, WINDOW)
+    windowed(scratch_home, daily)
     assert query(scratch_home, f"select count(*) from {CARRIER} where event_at >= '2013-01-11'")[0][0] > 0
     with pytest.raises(DbtBuildError, match=origin_test):  # ... a whole-table run does
         build(scratch_home, daily)
@@ -120,13 +148,15 @@ def test_a_staging_views_tests_read_the_rows_its_base_model_appended(scratch_hom
     land(scratch_home, dt.date(2013, 1, 12), ticking_clock(dt.datetime(2026, 1, 6, tzinfo=dt.timezone.utc)),
          start=dt.date(2013, 1, 12))
     execute(scratch_home, "update raw.flights set origin = 'XXX' where rowid = (select max(rowid) from raw.flights)")
+    before = rows(scratch_home, FLIGHTS_VIEW_BASE)
     with pytest.raises(DbtBuildError, match=origin_test) as failed:
-        build(scratch_home, daily, WINDOW)
+        windowed(scratch_home, daily)
     assert "XXX" in str(failed.value)
+    assert (rows(scratch_home, FLIGHTS_VIEW_BASE) == before) == windowed.in_models
 
 
 @pytest.mark.slow
-def test_the_flights_label_and_spine_tests_read_the_rows_loaded_since_their_watermark(scratch_home):
+def test_the_flights_label_and_spine_tests_read_the_rows_loaded_since_their_watermark(scratch_home, windowed):
     daily = daily_build(scratch_home)
     label, spine = "labels.label_flight__departure_delay", "spines.spine_flight__scheduled"
     # A second copy of each table's oldest row, loaded no later than the rest: the windowed run does not
@@ -135,11 +165,11 @@ def test_the_flights_label_and_spine_tests_read_the_rows_loaded_since_their_wate
         duplicate_row(scratch_home, relation, "loaded_at, flight_id")
     counts = [query(scratch_home, f"select count(*) from {relation}")[0][0] for relation in (label, spine)]
     land(scratch_home, dt.date(2013, 1, 11), ticking_clock(dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)))
-    build(scratch_home, daily, WINDOW)
+    windowed(scratch_home, daily)
     assert all(query(scratch_home, f"select count(*) from {relation}")[0][0] > count
                for relation, count in zip((label, spine), counts))
     # ... a whole-table run finds both.
     with pytest.raises(DbtBuildError) as failed:
         build(scratch_home, daily)
-    assert {"unique_label_flight__departure_delay_flight_id", "unique_spine_flight__scheduled_flight_id"} <= {
-        line.split()[2].rstrip(":") for line in failing_tests(failed.value).splitlines()}
+    assert {"unique_label_flight__departure_delay_flight_id",
+            "unique_spine_flight__scheduled_flight_id"} <= failing_tests(failed.value)
