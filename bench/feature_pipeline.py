@@ -5,7 +5,8 @@ run: a full refresh of the whole period (every test reads whole tables), and one
 everything before it (flights: 1 December; fraud: the last day of transactions), built three times from
 copies of the same warehouse: as a build after a failed run (whole tables tested, every unit test run); as
 a daily run after a successful one on the same project files that builds the whole domain (only the
-rows the run wrote are tested, and uniqueness on the keys they have, dbt macros/test_window.sql; no
+rows the run wrote are tested, and uniqueness on the keys they have, dbt macros/test_window.sql; on
+DuckDB the row rules are checked inside the models that write their rows, macros/row_checks.sql; no
 unit test), the daily run before
 models_ml.features.pipeline.changed_by_landing; and as the daily run the pipeline runs now, which also
 leaves out what only raw tables with nothing landed since feed (and the views). Each build is the command

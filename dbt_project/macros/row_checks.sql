@@ -82,7 +82,7 @@
     {%- set tested = graph.nodes[test.attached_node] -%}
     {%- set relation = api.Relation.create(database=tested.database, schema=tested.schema,
                                            identifier=tested.alias) -%}
-    {%- set arguments = {'model': tested_rows_subquery(relation, test.config.get('where'), test)} -%}
+    {%- set arguments = {'model': tested_rows_subquery(relation, test.config.get('where'), test, model)} -%}
     {%- for name, value in test.test_metadata.kwargs.items() if name != 'model' -%}
         {%- do arguments.update({name: value}) -%}
     {%- endfor -%}

@@ -113,7 +113,7 @@
   the key of a row the run wrote: a duplicate the run made shares its key with a written row, and a key
   no written row has kept the rows it had after the last run, which passed this test (written_key_rows).
 -#}
-{% macro written_window_condition(relation, test_node) -%}
+{% macro written_window_condition(relation, test_node, checking=none) -%}
     {%- if not var('fti_test_written_window', false) or not execute -%}
         {{ return(none) }}
     {%- endif -%}
@@ -123,7 +123,7 @@
     {%- endif -%}
     {%- set target_relation = api.Relation.create(database=tested.database, schema=tested.schema,
                                                   identifier=tested.alias) -%}
-    {%- set written = written_rows(tested, target_relation) -%}
+    {%- set written = written_rows(tested, target_relation, checking) -%}
     {%- if not written -%}
         {{ return(none) }}
     {%- endif -%}
@@ -151,15 +151,19 @@
     place it, and a rule on those columns must see it).
   - A model that declares `meta.fti.written_after: [columns]` (it only appends, and each row it writes is
     above a column's pre-run maximum in one of them): the rows above a recorded maximum, or null there.
-  - A view that declares `meta.fti.rows_of: <base model>`: it filters and projects, row by row, the rows
-    of that one append-only base model and keeps their `loaded_at` (the staging views of `valid_rows`).
-    Its written rows are those loaded after the base model's watermark, which are the rows the base
-    model's build appended (macros/incremental_rules.sql); base rows never change. An incremental base
+  - A view that declares `meta.fti.rows_of: <base model>` (or a list): it filters and projects, row by row,
+    the rows of that one append-only base model (of each of those, which are every model it reads) and keeps
+    their `loaded_at` (the staging views of `valid_rows`; a domain's quarantine). Its written rows are those
+    loaded after the base model's watermark (the earliest of those this invocation builds; one it does not
+    build appends nothing), which are the rows the base model's build appended
+    (macros/incremental_rules.sql); base rows never change. Checked inside the build of one
+    of them (`checking`: macros/row_checks.sql), they are the rows loaded after that one's watermark,
+    which hold every row that build appended. An incremental base
     build never appends a null load time (its filter `_loaded_at > watermark` drops it; a first build
     runs without the window: models_ml.features.pipeline.build_scope), so the condition is a plain
     comparison, which DuckDB answers from the row groups' min/max alone.
 -#}
-{% macro written_rows(tested, target_relation) -%}
+{% macro written_rows(tested, target_relation, checking=none) -%}
     {%- set fti = (tested.get('config', {}).get('meta') or {}).get('fti') or {} -%}
     {%- if fti.get('event_time') and fti.get('created_time') -%}
         {%- set since -%}
@@ -184,18 +188,31 @@
     {%- if not fti.get('rows_of') -%}
         {{ return(none) }}
     {%- endif -%}
-    {%- set parents = (tested.get('depends_on') or {}).get('nodes') or [] -%}
-    {%- set appended = graph.nodes.get(parents[0]) if parents | length == 1 else none -%}
-    {%- if tested.get('config', {}).get('materialized') != 'view' or not appended
-          or appended.get('name') != fti['rows_of']
-          or appended.get('config', {}).get('incremental_strategy') != 'append' -%}
-        {{ exceptions.raise_compiler_error(tested.name ~ ": meta.fti.rows_of (" ~ fti['rows_of'] ~ ") must name"
-            ~ " the only model the view reads, an append-only incremental model; fix rows_of or remove it") }}
+    {%- set bases = [fti['rows_of']] if fti['rows_of'] is string else fti['rows_of'] -%}
+    {%- set appended = [] -%}
+    {%- for parent in (tested.get('depends_on') or {}).get('nodes') or [] -%}
+        {%- set node = graph.nodes.get(parent) -%}
+        {%- if node and node.get('name') in bases
+              and node.get('config', {}).get('incremental_strategy') == 'append' -%}
+            {%- do appended.append(node) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if tested.get('config', {}).get('materialized') != 'view' or appended | length != bases | length
+          or appended | length != ((tested.get('depends_on') or {}).get('nodes') or []) | length -%}
+        {{ exceptions.raise_compiler_error(tested.name ~ ": meta.fti.rows_of (" ~ bases | join(', ') ~ ") must name"
+            ~ " every model the view reads, each an append-only incremental model; fix rows_of or remove it") }}
     {%- endif -%}
-    {%- set base_relation = api.Relation.create(database=appended.database, schema=appended.schema,
-                                                identifier=appended.alias) -%}
-    {{ return({'event_time': none,
-               'condition': '(__rows__.loaded_at > ' ~ recorded_watermark(base_relation) ~ ')'}) }}
+    {%- set watermarks = [] -%}
+    {#- a base model this invocation does not build appends nothing: its rows passed the last run's tests -#}
+    {%- set checking_id = checking.unique_id if checking is not none else none -%}
+    {%- for node in appended if (node.unique_id == checking_id if checking_id
+                                 else node.unique_id in selected_resources) -%}
+        {%- do watermarks.append(recorded_watermark(api.Relation.create(
+            database=node.database, schema=node.schema, identifier=node.alias))) -%}
+    {%- endfor -%}
+    {%- set since = watermarks[0] if watermarks | length == 1
+                    else 'least(' ~ watermarks | join(', ') ~ ')' if watermarks else timestamp_minus_infinity() -%}
+    {{ return({'event_time': none, 'condition': '(__rows__.loaded_at > ' ~ since ~ ')'}) }}
 {%- endmacro %}
 
 {#- The watermark this invocation recorded for `watermarked`, or minus infinity (every row is newer). -#}
@@ -229,10 +246,10 @@
 {%- endmacro %}
 
 {#- The rows of `relation` the test `test_node` reads: those its `where` keeps, of the rows the run wrote. -#}
-{% macro tested_rows_subquery(relation, where, test_node) -%}
+{% macro tested_rows_subquery(relation, where, test_node, checking=none) -%}
     {%- set conditions = [] -%}
     {%- if where -%}{%- do conditions.append('(' ~ where ~ ')') -%}{%- endif -%}
-    {%- set window = written_window_condition(relation, test_node) -%}
+    {%- set window = written_window_condition(relation, test_node, checking) -%}
     {%- if window -%}{%- do conditions.append('(' ~ window ~ ')') -%}{%- endif -%}
     {%- if conditions -%}
         {%- set filtered -%}

@@ -198,7 +198,8 @@ def dbt_build_command(
     re-parses whenever the project is newer than its manifest (models_ml.definitions.catalog.load_catalog).
     A build of only what new data changes (`scope.fed_by_new_data`) selects that, leaves views out and
     turns dbt's indirect test selection off: every test downstream is in the selection already, and
-    excluding a view must not exclude the tests on it.
+    excluding a view must not exclude the tests on it. `scope.row_rules_checked_in_models` leaves the row
+    rules out too, and the var tells each model to check them before it commits (dbt macros/row_checks.sql).
     """
     args = ["build"]
     excluded = ["config.materialized:view"] if scope.fed_by_new_data else []

@@ -1,7 +1,9 @@
 -- Every raw card-fraud row that broke a validation rule, with the rule, kept for inspection and repair.
 -- A view over the append-only base tables: it is always exactly their broken rows, and a run builds nothing
 -- for it (a table rebuilt each run read every broken row's record again: its cost grew with the history).
-{{ config(schema='quarantine', materialized='view') }}
-{{ quarantined_rows('fraud', [
+-- Each row keeps its base row's loaded_at, so its tests read the rows its base models appended (rows_of).
+{% set base_models = [
     'base_fraud__transactions', 'base_fraud__chargebacks', 'base_fraud__cards', 'base_fraud__merchants',
-]) }}
+] %}
+{{ config(schema='quarantine', materialized='view', meta={'fti': {'rows_of': base_models}}) }}
+{{ quarantined_rows('fraud', base_models) }}

@@ -1,8 +1,10 @@
 -- Every raw flights-domain row that broke a validation rule, with the rule, kept for inspection and repair.
 -- A view over the append-only base tables: it is always exactly their broken rows, and a run builds nothing
 -- for it (a table rebuilt each run read every broken row's record again: its cost grew with the history).
-{{ config(schema='quarantine', materialized='view') }}
-{{ quarantined_rows('nycflights', [
+-- Each row keeps its base row's loaded_at, so its tests read the rows its base models appended (rows_of).
+{% set base_models = [
     'base_nycflights__flights', 'base_nycflights__weather', 'base_nycflights__planes',
     'base_nycflights__airlines', 'base_nycflights__airports', 'base_nycflights__schedule',
-]) }}
+] %}
+{{ config(schema='quarantine', materialized='view', meta={'fti': {'rows_of': base_models}}) }}
+{{ quarantined_rows('nycflights', base_models) }}
