@@ -5,6 +5,7 @@ its model's table as it was, is shown beside the test nodes in test_written_wind
 """
 
 import copy
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -27,6 +28,9 @@ def test_flights_and_fraud_check_their_row_rules_in_their_models_and_churn_canno
         f"test_name:{rule},config.severity:error" for rule in ROW_RULES)
     # churn's landed days are a view over views: no model's build writes its rows, so its tests stay nodes
     assert terms["churn"] == ()
+    # Spark's tables take no transaction that a failed check could roll back: every test stays a node
+    on_spark = dataclasses.replace(built_home, engine="spark")
+    assert row_rules_checked_in_models(on_spark, catalog, catalog.domain("flights")) == ()
 
 
 def test_a_row_rule_with_a_threshold_keeps_its_domain_on_test_nodes(built_home):
