@@ -4,20 +4,20 @@
 
   dbt runs every data test as a node of its own, and on a daily run a node's fixed work (its context, its
   compiled template, its events, its connection) costs several times what a test reads in the rows the run
-  wrote. So when the feature pipeline passes the var `fti_check_written_rows` (a daily run after a
-  successful one on the same project files; only on DuckDB), it leaves the row tests of incremental
-  models, and of the staging views that declare `meta.fti.rows_of`, out of dbt's selection
-  (models_ml.features.row_checks), and the post-hook `check_written_rows()` of the model that writes those
-  rows runs each left-out test in one query, before the model's transaction commits. The SQL of each test
-  is the test's own (its generic test macro, on the same rows as the node would read:
+  wrote. So a daily run after a successful one on the same project files (the feature pipeline passes the
+  var `fti_check_written_rows` with the written window), on DuckDB, leaves the row rules of incremental
+  models, and of the views that read only such models (a staging view, a quarantine), out of dbt's
+  selection (models_ml.features.row_checks), and the post-hook `check_written_rows()` of the model that
+  writes those rows runs each left-out test in one query, before the model's transaction commits. The SQL
+  of each test is the test's own (its generic test macro, on the same rows as the node would read:
   `tested_rows_subquery`); a test that finds rows fails the model, so its transaction rolls back and the
   day's rows are not published at all (the node would have run after they were committed), and the run
   fails naming each test and a failing row. The next run is a build after a failure, which runs every
   test as a node on whole tables.
 
   Which tests are left out is decided in one place, the pipeline; the post-hook checks exactly the tests on
-  this model (or on its rows_of views) that are not selected in this invocation, and refuses any it cannot
-  run the way dbt would.
+  this model (or on such views) that are not selected in this invocation (none on Spark, or for a domain
+  the pipeline keeps on test nodes), and refuses any it cannot run the way dbt would.
 -#}
 {% macro check_written_rows() -%}
     {%- if not execute or not var('fti_check_written_rows', false) -%}

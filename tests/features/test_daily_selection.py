@@ -16,6 +16,7 @@ from models_ml.definitions.catalog import SourceTable, load_catalog
 from models_ml.features import pipeline as fp
 from models_ml.features.dbt_runner import DbtBuildError, build
 from models_ml.features.landing import ledger_by_table, unchanged_tables
+from models_ml.features.row_checks import CHECK_WRITTEN_ROWS_VAR
 from models_ml.offline.store import opened
 
 # What a model must not read for a daily run to leave it out when its inputs did not change.
@@ -71,7 +72,7 @@ def test_the_selection_is_what_tables_with_new_batches_feed(built_home):
                                           fp.BuildScope(proven=True, fed_by_new_data=" ".join(terms)))
     assert args == ["build", "--select", *terms, "--exclude", "config.materialized:view",
                     "--indirect-selection", "empty", "--no-write-json", "--exclude-resource-type", "unit_test"]
-    assert dbt_vars == {fp.TEST_WRITTEN_WINDOW_VAR: True}
+    assert dbt_vars == {fp.TEST_WRITTEN_WINDOW_VAR: True, CHECK_WRITTEN_ROWS_VAR: True}
 
 
 class RecordedBuilds:
