@@ -43,12 +43,13 @@
 -#}
 {% macro left_out_tests(checked) -%}
     {%- set tested = [checked.unique_id] -%}
-    {%- set checking = checking_models() -%}
     {%- for node in graph.nodes.values() if node.resource_type == 'model' and node.config.materialized == 'view'
           and checked.unique_id in node.depends_on.nodes -%}
-        {%- if node.depends_on.nodes | reject('in', checking) | list | length == 0 -%}
-            {%- do tested.append(node.unique_id) -%}
-        {%- endif -%}
+        {%- set unchecked = [] -%}
+        {%- for parent in node.depends_on.nodes if not checks_its_rows(graph.nodes.get(parent)) -%}
+            {%- do unchecked.append(parent) -%}
+        {%- endfor -%}
+        {%- if not unchecked -%}{%- do tested.append(node.unique_id) -%}{%- endif -%}
     {%- endfor -%}
     {%- set tests = [] -%}
     {%- for node in graph.nodes.values() if node.resource_type == 'test'
@@ -65,16 +66,15 @@
     {{ return(tests) }}
 {%- endmacro %}
 
-{#- The unique ids of the incremental models whose post-hook checks their rows. -#}
-{% macro checking_models() -%}
-    {%- set found = [] -%}
-    {%- for node in graph.nodes.values() if node.resource_type == 'model'
-          and node.config.materialized == 'incremental' -%}
-        {%- for hook in node.config.get('post-hook', []) if 'check_written_rows(' in (hook.sql or '') -%}
-            {%- if loop.first -%}{%- do found.append(node.unique_id) -%}{%- endif -%}
-        {%- endfor -%}
+{#- Whether `node` is an incremental model whose post-hook checks its rows (a source or none is not). -#}
+{% macro checks_its_rows(node) -%}
+    {%- if not node or node.resource_type != 'model' or node.config.materialized != 'incremental' -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- for hook in node.config.get('post-hook', []) if 'check_written_rows(' in (hook.sql or '') -%}
+        {{ return(true) }}
     {%- endfor -%}
-    {{ return(found) }}
+    {{ return(false) }}
 {%- endmacro %}
 
 {#- The test's own query (what its node compiles to), on the rows its node would read. -#}

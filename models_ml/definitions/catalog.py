@@ -1070,7 +1070,7 @@ def _add_views(catalog: Catalog, declared: list[tuple[FeatureView, bool, str]]) 
         catalog.views[view.name] = view  # the current one last, else the highest version last
 
 
-def _downstream(nodes: Mapping[str, Mapping[str, Any]], starts: Collection[str]) -> set[str]:
+def downstream(nodes: Mapping[str, Mapping[str, Any]], starts: Collection[str]) -> set[str]:
     """Unique ids of every node that depends, directly or through others, on one of ``starts``."""
     children: dict[str, list[str]] = {}
     for unique_id, node in nodes.items():
@@ -1088,12 +1088,12 @@ def _downstream(nodes: Mapping[str, Mapping[str, Any]], starts: Collection[str])
 
 def _source_tables(manifest: Mapping[str, Any], catalog: Catalog) -> tuple[SourceTable, ...]:
     nodes, sources = manifest.get("nodes", {}), manifest.get("sources", {})
-    domain_nodes = {name: _downstream(nodes, [uid for uid, node in sources.items()
+    domain_nodes = {name: downstream(nodes, [uid for uid, node in sources.items()
                                                if node.get("source_name") in domain.sources])
                     for name, domain in catalog.domains.items()}
     tables = []
     for uid, node in sources.items():
-        reached = _downstream(nodes, [uid])
+        reached = downstream(nodes, [uid])
         tables.append(SourceTable(
             node.get("source_name", ""), node.get("name", ""), node.get("schema", ""),
             node.get("identifier") or node.get("name", ""),
@@ -1112,7 +1112,7 @@ def _domain_relations(manifest: Mapping[str, Any], catalog: Catalog) -> dict[str
     for name in catalog.domains:
         starts = [uid for uid, source in sources.items()
                   if ((source.get("source_meta") or {}).get("fti") or {}).get("domain") == name]
-        reached = (nodes[uid] for uid in _downstream(nodes, starts) if uid in nodes)
+        reached = (nodes[uid] for uid in downstream(nodes, starts) if uid in nodes)
         found = {f"{n['schema']}.{n.get('alias') or n['name']}" for n in reached if n.get("resource_type") == "model"}
         relations[name] = tuple(sorted(found & published))
     return relations

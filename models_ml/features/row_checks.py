@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from models_ml.definitions.catalog import downstream
+
 CHECK_WRITTEN_ROWS_VAR = "fti_check_written_rows"
 CHECK_HOOK = "check_written_rows("
 ROW_RULES = ("not_null", "unique", "accepted_values", "expression_is_true", "unique_combination_of_columns")
@@ -49,23 +51,11 @@ def _checkable(test: Node, nodes: Mapping[str, Node]) -> bool:
             and all(_checks_its_rows(nodes.get(parent)) for parent in parents))
 
 
-def _downstream(manifest: Mapping[str, Any], roots: Collection[str]) -> set[str]:
-    children = manifest.get("child_map") or {}
-    seen: set[str] = set()
-    todo = [root for root in roots if root in children]
-    while todo:
-        for child in children.get(todo.pop(), ()):
-            if child not in seen:
-                seen.add(child)
-                todo.append(child)
-    return seen
-
-
 def row_rule_exclusions(manifest: Mapping[str, Any], sources: Collection[str]) -> tuple[str, ...]:
     """The `--exclude` terms that leave the row rules downstream of the source tables `sources` (dbt unique
     ids) to their models' checks; () when one of those tests cannot be checked that way."""
     nodes = manifest.get("nodes") or {}
-    for unique_id in _downstream(manifest, sources):
+    for unique_id in downstream(nodes, sources):
         test = nodes.get(unique_id) or {}
         rule = (test.get("test_metadata") or {}).get("name")
         if (test.get("resource_type") == "test" and rule in ROW_RULES

@@ -40,6 +40,14 @@ def remove_duplicates(settings, relation: str, key: str) -> None:
     execute(settings, f"create or replace table {relation} as select distinct on ({key}) * from {relation}")
 
 
+def add_old_flight(settings, replaced: str, where: str = "true") -> None:
+    """A copy, under a new flight id and with `replaced` (`<value> as <column>`), of the oldest base flight
+    row that `where` keeps: as old as it, so no later run appended it."""
+    execute(settings, f"""insert into {FLIGHTS_VIEW_BASE}
+        select * replace (flight_id || '-old' as flight_id, {replaced})
+        from {FLIGHTS_VIEW_BASE} where {where} order by loaded_at, flight_id limit 1""")
+
+
 def land_plane_like_the_newest(settings, tail_number: str) -> None:
     """A raw plane row landed after everything else, a copy of the plane built most recently under a new
     tail number: the next run writes its attributes row, whose event time (the year built) is the latest."""
@@ -134,9 +142,7 @@ def test_a_staging_views_tests_read_the_rows_its_base_model_appended(scratch_hom
     daily = daily_build(scratch_home)
     origin_test = "accepted_values_stg_nycflights__flights_origin_airport_code"
     # A row from an unknown airport, as old as the oldest flight: the windowed run does not re-read it ...
-    execute(scratch_home, f"""insert into {FLIGHTS_VIEW_BASE}
-        select * replace (flight_id || '-old' as flight_id, 'XXX' as origin_airport_code)
-        from {FLIGHTS_VIEW_BASE} where rule_broken is null order by loaded_at, flight_id limit 1""")
+    add_old_flight(scratch_home, "'XXX' as origin_airport_code", "rule_broken is null")
     land(scratch_home, dt.date(2013, 1, 11), ticking_clock(dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)))
     windowed(scratch_home, daily)
     assert query(scratch_home, f"select count(*) from {CARRIER} where event_at >= '2013-01-11'")[0][0] > 0
@@ -181,9 +187,7 @@ def test_a_quarantines_tests_read_the_rows_its_base_models_appended(scratch_home
     rule_test = "accepted_values_quarantined_rows__nycflights_rule_broken"
     # A broken row with a rule no base model gives, as old as the oldest row: the windowed run, which builds
     # some of the quarantine's base models and not others, does not re-read it ...
-    execute(scratch_home, f"""insert into {FLIGHTS_VIEW_BASE}
-        select * replace (flight_id || '-old' as flight_id, 'no_such_rule' as rule_broken)
-        from {FLIGHTS_VIEW_BASE} order by loaded_at, flight_id limit 1""")
+    add_old_flight(scratch_home, "'no_such_rule' as rule_broken")
     land(scratch_home, dt.date(2013, 1, 11), ticking_clock(dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)))
     windowed(scratch_home, ["build", "--select", *(f"source:nycflights.{table}+" for table in
                                                    ("flights", "schedule", "weather"))])
